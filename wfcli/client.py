@@ -1,0 +1,431 @@
+"""The Python client: create, run, inspect and control instances.
+
+It mirrors Cloudflare's Workflow binding (``create``, ``get``, and on an
+instance ``status``, ``pause``, ``resume``, ``terminate``, ``restart``,
+``send_event``) and adds what a local runner needs: ``execute`` (run in the
+foreground until the next suspension), ``list_instances``, ``history``, ``due`` and
+``delete``. The CLI is a thin layer over this class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .clock import Clock, SystemClock
+from .codec import (
+    Created,
+    ErrorInfo,
+    InboxMessage,
+    JsonValue,
+    MessageAction,
+    Record,
+    check_json,
+    format_time,
+)
+from .errors import (
+    InstanceBusyError,
+    InvalidStateError,
+    UnknownWorkflowError,
+    WorkflowInputError,
+)
+from .executor import Executor
+from .ids import new_instance_id, validate_instance_id, validate_step_name
+from .journal import JournalStore, LockOwner
+from .settings import Settings
+from .state import STATUSES, InstanceState, StepState, WaitInfo, fold
+from .step import RunObserver
+from .workflow import Env, WorkflowEntrypoint
+
+__all__ = ["InstanceHandle", "InstanceStatus", "WorkflowBinding", "WorkflowClient"]
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else format_time(moment)
+
+
+def _error(error: ErrorInfo | None) -> dict[str, JsonValue] | None:
+    return None if error is None else error.to_json()
+
+
+def _step_json(step: StepState) -> dict[str, JsonValue]:
+    return {
+        "name": step.name,
+        "type": step.kind,
+        "status": step.status,
+        "attempts": step.attempts,
+        "started": _time(step.started),
+        "ended": _time(step.ended),
+        "output": step.output,
+        "error": _error(step.error),
+        "retry_at": _time(step.retry_at),
+        "until": _time(step.until),
+        "event_type": step.event_type,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceStatus:
+    """A snapshot of an instance as ``wf status`` shows it.
+
+    ``status`` is one of Cloudflare's statuses. ``interrupted`` is true when the
+    journal says ``running`` but no process holds the instance (it crashed);
+    ``wf resume`` recovers it. A pause requested while a step is in flight
+    shows as ``waitingForPause``.
+    """
+
+    state: InstanceState
+    status: str
+    interrupted: bool
+    holder: LockOwner | None
+    pending_messages: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return self.state.instance_id
+
+    @property
+    def workflow(self) -> str:
+        return self.state.workflow
+
+    @property
+    def output(self) -> JsonValue:
+        return self.state.output
+
+    @property
+    def error(self) -> ErrorInfo | None:
+        return self.state.error
+
+    @property
+    def waiting(self) -> WaitInfo | None:
+        return self.state.waiting if self.status == "waiting" else None
+
+    @property
+    def steps(self) -> list[StepState]:
+        return self.state.ordered_steps()
+
+    @property
+    def finished(self) -> bool:
+        return self.state.terminal
+
+    def to_json(self, *, steps: bool = True) -> dict[str, JsonValue]:
+        """The document of ``wf status --json`` (schema in ``docs/cli-json.md``)."""
+        wait = self.waiting
+        document: dict[str, JsonValue] = {
+            "id": self.id,
+            "workflow": self.workflow,
+            "status": self.status,
+            "interrupted": self.interrupted,
+            "params": self.state.params,
+            "output": self.state.output,
+            "error": _error(self.state.error),
+            "created": _time(self.state.created),
+            "started": _time(self.state.started),
+            "ended": _time(self.state.ended),
+            "waiting": None
+            if wait is None
+            else {
+                "kind": wait.kind,
+                "step": wait.step,
+                "until": _time(wait.until),
+                "event_type": wait.event_type,
+            },
+            "holder": None
+            if self.holder is None
+            else {"pid": self.holder.pid, "host": self.holder.host},
+            "pending": list(self.pending_messages),
+            "warnings": [w.message for w in self.state.warnings],
+        }
+        if steps:
+            document["steps"] = [_step_json(step) for step in self.steps]
+        return document
+
+
+class WorkflowClient:
+    """Everything wfcli does to instances, from Python.
+
+    ``workflows`` maps workflow names to classes; ``bindings`` maps binding
+    names (``ORDER_FLOW``) to workflow names for ``self.env`` inside workflows;
+    ``variables`` are the ``[vars]``.
+    """
+
+    def __init__(
+        self,
+        store: JournalStore,
+        workflows: Mapping[str, type[WorkflowEntrypoint]],
+        *,
+        bindings: Mapping[str, str] | None = None,
+        variables: Mapping[str, JsonValue] | None = None,
+        clock: Clock | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.store = store
+        self.workflows = dict(workflows)
+        self.bindings = dict(bindings or {})
+        self.variables = dict(variables or {})
+        self.clock = clock or SystemClock()
+        self.settings = settings or Settings()
+        self.executor = Executor(store, self._resolve, self._env, self.clock, self.settings)
+
+    def _resolve(self, workflow: str) -> type[WorkflowEntrypoint]:
+        try:
+            return self.workflows[workflow]
+        except KeyError:
+            raise UnknownWorkflowError(workflow, tuple(sorted(self.workflows))) from None
+
+    def _env(self) -> Env:
+        bindings = {name: WorkflowBinding(self, wf) for name, wf in self.bindings.items()}
+        return Env(bindings, self.variables)
+
+    # creating and running -----------------------------------------------------------
+
+    def create(
+        self, workflow: str, *, params: object = None, instance_id: str | None = None
+    ) -> InstanceHandle:
+        """Create a ``queued`` instance; nothing is written if any input is bad.
+
+        Raises :class:`UnknownWorkflowError`, :class:`WorkflowInputError` (bad ID
+        or params) or :class:`InstanceExistsError`.
+        """
+        self._resolve(workflow)
+        chosen = new_instance_id() if instance_id is None else validate_instance_id(instance_id)
+        encoded = check_json(params, "params", self.settings.max_value_bytes)
+        record = Created(
+            at=self.clock.now(), instance_id=chosen, workflow=workflow, params=json.loads(encoded)
+        )
+        self.store.create(record)
+        return InstanceHandle(self, chosen)
+
+    def execute(
+        self,
+        instance_id: str,
+        *,
+        observer: RunObserver | None = None,
+        max_inline_wait: timedelta | None = None,
+    ) -> InstanceStatus:
+        """Run the instance in this process until it completes, errors or suspends.
+
+        Raises :class:`InstanceBusyError` if another process executes it.
+        """
+        validate_instance_id(instance_id)
+        self.executor.execute(instance_id, observer=observer, max_inline_wait=max_inline_wait)
+        return self.status(instance_id)
+
+    def get(self, instance_id: str) -> InstanceHandle:
+        """A handle to an existing instance."""
+        self.status(instance_id)
+        return InstanceHandle(self, instance_id)
+
+    # reading ---------------------------------------------------------------------------
+
+    def _state(self, instance_id: str) -> InstanceState:
+        return fold(self.store.read(validate_instance_id(instance_id)))
+
+    def _snapshot(self, state: InstanceState) -> InstanceStatus:
+        holder = self.store.holder(state.instance_id)
+        pending = self.store.pending(state.instance_id)
+        status: str = state.status
+        interrupted = status == "running" and holder is None
+        if status == "running" and any(m.action == "pause" for m in pending):
+            status = "waitingForPause"
+        return InstanceStatus(
+            state=state,
+            status=status,
+            interrupted=interrupted,
+            holder=holder,
+            pending_messages=tuple(m.action for m in pending),
+        )
+
+    def status(self, instance_id: str) -> InstanceStatus:
+        """The instance's current status, from its journal, lock and inbox."""
+        return self._snapshot(self._state(instance_id))
+
+    def list_instances(
+        self,
+        *,
+        workflow: str | None = None,
+        statuses: Iterable[str] = (),
+        limit: int | None = None,
+    ) -> list[InstanceStatus]:
+        """Instances, newest first, optionally filtered by workflow and status."""
+        wanted = set(statuses)
+        unknown = wanted - set(STATUSES)
+        if unknown:
+            raise WorkflowInputError(
+                "status", f"{sorted(unknown)[0]!r} is not one of {', '.join(STATUSES)}"
+            )
+        if limit is not None and limit < 1:
+            raise WorkflowInputError("limit", f"must be at least 1, got {limit}")
+        found: list[InstanceStatus] = []
+        for instance_id in self.store.instance_ids():
+            state = self._state(instance_id)
+            if workflow is not None and state.workflow != workflow:
+                continue
+            snapshot = self._snapshot(state)
+            if wanted and snapshot.status not in wanted:
+                continue
+            found.append(snapshot)
+        found.sort(key=lambda s: (s.state.created, s.id), reverse=True)
+        return found[:limit] if limit is not None else found
+
+    def history(self, instance_id: str) -> list[Record]:
+        """Every journaled record of the instance, oldest first."""
+        return self.store.read(validate_instance_id(instance_id))
+
+    def due(self) -> list[str]:
+        """Instances a worker should execute now, oldest first.
+
+        Queued ones, interrupted ones (journal says running, no process holds
+        them), waiting ones whose time has come or whose event has arrived, and
+        any with unapplied inbox messages.
+        """
+        now = self.clock.now()
+        ready: list[tuple[datetime, str]] = []
+        for instance_id in self.store.instance_ids():
+            snapshot = self.status(instance_id)
+            if self._is_due(snapshot, now):
+                ready.append((snapshot.state.created, instance_id))
+        return [instance_id for _, instance_id in sorted(ready)]
+
+    @staticmethod
+    def _is_due(snapshot: InstanceStatus, now: datetime) -> bool:
+        state = snapshot.state
+        if snapshot.holder is not None:
+            return False
+        if snapshot.pending_messages or state.status == "queued" or snapshot.interrupted:
+            return True
+        wait = state.waiting
+        if state.status != "waiting" or wait is None:
+            return False
+        if wait.until <= now:
+            return True
+        return wait.event_type is not None and bool(state.buffered_events(wait.event_type))
+
+    # controlling -------------------------------------------------------------------------
+
+    def _post(self, instance_id: str, action: MessageAction, **fields: Any) -> InstanceStatus:
+        message = InboxMessage(
+            message_id=uuid.uuid4().hex, action=action, sent_at=self.clock.now(), **fields
+        )
+        self.store.post(instance_id, message)
+        # If another process executes the instance, it applies the message itself.
+        with contextlib.suppress(InstanceBusyError):
+            self.executor.apply_inbox(instance_id)
+        return self.status(instance_id)
+
+    def _require_live(self, instance_id: str, operation: str) -> InstanceStatus:
+        snapshot = self.status(instance_id)
+        if snapshot.finished:
+            raise InvalidStateError(instance_id, snapshot.status, operation)
+        return snapshot
+
+    def pause(self, instance_id: str) -> InstanceStatus:
+        """Pause: at once if idle, else at the running step's end (``waitingForPause``)."""
+        self._require_live(instance_id, "pause")
+        return self._post(instance_id, "pause")
+
+    def resume(self, instance_id: str) -> InstanceStatus:
+        """Lift a pause (it does not execute; see :meth:`execute`)."""
+        snapshot = self._require_live(instance_id, "resume")
+        if snapshot.status not in ("paused", "waitingForPause"):
+            return snapshot
+        return self._post(instance_id, "resume")
+
+    def terminate(self, instance_id: str) -> InstanceStatus:
+        """Terminate: nothing more runs (a step in flight finishes first)."""
+        self._require_live(instance_id, "terminate")
+        return self._post(instance_id, "terminate")
+
+    def restart(self, instance_id: str, *, from_step: str | None = None) -> InstanceStatus:
+        """Start the instance over with the same ID and params; history is kept.
+
+        With ``from_step``, steps journaled before that step keep their results.
+        """
+        snapshot = self.status(instance_id)
+        if from_step is not None:
+            validate_step_name(from_step)
+            if from_step not in snapshot.state.steps:
+                known = ", ".join(repr(s.name) for s in snapshot.steps) or "none"
+                raise WorkflowInputError(
+                    "from step",
+                    f"instance {instance_id!r} has no step {from_step!r} (steps: {known})",
+                )
+        return self._post(instance_id, "restart", from_step=from_step)
+
+    def send_event(
+        self, instance_id: str, event_type: str, payload: object = None
+    ) -> InstanceStatus:
+        """Deliver an event; a waiting instance takes it, others buffer it by type."""
+        try:
+            validate_step_name(event_type)
+        except WorkflowInputError as error:
+            raise WorkflowInputError("event type", error.reason) from None
+        encoded = check_json(payload, "event payload", self.settings.max_value_bytes)
+        self._require_live(instance_id, "send an event to")
+        return self._post(instance_id, "event", event_type=event_type, payload=json.loads(encoded))
+
+    def delete(self, instance_id: str) -> None:
+        """Remove the instance and its journal. Raises :class:`InstanceBusyError` if it runs."""
+        with self.store.acquire(validate_instance_id(instance_id), LockOwner.current()) as lease:
+            lease.delete_instance()
+
+    def binding(self, workflow: str) -> WorkflowBinding:
+        """A Cloudflare-style binding for one workflow."""
+        self._resolve(workflow)
+        return WorkflowBinding(self, workflow)
+
+
+class WorkflowBinding:
+    """``env.ORDER_FLOW``: create instances of one workflow, or get them by ID."""
+
+    def __init__(self, client: WorkflowClient, workflow: str) -> None:
+        self.client = client
+        self.workflow = workflow
+
+    def create(self, *, params: object = None, id: str | None = None) -> InstanceHandle:
+        """Create a queued instance (a worker or ``wf resume --due`` runs it)."""
+        return self.client.create(self.workflow, params=params, instance_id=id)
+
+    def create_batch(self, batch: Sequence[Mapping[str, Any]]) -> list[InstanceHandle]:
+        """Create several instances; each item may have ``params`` and ``id``."""
+        return [self.create(params=item.get("params"), id=item.get("id")) for item in batch]
+
+    def get(self, id: str) -> InstanceHandle:
+        return self.client.get(id)
+
+
+class InstanceHandle:
+    """One instance, by ID."""
+
+    def __init__(self, client: WorkflowClient, instance_id: str) -> None:
+        self.client = client
+        self.id = instance_id
+
+    def __repr__(self) -> str:
+        return f"InstanceHandle({self.id!r})"
+
+    def status(self) -> InstanceStatus:
+        return self.client.status(self.id)
+
+    def execute(self, **options: Any) -> InstanceStatus:
+        return self.client.execute(self.id, **options)
+
+    def pause(self) -> InstanceStatus:
+        return self.client.pause(self.id)
+
+    def resume(self) -> InstanceStatus:
+        return self.client.resume(self.id)
+
+    def terminate(self) -> InstanceStatus:
+        return self.client.terminate(self.id)
+
+    def restart(self, *, from_step: str | None = None) -> InstanceStatus:
+        return self.client.restart(self.id, from_step=from_step)
+
+    def send_event(self, type: str, payload: object = None) -> InstanceStatus:
+        return self.client.send_event(self.id, type, payload)

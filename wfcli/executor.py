@@ -1,0 +1,150 @@
+"""The executor: runs one instance from its journal to its next suspension point.
+
+Synchronous and deterministic. It takes the instance's lease (one executor per
+instance, across processes), folds the journal, applies the inbox, and calls
+the workflow's ``run`` with a :class:`~wfcli.step.WorkflowStep` that serves
+journaled steps from the record and runs the rest. The run ends complete,
+errored, terminated, paused or waiting, and that ending is journaled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+
+from .clock import Clock
+from .codec import Errored, ErrorInfo, Finished, RunStarted, Suspended, check_json
+from .errors import (
+    InstanceBusyError,
+    InstanceNotFoundError,
+    StepFailedError,
+)
+from .journal import JournalStore, Lease, LockOwner
+from .settings import Settings
+from .state import InstanceState, fold
+from .step import NullObserver, Restart, RunObserver, StepRun, Stop, Suspend, WorkflowStep
+from .workflow import Env, WorkflowEntrypoint, WorkflowEvent, freeze
+
+__all__ = ["Executor", "WorkflowResolver"]
+
+WorkflowResolver = Callable[[str], type[WorkflowEntrypoint]]
+
+
+class Executor:
+    """Runs instances of the workflows that ``resolve`` finds by name."""
+
+    def __init__(
+        self,
+        store: JournalStore,
+        resolve: WorkflowResolver,
+        env: Callable[[], Env],
+        clock: Clock,
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.resolve = resolve
+        self.env = env
+        self.clock = clock
+        self.settings = settings
+
+    def execute(
+        self,
+        instance_id: str,
+        *,
+        observer: RunObserver | None = None,
+        max_inline_wait: timedelta | None = None,
+    ) -> InstanceState:
+        """Run the instance until it completes, errors, pauses, stops or must wait.
+
+        Raises :class:`InstanceBusyError` if another process executes it. A
+        ``KeyboardInterrupt`` or crash leaves the instance ``running`` in its
+        journal (it shows as interrupted and any later ``execute`` recovers it).
+        """
+        settings = self.settings
+        if max_inline_wait is not None:
+            settings = replace(settings, max_inline_wait=max_inline_wait)
+        lease = self.store.acquire(instance_id, LockOwner.current())
+        try:
+            state = self._execute(lease, settings, observer or NullObserver())
+        finally:
+            lease.release()
+        self.settle_inbox(instance_id)
+        return state
+
+    def _execute(self, lease: Lease, settings: Settings, observer: RunObserver) -> InstanceState:
+        state = fold(lease.read())
+        run = StepRun(lease, state, self.clock, settings, observer)
+        try:
+            run.apply_inbox()
+            if state.terminal or state.status == "paused":
+                return state
+            workflow = self.resolve(state.workflow)
+            while True:
+                try:
+                    self._run_once(run, workflow)
+                except Restart:
+                    continue
+                return state
+        finally:
+            run.runner.close()
+
+    def _run_once(self, run: StepRun, workflow: type[WorkflowEntrypoint]) -> None:
+        state = run.state
+        owner = run.lease.owner
+        run.record(RunStarted(at=self.clock.now(), pid=owner.pid, host=owner.host))
+        event = WorkflowEvent(
+            payload=freeze(state.params),
+            timestamp=state.created,
+            instance_id=state.instance_id,
+            workflow_name=state.workflow,
+        )
+        try:
+            output = workflow(self.env()).run(event, WorkflowStep(run))
+            encoded = check_json(output, "workflow output", run.settings.max_value_bytes)
+        except Suspend as signal:
+            wait = signal.wait
+            run.record(
+                Suspended(
+                    at=self.clock.now(),
+                    wait=wait.kind,
+                    step=wait.step,
+                    until=wait.until,
+                    event_type=wait.event_type,
+                )
+            )
+        except Stop:
+            pass  # the pause or termination is journaled already
+        except Restart:
+            raise
+        except StepFailedError as error:
+            run.record(
+                Errored(at=self.clock.now(), error=ErrorInfo(error.error_name, error.error_message))
+            )
+        except Exception as error:
+            run.record(Errored(at=self.clock.now(), error=ErrorInfo.of(error)))
+        else:
+            run.record(Finished(at=self.clock.now(), output=json.loads(encoded)))
+
+    def apply_inbox(self, instance_id: str) -> InstanceState:
+        """Apply pending messages now if no process executes the instance.
+
+        Raises :class:`InstanceBusyError` if one does (it applies them itself).
+        """
+        with self.store.acquire(instance_id, LockOwner.current()) as lease:
+            state = fold(lease.read())
+            StepRun(lease, state, self.clock, self.settings, NullObserver()).apply_inbox()
+            return state
+
+    def settle_inbox(self, instance_id: str) -> None:
+        """Apply messages posted while the lease was being released.
+
+        A sender posts first and then tries the lock, and a lease holder looks at
+        the inbox after releasing, so no message is left unapplied.
+        """
+        while self.store.pending(instance_id):
+            try:
+                self.apply_inbox(instance_id)
+            except (InstanceBusyError, InstanceNotFoundError):
+                return

@@ -1,0 +1,50 @@
+"""Validation of instance IDs and step names, and random IDs."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from .errors import WorkflowInputError
+
+__all__ = ["MAX_STEP_NAME", "new_instance_id", "validate_instance_id", "validate_step_name"]
+
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_STEP_NAME = 256
+
+
+def validate_instance_id(instance_id: object) -> str:
+    """Return ``instance_id`` if it matches ``^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$``.
+
+    The pattern admits no ``/``, ``.`` or NUL, so an ID can never name a path
+    outside the store. Raises :class:`WorkflowInputError` otherwise.
+    """
+    if not isinstance(instance_id, str) or _INSTANCE_ID.fullmatch(instance_id) is None:
+        shown = repr(instance_id)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        raise WorkflowInputError(
+            "instance ID",
+            f"{shown} is not valid: use 1-100 ASCII letters, digits, '_' or '-', "
+            "not starting with '-'",
+        )
+    return instance_id
+
+
+def validate_step_name(name: object) -> str:
+    """Return ``name`` if it is 1..256 characters with no control characters."""
+    if not isinstance(name, str):
+        raise WorkflowInputError("step name", f"expected text, got {type(name).__name__}")
+    if not 1 <= len(name) <= MAX_STEP_NAME:
+        raise WorkflowInputError(
+            "step name", f"must be 1 to {MAX_STEP_NAME} characters, got {len(name)}"
+        )
+    if _CONTROL.search(name):
+        raise WorkflowInputError("step name", f"{name!r} contains a control character")
+    return name
+
+
+def new_instance_id() -> str:
+    """A random instance ID (a UUID4, which matches the ID pattern)."""
+    return str(uuid.uuid4())

@@ -1,0 +1,587 @@
+"""Journal stores: where instances' records, locks and inboxes live.
+
+:class:`JournalStore` is the contract every backend meets (files now; a
+database later). The rules that make wfcli durable live here:
+
+* Only the holder of an instance's :class:`Lease` appends to its journal, so a
+  journal never has two writers. Other processes talk to the instance through
+  its *inbox* (:meth:`JournalStore.post`); the lease holder moves messages into
+  the journal and then discards them.
+* A record counts once its line, newline included, is in the journal. A torn
+  last line (a crash mid-write) is ignored on read and cut off before the next
+  append; damage anywhere else raises :class:`JournalCorruptError` and nothing
+  is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from .codec import (
+    Created,
+    InboxMessage,
+    Record,
+    RecordError,
+    decode_record,
+    encode_record,
+)
+from .errors import (
+    InstanceBusyError,
+    InstanceExistsError,
+    InstanceNotFoundError,
+    JournalCorruptError,
+)
+from .ids import validate_instance_id
+
+__all__ = ["FileStore", "JournalStore", "Lease", "LockOwner", "MemoryStore"]
+
+DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
+_BUSY_RETRY_SECONDS = 0.1  # rides out a status probe holding the lock for microseconds
+
+
+@dataclass(frozen=True, slots=True)
+class LockOwner:
+    """Who executes an instance: a process on a host."""
+
+    pid: int
+    host: str
+
+    @classmethod
+    def current(cls) -> LockOwner:
+        return cls(pid=os.getpid(), host=socket.gethostname())
+
+
+class Lease(ABC):
+    """Exclusive right to write one instance's journal; release it when done."""
+
+    instance_id: str
+    owner: LockOwner
+
+    @abstractmethod
+    def read(self) -> list[Record]:
+        """All complete records of the journal, in order."""
+
+    @abstractmethod
+    def append(self, records: Sequence[Record], *, sync: bool = True) -> None:
+        """Append ``records`` at the end; with ``sync`` (and a durable store) they
+        are on disk when this returns. Records appended without ``sync`` may be
+        lost in a crash, but never reordered after a later synced record."""
+
+    @abstractmethod
+    def pending(self) -> list[InboxMessage]:
+        """Inbox messages not yet discarded, oldest first."""
+
+    @abstractmethod
+    def discard(self, message_ids: Sequence[str]) -> None:
+        """Remove messages from the inbox (after their effect is journaled)."""
+
+    @abstractmethod
+    def delete_instance(self) -> None:
+        """Remove the instance's journal and inbox; the lease is released."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Give up the lease; idempotent."""
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class JournalStore(ABC):
+    """Where journals, locks and inboxes of instances are kept.
+
+    Every method is safe to call from several processes (and threads) at once.
+    """
+
+    durable: bool
+
+    @abstractmethod
+    def location(self) -> str:
+        """Where the store is, for people (a folder, a URL)."""
+
+    @abstractmethod
+    def create(self, record: Created) -> None:
+        """Atomically create a journal whose first line is ``record``.
+
+        Raises :class:`InstanceExistsError` (and writes nothing) if the ID is taken;
+        of many concurrent creators of one ID exactly one succeeds.
+        """
+
+    @abstractmethod
+    def exists(self, instance_id: str) -> bool:
+        """Whether a journal with this ID exists."""
+
+    @abstractmethod
+    def read(self, instance_id: str) -> list[Record]:
+        """The complete records of a journal, without taking its lock.
+
+        Raises :class:`InstanceNotFoundError` or :class:`JournalCorruptError`.
+        """
+
+    @abstractmethod
+    def instance_ids(self) -> list[str]:
+        """IDs of every instance, sorted."""
+
+    @abstractmethod
+    def acquire(self, instance_id: str, owner: LockOwner) -> Lease:
+        """Take the instance's lock without waiting for a holder to finish.
+
+        Raises :class:`InstanceBusyError` naming the holder, or
+        :class:`InstanceNotFoundError`.
+        """
+
+    @abstractmethod
+    def holder(self, instance_id: str) -> LockOwner | None:
+        """Who holds the lock now, or None."""
+
+    @abstractmethod
+    def post(self, instance_id: str, message: InboxMessage) -> None:
+        """Durably add a message to the inbox; messages keep the order they were posted in."""
+
+    @abstractmethod
+    def pending(self, instance_id: str) -> list[InboxMessage]:
+        """Inbox messages not yet applied, oldest first (read-only, no lock)."""
+
+
+# --- files ------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_sync_data = getattr(os, "fdatasync", os.fsync)
+
+
+def _parse_journal(path: Path, data: bytes, expected_id: str) -> tuple[list[Record], int]:
+    """Decode a journal's bytes; returns the records and the length of its complete lines."""
+    if not data:
+        raise JournalCorruptError(str(path), 1, "empty journal (no created record)")
+    records: list[Record] = []
+    end = data.rfind(b"\n") + 1  # everything after the last newline is a torn tail
+    line_no = 0
+    for line_no, raw in enumerate(data[:end].split(b"\n")[:-1], start=1):
+        try:
+            record = decode_record(json.loads(raw))
+        except RecordError as error:
+            raise JournalCorruptError(str(path), line_no, error.reason) from None
+        except (ValueError, RecursionError) as error:
+            reason = "nested too deeply" if isinstance(error, RecursionError) else "not JSON"
+            raise JournalCorruptError(str(path), line_no, reason) from None
+        if (line_no == 1) != isinstance(record, Created):
+            reason = (
+                "first record is not 'created'" if line_no == 1 else "a second 'created' record"
+            )
+            raise JournalCorruptError(str(path), line_no, reason)
+        if isinstance(record, Created) and record.instance_id != expected_id:
+            raise JournalCorruptError(
+                str(path), line_no, f"journal is for instance {record.instance_id!r}"
+            )
+        records.append(record)
+    if not records:
+        raise JournalCorruptError(str(path), 1, "no complete record (torn first line)")
+    return records, end
+
+
+class _FileLease(Lease):
+    def __init__(self, store: FileStore, instance_id: str, owner: LockOwner, lock_fd: int) -> None:
+        self.instance_id = instance_id
+        self.owner = owner
+        self._store = store
+        self._lock_fd: int | None = lock_fd
+        self._journal_path = store.journal_path(instance_id)
+        self._fd = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND)
+        self._valid_length: int | None = None
+        self._tail_checked = False
+        self._mutex = threading.Lock()  # parallel steps append from several threads
+
+    def read(self) -> list[Record]:
+        records, self._valid_length = self._store.read_with_length(self.instance_id)
+        return records
+
+    def append(self, records: Sequence[Record], *, sync: bool = True) -> None:
+        data = "".join(encode_record(record) + "\n" for record in records).encode()
+        with self._mutex:
+            self._cut_torn_tail()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            if sync and self._store.durable:
+                _sync_data(self._fd)
+
+    def _cut_torn_tail(self) -> None:
+        """Before the lease's first append, drop a torn last line left by a crash."""
+        if self._tail_checked:
+            return
+        if self._valid_length is None:
+            self.read()
+        assert self._valid_length is not None
+        if os.fstat(self._fd).st_size > self._valid_length:
+            os.truncate(self._journal_path, self._valid_length)
+        self._tail_checked = True
+
+    def pending(self) -> list[InboxMessage]:
+        return self._store.pending(self.instance_id)
+
+    def discard(self, message_ids: Sequence[str]) -> None:
+        folder = self._store.inbox_path(self.instance_id)
+        wanted = {f"{message_id}.json" for message_id in message_ids}
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(folder):
+                if entry.name.partition("-")[2] in wanted:
+                    os.unlink(entry.path)
+
+    def delete_instance(self) -> None:
+        inbox = self._store.inbox_path(self.instance_id)
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(inbox):
+                os.unlink(entry.path)
+            os.rmdir(inbox)
+        os.unlink(self._journal_path)
+        _fsync_dir(self._journal_path.parent)
+        self.release()
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._lock_fd is None:
+                return
+            os.close(self._fd)
+            os.ftruncate(self._lock_fd, 0)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+class FileStore(JournalStore):
+    """JSON-lines journals in a folder (see ``docs/journal-format.md``).
+
+    Layout: ``journals/ID.jsonl``, ``locks/ID.lock`` (``flock`` target holding
+    the owner's pid and host), ``inbox/ID/*.json`` (one file per message, written
+    to a temporary name and renamed into place). Files are private to the owner.
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        durable: bool = True,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
+        self.root = Path(root)
+        self.durable = durable
+        self.max_line_bytes = max_line_bytes
+        self._last_order = 0
+        self._order_mutex = threading.Lock()
+        self._ready = False
+
+    def location(self) -> str:
+        return str(self.root)
+
+    # paths ------------------------------------------------------------------------
+
+    def journal_path(self, instance_id: str) -> Path:
+        return self.root / "journals" / f"{validate_instance_id(instance_id)}.jsonl"
+
+    def lock_path(self, instance_id: str) -> Path:
+        return self.root / "locks" / f"{validate_instance_id(instance_id)}.lock"
+
+    def inbox_path(self, instance_id: str) -> Path:
+        return self.root / "inbox" / validate_instance_id(instance_id)
+
+    def _prepare(self) -> None:
+        if self._ready:
+            return
+        for folder in ("journals", "locks", "inbox", "tmp"):
+            (self.root / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._ready = True
+
+    def _write_new_file(self, folder: Path, data: bytes) -> Path:
+        """Write ``data`` to a fresh private file in ``folder`` and fsync it."""
+        path = folder / f".tmp-{uuid.uuid4().hex}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+            if self.durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        return path
+
+    # contract -----------------------------------------------------------------------
+
+    def create(self, record: Created) -> None:
+        target = self.journal_path(record.instance_id)
+        self._prepare()
+        temporary = self._write_new_file(self.root / "tmp", (encode_record(record) + "\n").encode())
+        try:
+            os.link(temporary, target)  # atomic, and never replaces an existing journal
+        except FileExistsError:
+            raise InstanceExistsError(record.instance_id) from None
+        finally:
+            os.unlink(temporary)
+        if self.durable:
+            _fsync_dir(target.parent)
+
+    def exists(self, instance_id: str) -> bool:
+        return self.journal_path(instance_id).exists()
+
+    def read(self, instance_id: str) -> list[Record]:
+        return self.read_with_length(instance_id)[0]
+
+    def read_with_length(self, instance_id: str) -> tuple[list[Record], int]:
+        """Records plus the byte length of the journal's complete lines."""
+        path = self.journal_path(instance_id)
+        try:
+            with open(path, "rb") as journal:
+                data = journal.read(self.max_line_bytes + 1)
+                if len(data) > self.max_line_bytes:
+                    data += journal.read()
+        except FileNotFoundError:
+            raise InstanceNotFoundError(instance_id) from None
+        self._check_line_lengths(path, data)
+        return _parse_journal(path, data, instance_id)
+
+    def _check_line_lengths(self, path: Path, data: bytes) -> None:
+        if len(data) <= self.max_line_bytes:
+            return
+        start = 0
+        for line_no in itertools.count(1):
+            end = data.find(b"\n", start)
+            if end - start > self.max_line_bytes or (
+                end < 0 and len(data) - start > self.max_line_bytes
+            ):
+                raise JournalCorruptError(
+                    str(path), line_no, f"line longer than {self.max_line_bytes} bytes"
+                )
+            if end < 0:
+                return
+            start = end + 1
+
+    def instance_ids(self) -> list[str]:
+        folder = self.root / "journals"
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+        return sorted(name[:-6] for name in names if name.endswith(".jsonl"))
+
+    def acquire(self, instance_id: str, owner: LockOwner) -> Lease:
+        if not self.exists(instance_id):
+            raise InstanceNotFoundError(instance_id)
+        self._prepare()
+        lock_path = self.lock_path(instance_id)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + _BUSY_RETRY_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = self._read_owner(fd)
+                    os.close(fd)
+                    raise InstanceBusyError(
+                        instance_id,
+                        holder.pid if holder else None,
+                        holder.host if holder else None,
+                    ) from None
+                time.sleep(0.005)
+        if not self.exists(instance_id):  # deleted while we waited for the lock
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise InstanceNotFoundError(instance_id)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": owner.pid, "host": owner.host}).encode(), 0)
+        return _FileLease(self, instance_id, owner, fd)
+
+    @staticmethod
+    def _read_owner(fd: int) -> LockOwner | None:
+        try:
+            document = json.loads(os.pread(fd, 4096, 0) or b"null")
+            return LockOwner(pid=int(document["pid"]), host=str(document["host"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def holder(self, instance_id: str) -> LockOwner | None:
+        try:
+            fd = os.open(self.lock_path(instance_id), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return self._read_owner(fd) or LockOwner(pid=0, host="")
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    def post(self, instance_id: str, message: InboxMessage) -> None:
+        if not self.exists(instance_id):
+            raise InstanceNotFoundError(instance_id)
+        self._prepare()
+        folder = self.inbox_path(instance_id)
+        folder.mkdir(mode=0o700, exist_ok=True)
+        temporary = self._write_new_file(folder, message.encode().encode())
+        # The name orders messages across processes by wall-clock nanoseconds (kept
+        # strictly increasing within this process); the message ID makes it unique.
+        with self._order_mutex:
+            order = self._last_order = max(time.time_ns(), self._last_order + 1)
+        os.rename(temporary, folder / f"{order:020d}-{message.message_id}.json")
+        if self.durable:
+            _fsync_dir(folder)
+
+    def pending(self, instance_id: str) -> list[InboxMessage]:
+        folder = self.inbox_path(instance_id)
+        try:
+            names = sorted(name for name in os.listdir(folder) if not name.startswith("."))
+        except FileNotFoundError:
+            return []
+        messages = []
+        for name in names:
+            try:
+                text = (folder / name).read_text(encoding="utf-8")
+            except FileNotFoundError:
+                continue  # applied and discarded by the lease holder meanwhile
+            except UnicodeDecodeError:
+                raise JournalCorruptError(str(folder / name), 1, "not UTF-8") from None
+            try:
+                messages.append(InboxMessage.decode(text))
+            except RecordError as error:
+                raise JournalCorruptError(str(folder / name), 1, error.reason) from None
+        return messages
+
+
+# --- memory ---------------------------------------------------------------------------
+
+
+@dataclass
+class _MemoryInstance:
+    records: list[Record]
+    inbox: list[InboxMessage] = field(default_factory=list)
+    owner: LockOwner | None = None
+
+
+class _MemoryLease(Lease):
+    def __init__(self, store: MemoryStore, instance_id: str, owner: LockOwner) -> None:
+        self.instance_id = instance_id
+        self.owner = owner
+        self._store = store
+        self._held = True
+
+    def _instance(self) -> _MemoryInstance:
+        return self._store._instances[self.instance_id]
+
+    def read(self) -> list[Record]:
+        with self._store._mutex:
+            return list(self._instance().records)
+
+    def append(self, records: Sequence[Record], *, sync: bool = True) -> None:
+        for record in records:  # the same validation a file round trip gives
+            decode_record(json.loads(encode_record(record)))
+        with self._store._mutex:
+            self._instance().records.extend(records)
+
+    def pending(self) -> list[InboxMessage]:
+        return self._store.pending(self.instance_id)
+
+    def discard(self, message_ids: Sequence[str]) -> None:
+        with self._store._mutex:
+            instance = self._instance()
+            instance.inbox = [m for m in instance.inbox if m.message_id not in message_ids]
+
+    def delete_instance(self) -> None:
+        with self._store._mutex:
+            del self._store._instances[self.instance_id]
+            self._held = False
+
+    def release(self) -> None:
+        with self._store._mutex:
+            if self._held:
+                self._held = False
+                self._instance().owner = None
+
+
+class MemoryStore(JournalStore):
+    """Everything in memory, for tests and :mod:`wfcli.testing`; works on any OS."""
+
+    durable = False
+
+    def __init__(self) -> None:
+        self._instances: dict[str, _MemoryInstance] = {}
+        self._mutex = threading.Lock()
+
+    def location(self) -> str:
+        return "(memory)"
+
+    def create(self, record: Created) -> None:
+        validate_instance_id(record.instance_id)
+        with self._mutex:
+            if record.instance_id in self._instances:
+                raise InstanceExistsError(record.instance_id)
+            self._instances[record.instance_id] = _MemoryInstance(records=[record])
+
+    def exists(self, instance_id: str) -> bool:
+        return instance_id in self._instances
+
+    def read(self, instance_id: str) -> list[Record]:
+        with self._mutex:
+            return list(self._get(instance_id).records)
+
+    def _get(self, instance_id: str) -> _MemoryInstance:
+        try:
+            return self._instances[instance_id]
+        except KeyError:
+            raise InstanceNotFoundError(instance_id) from None
+
+    def instance_ids(self) -> list[str]:
+        with self._mutex:
+            return sorted(self._instances)
+
+    def acquire(self, instance_id: str, owner: LockOwner) -> Lease:
+        with self._mutex:
+            instance = self._get(instance_id)
+            if instance.owner is not None:
+                raise InstanceBusyError(instance_id, instance.owner.pid, instance.owner.host)
+            instance.owner = owner
+        return _MemoryLease(self, instance_id, owner)
+
+    def holder(self, instance_id: str) -> LockOwner | None:
+        with self._mutex:
+            instance = self._instances.get(instance_id)
+            return instance.owner if instance else None
+
+    def post(self, instance_id: str, message: InboxMessage) -> None:
+        with self._mutex:
+            self._get(instance_id).inbox.append(message)
+
+    def pending(self, instance_id: str) -> list[InboxMessage]:
+        with self._mutex:
+            instance = self._instances.get(instance_id)
+            return list(instance.inbox) if instance else []

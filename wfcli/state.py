@@ -1,0 +1,304 @@
+"""The state of an instance, folded from its journal records (pure, no I/O).
+
+:meth:`InstanceState.apply` is the one place that says what each record means;
+the executor, the client and ``wf status`` all read instances through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from .codec import (
+    AttemptFailed,
+    AttemptStarted,
+    Created,
+    Errored,
+    ErrorInfo,
+    EventReceived,
+    Finished,
+    InboxMessage,
+    JsonValue,
+    Paused,
+    Record,
+    Restarted,
+    Resumed,
+    RunStarted,
+    StepCompleted,
+    StepFailed,
+    StepKind,
+    Suspended,
+    Terminated,
+    WaitStarted,
+    Warned,
+)
+
+__all__ = [
+    "STATUSES",
+    "TERMINAL_STATUSES",
+    "BufferedEvent",
+    "InstanceState",
+    "Status",
+    "StepState",
+    "WaitInfo",
+    "fold",
+    "records_for_message",
+]
+
+Status = Literal[
+    "queued", "running", "paused", "waitingForPause", "waiting", "errored", "terminated", "complete"
+]
+STATUSES: tuple[Status, ...] = (
+    "queued",
+    "running",
+    "paused",
+    "waitingForPause",
+    "waiting",
+    "errored",
+    "terminated",
+    "complete",
+)
+TERMINAL_STATUSES: frozenset[str] = frozenset({"errored", "terminated", "complete"})
+StepStatus = Literal["running", "waiting", "completed", "failed"]
+
+
+@dataclass(slots=True)
+class StepState:
+    """What the journal says about one named step."""
+
+    name: str
+    kind: StepKind
+    position: int
+    status: StepStatus = "running"
+    attempts: int = 0
+    started: datetime | None = None
+    ended: datetime | None = None
+    output: JsonValue = None
+    error: ErrorInfo | None = None
+    retry_at: datetime | None = None
+    until: datetime | None = None
+    event_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitInfo:
+    """What a waiting instance waits for and until when."""
+
+    kind: Literal["sleep", "retry", "event"]
+    step: str
+    until: datetime
+    event_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BufferedEvent:
+    """An event received and not yet consumed by a ``wait_for_event``."""
+
+    message_id: str
+    event_type: str
+    payload: JsonValue
+    received: datetime
+
+
+@dataclass(slots=True)
+class InstanceState:
+    """Everything the journal says about an instance, folded record by record."""
+
+    instance_id: str
+    workflow: str
+    params: JsonValue
+    created: datetime
+    status: Status = "queued"
+    started: datetime | None = None
+    ended: datetime | None = None
+    output: JsonValue = None
+    error: ErrorInfo | None = None
+    waiting: WaitInfo | None = None
+    steps: dict[str, StepState] = field(default_factory=dict)
+    events: list[BufferedEvent] = field(default_factory=list)
+    consumed_events: set[str] = field(default_factory=set)
+    applied_messages: set[str] = field(default_factory=set)
+    warnings: list[Warned] = field(default_factory=list)
+    runs: int = 0
+    runner: tuple[int, str] | None = None
+    record_count: int = 0
+    _next_position: int = 0
+
+    @classmethod
+    def from_created(cls, record: Created) -> InstanceState:
+        return cls(
+            instance_id=record.instance_id,
+            workflow=record.workflow,
+            params=record.params,
+            created=record.at,
+            record_count=1,
+        )
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def buffered_events(self, event_type: str) -> list[BufferedEvent]:
+        """Unconsumed events of ``event_type``, oldest first."""
+        return [
+            event
+            for event in self.events
+            if event.event_type == event_type and event.message_id not in self.consumed_events
+        ]
+
+    def ordered_steps(self) -> list[StepState]:
+        """Steps in the order they first appeared in the journal."""
+        return sorted(self.steps.values(), key=lambda step: step.position)
+
+    def _step(self, name: str, kind: StepKind, at: datetime) -> StepState:
+        step = self.steps.get(name)
+        if step is None:
+            step = self.steps[name] = StepState(
+                name=name, kind=kind, position=self._next_position, started=at
+            )
+            self._next_position += 1
+        return step
+
+    def apply(self, record: Record) -> None:
+        """Fold one record into the state."""
+        self.record_count += 1
+        if isinstance(record, AttemptStarted):
+            step = self._step(record.step, "do", record.at)
+            step.status = "running"
+            step.attempts = max(step.attempts, record.attempt)
+            step.retry_at = None
+        elif isinstance(record, StepCompleted):
+            step = self._step(record.step, record.kind, record.at)
+            step.status = "completed"
+            step.attempts = max(step.attempts, record.attempt)
+            step.output = record.output
+            step.error = None
+            step.retry_at = None
+            step.ended = record.at
+            if record.kind == "event" and isinstance(record.output, dict):
+                event_id = record.output.get("id")
+                if isinstance(event_id, str):
+                    self.consumed_events.add(event_id)
+        elif isinstance(record, AttemptFailed):
+            step = self._step(record.step, "do", record.at)
+            step.status = "waiting" if record.retry_at is not None else "running"
+            step.attempts = max(step.attempts, record.attempt)
+            step.error = record.error
+            step.retry_at = record.retry_at
+        elif isinstance(record, StepFailed):
+            step = self._step(record.step, record.kind, record.at)
+            step.status = "failed"
+            step.attempts = max(step.attempts, record.attempts)
+            step.error = record.error
+            step.retry_at = None
+            step.ended = record.at
+        elif isinstance(record, WaitStarted):
+            step = self._step(record.step, record.kind, record.at)
+            step.status = "waiting"
+            step.until = record.until
+            step.event_type = record.event_type
+        elif isinstance(record, RunStarted):
+            self.status = "running"
+            self.runs += 1
+            self.started = self.started or record.at
+            self.runner = (record.pid, record.host)
+            self.waiting = None
+        elif isinstance(record, Suspended):
+            self.status = "waiting"
+            self.waiting = WaitInfo(record.wait, record.step, record.until, record.event_type)
+        elif isinstance(record, EventReceived):
+            self.applied_messages.add(record.message_id)
+            self.events.append(
+                BufferedEvent(record.message_id, record.event_type, record.payload, record.at)
+            )
+        elif isinstance(record, Paused):
+            self.applied_messages.add(record.message_id)
+            self.status = "paused"
+        elif isinstance(record, Resumed):
+            self.applied_messages.add(record.message_id)
+            if self.status == "paused":
+                self.status = "queued"
+        elif isinstance(record, Terminated):
+            self.applied_messages.add(record.message_id)
+            self.status = "terminated"
+            self.ended = record.at
+            self.waiting = None
+        elif isinstance(record, Restarted):
+            self.applied_messages.add(record.message_id)
+            kept = set(record.kept_steps)
+            self.steps = {name: step for name, step in self.steps.items() if name in kept}
+            self.status = "queued"
+            self.output = None
+            self.error = None
+            self.ended = None
+            self.waiting = None
+            self.warnings = []
+        elif isinstance(record, Finished):
+            self.status = "complete"
+            self.output = record.output
+            self.ended = record.at
+            self.waiting = None
+        elif isinstance(record, Errored):
+            self.status = "errored"
+            self.error = record.error
+            self.ended = record.at
+            self.waiting = None
+        elif isinstance(record, Warned):
+            self.warnings.append(record)
+        elif isinstance(record, Created):
+            raise TypeError("a journal has one 'created' record, first")
+
+
+def fold(records: Iterable[Record]) -> InstanceState:
+    """The state of an instance from its complete journal (first record ``created``)."""
+    iterator = iter(records)
+    first = next(iterator)
+    if not isinstance(first, Created):
+        raise TypeError("a journal starts with a 'created' record")
+    state = InstanceState.from_created(first)
+    for record in iterator:
+        state.apply(record)
+    return state
+
+
+def records_for_message(state: InstanceState, message: InboxMessage, now: datetime) -> list[Record]:
+    """The records that apply ``message`` to ``state`` (empty when it changes nothing).
+
+    Pure: the caller, holding the instance's lease, appends them and folds them in.
+    A message already applied (its ID is journaled) yields nothing, so applying
+    the inbox again after a crash is harmless.
+    """
+    if message.message_id in state.applied_messages:
+        return []
+    action = message.action
+    if action == "event":
+        assert message.event_type is not None
+        return [
+            EventReceived(
+                at=now,
+                message_id=message.message_id,
+                event_type=message.event_type,
+                payload=message.payload,
+            )
+        ]
+    if action == "restart":
+        kept: list[str] = []
+        if message.from_step is not None and message.from_step in state.steps:
+            cutoff = state.steps[message.from_step].position
+            kept = [s.name for s in state.ordered_steps() if s.position < cutoff]
+        return [
+            Restarted(
+                at=now, message_id=message.message_id, from_step=message.from_step, kept_steps=kept
+            )
+        ]
+    if state.terminal:
+        return []
+    if action == "pause" and state.status != "paused":
+        return [Paused(at=now, message_id=message.message_id)]
+    if action == "resume" and state.status == "paused":
+        return [Resumed(at=now, message_id=message.message_id)]
+    if action == "terminate":
+        return [Terminated(at=now, message_id=message.message_id)]
+    return []

@@ -1,0 +1,634 @@
+"""``WorkflowStep``: replay a step from the journal, or run it and record it.
+
+The rules (SPEC §2): a step whose result is journaled returns that result and its
+callback is not called; a step that failed for good re-raises the journaled
+failure; otherwise the step runs from the first attempt with no outcome. Wake
+times and deadlines are journaled as absolute times before any wait. Waits
+longer than the inline limit end the run with :class:`Suspend`, a
+``BaseException`` so that a workflow's ``except Exception`` cannot swallow it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal, Protocol
+
+from .clock import Clock
+from .codec import (
+    AttemptFailed,
+    AttemptStarted,
+    ErrorInfo,
+    InboxMessage,
+    JsonValue,
+    Record,
+    RunStarted,
+    StepCompleted,
+    StepFailed,
+    StepKind,
+    WaitStarted,
+    Warned,
+    check_json,
+    format_time,
+    parse_time,
+)
+from .durations import Duration, parse_duration
+from .errors import (
+    NonRetryableError,
+    StepFailedError,
+    StepTimeoutError,
+    WorkflowInputError,
+    WorkflowTimeoutError,
+)
+from .ids import validate_step_name
+from .journal import Lease
+from .retry import RetryPolicy, backoff_delay
+from .settings import Settings
+from .state import InstanceState, StepState, WaitInfo, records_for_message
+from .workflow import ReceivedEvent, StepContext
+
+__all__ = [
+    "Callback",
+    "RunObserver",
+    "WorkflowStep",
+]
+
+Callback = Callable[..., Any]
+
+
+class RunObserver(Protocol):
+    """Hooks for live views of a run (the CLI's progress display, tests)."""
+
+    def step_started(self, name: str, kind: StepKind, attempt: int) -> None: ...
+
+    def step_finished(self, name: str, kind: StepKind, ok: bool, replayed: bool) -> None: ...
+
+    def attempt_failed(
+        self, name: str, attempt: int, error: ErrorInfo, retry_at: datetime | None
+    ) -> None: ...
+
+    def waiting(self, name: str, kind: str, until: datetime) -> None: ...
+
+
+class NullObserver:
+    """An observer that ignores everything."""
+
+    def step_started(self, name: str, kind: StepKind, attempt: int) -> None:
+        pass
+
+    def step_finished(self, name: str, kind: StepKind, ok: bool, replayed: bool) -> None:
+        pass
+
+    def attempt_failed(
+        self, name: str, attempt: int, error: ErrorInfo, retry_at: datetime | None
+    ) -> None:
+        pass
+
+    def waiting(self, name: str, kind: str, until: datetime) -> None:
+        pass
+
+
+# --- control-flow signals (BaseException: user code's ``except Exception`` lets them pass)
+
+
+class RunSignal(BaseException):
+    """Base of the executor's internal signals that unwind ``run``."""
+
+
+class Suspend(RunSignal):
+    """The run must stop and wait; the executor journals ``Suspended``."""
+
+    def __init__(self, wait: WaitInfo) -> None:
+        self.wait = wait
+        super().__init__(f"waiting for {wait.kind} {wait.step!r} until {format_time(wait.until)}")
+
+
+class Stop(RunSignal):
+    """The instance was paused or terminated; its record is already journaled."""
+
+
+class Restart(RunSignal):
+    """The instance was restarted; the executor runs it again from the top."""
+
+
+# --- callbacks run on a worker thread so that a timeout can abandon them -------------
+
+_callback_thread = threading.local()
+
+
+@dataclass(slots=True)
+class _Call:
+    function: Callback
+    args: tuple[object, ...]
+    done: threading.Event
+    result: object = None
+    error: BaseException | None = None
+
+    def run(self) -> None:
+        _callback_thread.active = True
+        try:
+            self.result = self.function(*self.args)
+        except BaseException as error:  # handed to the waiting thread, which decides
+            self.error = error
+        finally:
+            _callback_thread.active = False
+            self.done.set()
+
+
+class _CallbackWorker:
+    """One daemon thread that runs callbacks handed to it, one at a time."""
+
+    def __init__(self) -> None:
+        self.calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="wfcli-step", daemon=True).start()
+
+    def _loop(self) -> None:
+        while (call := self.calls.get()) is not None:
+            call.run()
+
+
+class CallbackRunner:
+    """Runs callbacks with a per-attempt timeout.
+
+    A timed-out callback cannot be killed in Python: its thread is abandoned (it
+    keeps running in the background until the callback returns, and its result
+    is discarded) and a fresh thread takes the next call.
+    """
+
+    def __init__(self) -> None:
+        self._worker: _CallbackWorker | None = None
+
+    def call(self, function: Callback, args: tuple[object, ...], timeout: float) -> object:
+        if self._worker is None:
+            self._worker = _CallbackWorker()
+        call = _Call(function, args, threading.Event())
+        self._worker.calls.put(call)
+        if not call.done.wait(timeout):
+            self._worker.calls.put(None)  # the thread exits once the callback returns
+            self._worker = None
+            raise TimeoutError
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.calls.put(None)
+            self._worker = None
+
+
+def _wants_context(callback: Callback) -> bool:
+    """Whether ``callback`` has a required positional parameter (for the context)."""
+    if inspect.isfunction(callback):
+        required = callback.__code__.co_argcount - len(callback.__defaults__ or ())
+        return required >= 1
+    if inspect.ismethod(callback) and inspect.isfunction(callback.__func__):
+        function = callback.__func__
+        return function.__code__.co_argcount - len(function.__defaults__ or ()) >= 2
+    try:
+        parameters = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        for p in parameters
+    )
+
+
+def _copy_json(value: JsonValue) -> Any:
+    if isinstance(value, dict):
+        return {key: _copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(item) for item in value]
+    return value
+
+
+def _event_from_output(output: JsonValue) -> ReceivedEvent:
+    assert isinstance(output, dict)
+    timestamp = output.get("timestamp")
+    event_type = output.get("type")
+    assert isinstance(timestamp, str)
+    assert isinstance(event_type, str)
+    return ReceivedEvent(
+        type=event_type, payload=_copy_json(output.get("payload")), timestamp=parse_time(timestamp)
+    )
+
+
+def _validate_event_type(event_type: object) -> str:
+    try:
+        return validate_step_name(event_type)
+    except WorkflowInputError as error:
+        raise WorkflowInputError("event type", error.reason) from None
+
+
+# --- one run of one instance -------------------------------------------------------
+
+
+class StepRun:
+    """The executor's side of a run: journal, state, clock, waits and inbox.
+
+    ``WorkflowStep`` asks it for everything that touches the outside world, so
+    this is the one place that writes records, calls callbacks and waits.
+    """
+
+    def __init__(
+        self,
+        lease: Lease,
+        state: InstanceState,
+        clock: Clock,
+        settings: Settings,
+        observer: RunObserver,
+    ) -> None:
+        self.lease = lease
+        self.state = state
+        self.clock = clock
+        self.settings = settings
+        self.observer = observer
+        self.calls: dict[str, int] = {}
+        self.runner = CallbackRunner()
+        self._mutex = threading.RLock()
+        self._main_thread = threading.get_ident()
+
+    # journal --------------------------------------------------------------------
+
+    def record(self, *records: Record, sync: bool = True) -> None:
+        """Append records and fold them into the state, as one step of the run."""
+        with self._mutex:
+            self.lease.append(records, sync=sync)
+            for record in records:
+                self.state.apply(record)
+
+    def apply_inbox(self) -> bool:
+        """Apply pending inbox messages one at a time; True if any changed the state.
+
+        Each message's records are journaled before the message is discarded, and
+        a journaled message is never applied twice, so a crash anywhere here is safe.
+        """
+        changed = False
+        for message in self.lease.pending():
+            changed |= self._apply_message(message)
+        return changed
+
+    def _apply_message(self, message: InboxMessage) -> bool:
+        records = records_for_message(self.state, message, self.clock.now())
+        if records:
+            self.record(*records)
+        self.lease.discard([message.message_id])
+        return bool(records)
+
+    def checkpoint(self) -> None:
+        """Between steps: apply the inbox and stop, pause or restart if it says so."""
+        if threading.get_ident() != self._main_thread:
+            return
+        records_before = self.state.record_count
+        restarted = False
+        for message in self.lease.pending():
+            if self._apply_message(message) and message.action == "restart":
+                restarted = True
+        if self.state.record_count == records_before:
+            return
+        if restarted:
+            raise Restart
+        if self.state.status in ("paused", "terminated"):
+            raise Stop
+        if self.state.status == "queued":  # paused and resumed in one go: carry on
+            self.record(
+                RunStarted(
+                    at=self.clock.now(), pid=self.lease.owner.pid, host=self.lease.owner.host
+                )
+            )
+
+    def note_call(self, name: str, kind: StepKind) -> int:
+        """Count calls of ``name`` in this run; warn once about a duplicate name."""
+        with self._mutex:
+            count = self.calls.get(name, 0) + 1
+            self.calls[name] = count
+        known = self.state.steps.get(name)
+        if known is not None and known.kind != kind:
+            raise WorkflowInputError(
+                "step name", f"{name!r} is already used by a {known.kind!r} step"
+            )
+        if count == 2 and not any(w.step == name for w in self.state.warnings):
+            self.record(
+                Warned(
+                    at=self.clock.now(),
+                    step=name,
+                    message=f"step name {name!r} is used more than once; "
+                    "later calls return the first call's result",
+                ),
+                sync=False,
+            )
+        return count
+
+    # waits ------------------------------------------------------------------------
+
+    def wait(
+        self,
+        name: str,
+        kind: Literal["sleep", "retry", "event"],
+        until: datetime,
+        event_type: str | None = None,
+        ready: Callable[[], bool] | None = None,
+    ) -> None:
+        """Wait inline until ``until`` (or until ``ready()``), or raise :class:`Suspend`."""
+        now = self.clock.now()
+        if now >= until or (ready is not None and ready()):
+            return
+        if until - now > self.settings.max_inline_wait:
+            raise Suspend(WaitInfo(kind, name, until, event_type))
+        self.observer.waiting(name, kind, until)
+        while True:
+            remaining = (until - self.clock.now()).total_seconds()
+            if remaining <= 0:
+                return
+            self.clock.sleep(min(remaining, self.settings.poll_interval))
+            self.checkpoint()
+            if ready is not None and ready():
+                return
+
+    # steps --------------------------------------------------------------------------
+
+    def do(
+        self,
+        name: str,
+        callback: Callback,
+        *,
+        policy: RetryPolicy,
+        timeout: timedelta,
+        count: int,
+        runner: CallbackRunner,
+    ) -> Any:
+        step = self.state.steps.get(name)
+        if step is not None and step.status == "completed":
+            self.observer.step_finished(name, "do", ok=True, replayed=True)
+            return _copy_json(step.output)
+        if step is not None and step.status == "failed":
+            raise self._failure(step)
+        attempt = 1
+        if step is not None:
+            # An attempt with no outcome was cut short by a crash: run it again.
+            attempt = step.attempts + 1 if step.status == "waiting" else max(step.attempts, 1)
+            if step.retry_at is not None:
+                self.wait(name, "retry", step.retry_at)
+        wants_context = _wants_context(callback)
+        while True:
+            self.record(AttemptStarted(at=self.clock.now(), step=name, attempt=attempt), sync=False)
+            self.observer.step_started(name, "do", attempt)
+            args = (StepContext(attempt=attempt, name=name, count=count),) if wants_context else ()
+            try:
+                result = runner.call(callback, args, timeout.total_seconds())
+                encoded = check_json(result, f"step {name!r} result", self.settings.max_value_bytes)
+            except TimeoutError:
+                error: Exception = StepTimeoutError(name, attempt, timeout.total_seconds())
+            except Exception as caught:
+                error = caught
+            else:
+                output = json.loads(encoded)
+                self.record(
+                    StepCompleted(
+                        at=self.clock.now(), step=name, kind="do", attempt=attempt, output=output
+                    )
+                )
+                self.observer.step_finished(name, "do", ok=True, replayed=False)
+                return json.loads(encoded)
+            attempt = self._attempt_failed(name, attempt, error, policy)
+
+    def _attempt_failed(
+        self, name: str, attempt: int, error: Exception, policy: RetryPolicy
+    ) -> int:
+        """Journal a failed attempt; wait for the retry and return its number, or raise."""
+        info = ErrorInfo.of(error)
+        now = self.clock.now()
+        final = isinstance(error, (NonRetryableError, WorkflowInputError))
+        if final or attempt >= policy.max_attempts:
+            self.record(
+                AttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=None),
+                StepFailed(at=now, step=name, kind="do", attempts=attempt, error=info),
+            )
+            self.observer.attempt_failed(name, attempt, info, None)
+            self.observer.step_finished(name, "do", ok=False, replayed=False)
+            raise self._failure(self.state.steps[name])
+        retry_at = now + backoff_delay(policy, attempt)
+        self.record(
+            AttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=retry_at)
+        )
+        self.observer.attempt_failed(name, attempt, info, retry_at)
+        self.wait(name, "retry", retry_at)
+        return attempt + 1
+
+    @staticmethod
+    def _failure(step: StepState) -> StepFailedError:
+        assert step.error is not None
+        return StepFailedError(step.name, step.error.name, step.error.message, step.attempts)
+
+    def sleep(self, name: str, until: Callable[[], datetime]) -> None:
+        step = self.state.steps.get(name)
+        if step is not None and step.status == "completed":
+            self.observer.step_finished(name, "sleep", ok=True, replayed=True)
+            return
+        if step is None or step.until is None:
+            self.record(
+                WaitStarted(
+                    at=self.clock.now(), step=name, kind="sleep", until=until(), event_type=None
+                )
+            )
+            step = self.state.steps[name]
+        assert step.until is not None
+        self.observer.step_started(name, "sleep", 1)
+        self.wait(name, "sleep", step.until)
+        self.record(
+            StepCompleted(at=self.clock.now(), step=name, kind="sleep", attempt=1, output=None)
+        )
+        self.observer.step_finished(name, "sleep", ok=True, replayed=False)
+
+    def wait_for_event(self, name: str, event_type: str, timeout: timedelta) -> ReceivedEvent:
+        step = self.state.steps.get(name)
+        if step is not None and step.status == "completed":
+            self.observer.step_finished(name, "event", ok=True, replayed=True)
+            return _event_from_output(step.output)
+        if step is not None and step.status == "failed":
+            raise WorkflowTimeoutError(name, event_type)
+        if step is None or step.until is None:
+            now = self.clock.now()
+            self.record(
+                WaitStarted(
+                    at=now, step=name, kind="event", until=now + timeout, event_type=event_type
+                )
+            )
+            step = self.state.steps[name]
+        assert step.until is not None
+        self.observer.step_started(name, "event", 1)
+
+        def arrived() -> bool:
+            return bool(self.state.buffered_events(event_type))
+
+        self.wait(name, "event", step.until, event_type, ready=arrived)
+        buffered = self.state.buffered_events(event_type)
+        now = self.clock.now()
+        if not buffered:
+            error = WorkflowTimeoutError(name, event_type)
+            self.record(
+                StepFailed(at=now, step=name, kind="event", attempts=1, error=ErrorInfo.of(error))
+            )
+            self.observer.step_finished(name, "event", ok=False, replayed=False)
+            raise error
+        event = buffered[0]
+        output: JsonValue = {
+            "id": event.message_id,
+            "type": event.event_type,
+            "payload": event.payload,
+            "timestamp": format_time(event.received),
+        }
+        self.record(StepCompleted(at=now, step=name, kind="event", attempt=1, output=output))
+        self.observer.step_finished(name, "event", ok=True, replayed=False)
+        return _event_from_output(output)
+
+
+# --- the object workflows receive ------------------------------------------------------
+
+
+class WorkflowStep:
+    """The ``step`` argument of ``run``: durable steps, sleeps and event waits."""
+
+    def __init__(self, run: StepRun) -> None:
+        self._run = run
+
+    def _enter(self, name: object, kind: StepKind) -> tuple[str, int]:
+        if getattr(_callback_thread, "active", False):
+            raise WorkflowInputError("step", "steps cannot be started inside a step callback")
+        checked = validate_step_name(name)
+        self._run.checkpoint()
+        return checked, self._run.note_call(checked, kind)
+
+    def _options(self, retries: object, timeout: Duration | None) -> tuple[RetryPolicy, timedelta]:
+        defaults = self._run.settings
+        policy = RetryPolicy.from_value(retries, defaults.retries)
+        limit = defaults.timeout if timeout is None else parse_duration(timeout, "timeout")
+        if limit <= timedelta(0):
+            raise WorkflowInputError("timeout", "must be longer than zero")
+        return policy, limit
+
+    def do(
+        self,
+        name: str,
+        callback: Callback,
+        *,
+        retries: Mapping[str, object] | RetryPolicy | None = None,
+        timeout: Duration | None = None,
+    ) -> Any:
+        """Run ``callback`` once, durably, and return its JSON result.
+
+        ``callback`` takes no argument or a :class:`StepContext`. ``retries``
+        (``limit``, ``delay``, ``backoff``) and ``timeout`` (per attempt) default
+        to the project's settings (5 retries, 10 seconds, exponential; 10 minutes).
+        On replay the journaled result is returned without calling ``callback``.
+        A step that fails for good raises :class:`StepFailedError`.
+        """
+        policy, limit = self._options(retries, timeout)
+        if not callable(callback):
+            raise WorkflowInputError("callback", f"{type(callback).__name__} is not callable")
+        checked, count = self._enter(name, "do")
+        return self._run.do(
+            checked, callback, policy=policy, timeout=limit, count=count, runner=self._run.runner
+        )
+
+    def parallel(
+        self,
+        calls: Mapping[str, Callback],
+        *,
+        retries: Mapping[str, object] | RetryPolicy | None = None,
+        timeout: Duration | None = None,
+    ) -> list[Any]:
+        """Run several ``do`` steps at once, each journaled under its own name.
+
+        Returns their results in the order of ``calls``. On replay only the
+        steps without a journaled result run. If any fails for good, the first
+        failure in ``calls`` order is raised after all have finished.
+        """
+        policy, limit = self._options(retries, timeout)
+        named = [(validate_step_name(name), callback) for name, callback in calls.items()]
+        if getattr(_callback_thread, "active", False):
+            raise WorkflowInputError("step", "steps cannot be started inside a step callback")
+        self._run.checkpoint()
+        counts = [self._run.note_call(name, "do") for name, _ in named]
+        outcomes: list[tuple[bool, object]] = [(False, None)] * len(named)
+
+        def branch(index: int) -> None:
+            name, callback = named[index]
+            runner = CallbackRunner()
+            try:
+                outcomes[index] = (
+                    True,
+                    self._run.do(
+                        name,
+                        callback,
+                        policy=policy,
+                        timeout=limit,
+                        count=counts[index],
+                        runner=runner,
+                    ),
+                )
+            except BaseException as error:
+                outcomes[index] = (False, error)
+            finally:
+                runner.close()
+
+        threads = [
+            threading.Thread(
+                target=branch, args=(index,), name=f"wfcli-parallel-{index}", daemon=True
+            )
+            for index in range(len(named))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        errors = [value for ok, value in outcomes if not ok]
+        suspends = [error for error in errors if isinstance(error, Suspend)]
+        if suspends:
+            raise min(suspends, key=lambda signal: signal.wait.until)
+        for error in errors:
+            assert isinstance(error, BaseException)
+            raise error
+        return [value for _, value in outcomes]
+
+    def sleep(self, name: str, duration: Duration) -> None:
+        """Sleep durably for ``duration``; the wake time is journaled before the wait."""
+        delta = parse_duration(duration, "sleep duration")
+        checked, _ = self._enter(name, "sleep")
+        self._run.sleep(checked, lambda: self._run.clock.now() + delta)
+
+    def sleep_until(self, name: str, when: datetime | float | int) -> None:
+        """Sleep durably until ``when`` (a timezone-aware datetime or epoch seconds)."""
+        if isinstance(when, datetime):
+            if when.tzinfo is None:
+                raise WorkflowInputError("sleep_until", "pass a timezone-aware datetime")
+            moment = when.astimezone(timezone.utc)
+        elif isinstance(when, (int, float)) and not isinstance(when, bool):
+            try:
+                moment = datetime.fromtimestamp(when, timezone.utc)
+            except (OverflowError, OSError, ValueError):
+                raise WorkflowInputError("sleep_until", f"{when!r} is not a valid time") from None
+        else:
+            raise WorkflowInputError(
+                "sleep_until", f"expected a datetime or epoch seconds, got {type(when).__name__}"
+            )
+        checked, _ = self._enter(name, "sleep")
+        self._run.sleep(checked, lambda: moment)
+
+    def wait_for_event(
+        self, name: str, *, type: str, timeout: Duration = "24 hours"
+    ) -> ReceivedEvent:
+        """Wait for an event of ``type``; events sent earlier are taken first in, first out.
+
+        Raises :class:`WorkflowTimeoutError` if none arrives within ``timeout``.
+        """
+        event_type = _validate_event_type(type)
+        limit = parse_duration(timeout, "timeout")
+        checked, _ = self._enter(name, "event")
+        return self._run.wait_for_event(checked, event_type, limit)

@@ -1,0 +1,91 @@
+"""The authoring API: what a workflow class subclasses and receives."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from .codec import JsonValue
+
+if TYPE_CHECKING:
+    from .step import WorkflowStep
+
+__all__ = ["Env", "ReceivedEvent", "StepContext", "WorkflowEntrypoint", "WorkflowEvent", "freeze"]
+
+
+class _FrozenDict(dict[str, Any]):
+    """A dict that refuses changes (still a dict, so ``json.dumps`` takes it)."""
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("event.payload is read-only; copy it to change it")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
+    __ior__ = _refuse
+
+
+def freeze(value: JsonValue) -> Any:
+    """A read-only deep copy of a JSON value: dicts refuse changes, lists become tuples."""
+    if isinstance(value, dict):
+        return _FrozenDict((key, freeze(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return tuple(freeze(item) for item in value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowEvent:
+    """What ``run`` receives: the params and facts about the instance."""
+
+    payload: Any
+    timestamp: datetime
+    instance_id: str
+    workflow_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedEvent:
+    """An event returned by ``step.wait_for_event``."""
+
+    type: str
+    payload: Any
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """Handed to a step callback that takes one argument."""
+
+    attempt: int
+    name: str
+    count: int
+
+
+class Env:
+    """The project's bindings (``env.ORDER_FLOW``) and ``[vars]`` (``env.API_URL``)."""
+
+    def __init__(self, bindings: Mapping[str, object], variables: Mapping[str, JsonValue]) -> None:
+        self._values: dict[str, object] = {**dict(variables), **dict(bindings)}
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            known = ", ".join(sorted(self._values)) or "none"
+            raise AttributeError(f"env has no binding or var {name!r} (known: {known})") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+
+class WorkflowEntrypoint(ABC):
+    """Subclass this and implement :meth:`run`; ``self.env`` holds bindings and vars."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+
+    @abstractmethod
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        """The workflow. Its JSON return value is the instance's output."""
