@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -207,13 +207,17 @@ class WorkflowClient:
         *,
         observer: RunObserver | None = None,
         max_inline_wait: timedelta | None = None,
+        cancel: Callable[[], bool] | None = None,
     ) -> InstanceStatus:
         """Run the instance in this process until it completes, errors or suspends.
 
         Raises :class:`InstanceBusyError` if another process executes it.
+        ``cancel`` is polled between steps (a worker's shutdown flag).
         """
         validate_instance_id(instance_id)
-        self.executor.execute(instance_id, observer=observer, max_inline_wait=max_inline_wait)
+        self.executor.execute(
+            instance_id, observer=observer, max_inline_wait=max_inline_wait, cancel=cancel
+        )
         return self.status(instance_id)
 
     def get(self, instance_id: str) -> InstanceHandle:

@@ -24,7 +24,16 @@ from .errors import (
 from .journal import JournalStore, Lease, LockOwner
 from .settings import Settings
 from .state import InstanceState, fold
-from .step import NullObserver, Restart, RunObserver, StepRun, Stop, Suspend, WorkflowStep
+from .step import (
+    Cancelled,
+    NullObserver,
+    Restart,
+    RunObserver,
+    StepRun,
+    Stop,
+    Suspend,
+    WorkflowStep,
+)
 from .workflow import Env, WorkflowEntrypoint, WorkflowEvent, freeze
 
 __all__ = ["Executor", "WorkflowResolver"]
@@ -55,27 +64,36 @@ class Executor:
         *,
         observer: RunObserver | None = None,
         max_inline_wait: timedelta | None = None,
+        cancel: Callable[[], bool] | None = None,
     ) -> InstanceState:
         """Run the instance until it completes, errors, pauses, stops or must wait.
 
         Raises :class:`InstanceBusyError` if another process executes it. A
         ``KeyboardInterrupt`` or crash leaves the instance ``running`` in its
         journal (it shows as interrupted and any later ``execute`` recovers it).
+        ``cancel`` is checked between steps; when it returns true the run stops
+        there the same way, without running the next step.
         """
         settings = self.settings
         if max_inline_wait is not None:
             settings = replace(settings, max_inline_wait=max_inline_wait)
         lease = self.store.acquire(instance_id, LockOwner.current())
         try:
-            state = self._execute(lease, settings, observer or NullObserver())
+            state = self._execute(lease, settings, observer or NullObserver(), cancel)
         finally:
             lease.release()
         self.settle_inbox(instance_id)
         return state
 
-    def _execute(self, lease: Lease, settings: Settings, observer: RunObserver) -> InstanceState:
+    def _execute(
+        self,
+        lease: Lease,
+        settings: Settings,
+        observer: RunObserver,
+        cancel: Callable[[], bool] | None,
+    ) -> InstanceState:
         state = fold(lease.read())
-        run = StepRun(lease, state, self.clock, settings, observer)
+        run = StepRun(lease, state, self.clock, settings, observer, cancel=cancel)
         try:
             run.apply_inbox()
             if state.terminal or state.status == "paused":
@@ -114,8 +132,8 @@ class Executor:
                     event_type=wait.event_type,
                 )
             )
-        except Stop:
-            pass  # the pause or termination is journaled already
+        except (Stop, Cancelled):
+            pass  # a pause or termination is journaled already; a cancel journals nothing
         except Restart:
             raise
         except StepFailedError as error:

@@ -112,6 +112,14 @@ class Stop(RunSignal):
     """The instance was paused or terminated; its record is already journaled."""
 
 
+class Cancelled(RunSignal):
+    """The process is shutting down: stop between steps, journal nothing.
+
+    The instance stays ``running`` in its journal with no process holding it, so
+    it shows as interrupted and the next ``wf resume``/worker carries on.
+    """
+
+
 class Restart(RunSignal):
     """The instance was restarted; the executor runs it again from the top."""
 
@@ -243,8 +251,11 @@ class StepRun:
         clock: Clock,
         settings: Settings,
         observer: RunObserver,
+        *,
+        cancel: Callable[[], bool] | None = None,
     ) -> None:
         self.lease = lease
+        self.cancel = cancel
         self.state = state
         self.clock = clock
         self.settings = settings
@@ -285,6 +296,8 @@ class StepRun:
         """Between steps: apply the inbox and stop, pause or restart if it says so."""
         if threading.get_ident() != self._main_thread:
             return
+        if self.cancel is not None and self.cancel():
+            raise Cancelled
         records_before = self.state.record_count
         restarted = False
         for message in self.lease.pending():
