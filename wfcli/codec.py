@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal, TypeAlias, Union
 
-from .errors import ValueTooLargeError, WorkflowInputError
+from .errors import NonRetryableError, ValueTooLargeError, WorkflowInputError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -151,9 +151,7 @@ class ErrorInfo:
 
     @classmethod
     def of(cls, error: BaseException) -> ErrorInfo:
-        name = getattr(error, "name", None)
-        if not isinstance(name, str) or not name:
-            name = type(error).__name__
+        name = error.name if isinstance(error, NonRetryableError) else type(error).__name__
         return cls(name=name, message=str(error))
 
     def to_json(self) -> dict[str, JsonValue]:

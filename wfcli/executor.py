@@ -111,6 +111,7 @@ class Executor:
     def _run_once(self, run: StepRun, workflow: type[WorkflowEntrypoint]) -> None:
         state = run.state
         owner = run.lease.owner
+        run.calls.clear()  # duplicate-name detection counts calls within one run
         run.record(RunStarted(at=self.clock.now(), pid=owner.pid, host=owner.host))
         event = WorkflowEvent(
             payload=freeze(state.params),

@@ -160,6 +160,11 @@ class _CallbackWorker:
             call.run()
 
 
+class AttemptTimedOut(Exception):
+    """The callback did not return within the attempt's timeout (private to the runner,
+    so a callback's own ``TimeoutError`` is not mistaken for one)."""
+
+
 class CallbackRunner:
     """Runs callbacks with a per-attempt timeout.
 
@@ -179,7 +184,7 @@ class CallbackRunner:
         if not call.done.wait(timeout):
             self._worker.calls.put(None)  # the thread exits once the callback returns
             self._worker = None
-            raise TimeoutError
+            raise AttemptTimedOut
         if call.error is not None:
             raise call.error
         return call.result
@@ -396,7 +401,7 @@ class StepRun:
             try:
                 result = runner.call(callback, args, timeout.total_seconds())
                 encoded = check_json(result, f"step {name!r} result", self.settings.max_value_bytes)
-            except TimeoutError:
+            except AttemptTimedOut:
                 error: Exception = StepTimeoutError(name, attempt, timeout.total_seconds())
             except Exception as caught:
                 error = caught
