@@ -39,7 +39,7 @@ from .ids import new_instance_id, validate_instance_id, validate_step_name
 from .journal import JournalStore, LockOwner
 from .settings import Settings
 from .state import STATUSES, InstanceState, StepState, WaitInfo, fold
-from .step import RunObserver
+from .step import RunObserver, StepInterceptor
 from .workflow import Env, WorkflowEntrypoint
 
 __all__ = ["InstanceHandle", "InstanceStatus", "WorkflowBinding", "WorkflowClient"]
@@ -208,15 +208,21 @@ class WorkflowClient:
         observer: RunObserver | None = None,
         max_inline_wait: timedelta | None = None,
         cancel: Callable[[], bool] | None = None,
+        interceptor: StepInterceptor | None = None,
     ) -> InstanceStatus:
         """Run the instance in this process until it completes, errors or suspends.
 
         Raises :class:`InstanceBusyError` if another process executes it.
-        ``cancel`` is polled between steps (a worker's shutdown flag).
+        ``cancel`` is polled between steps (a worker's shutdown flag);
+        ``interceptor`` is for :mod:`wfcli.testing`.
         """
         validate_instance_id(instance_id)
         self.executor.execute(
-            instance_id, observer=observer, max_inline_wait=max_inline_wait, cancel=cancel
+            instance_id,
+            observer=observer,
+            max_inline_wait=max_inline_wait,
+            cancel=cancel,
+            interceptor=interceptor,
         )
         return self.status(instance_id)
 

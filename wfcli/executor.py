@@ -29,6 +29,7 @@ from .step import (
     NullObserver,
     Restart,
     RunObserver,
+    StepInterceptor,
     StepRun,
     Stop,
     Suspend,
@@ -65,6 +66,7 @@ class Executor:
         observer: RunObserver | None = None,
         max_inline_wait: timedelta | None = None,
         cancel: Callable[[], bool] | None = None,
+        interceptor: StepInterceptor | None = None,
     ) -> InstanceState:
         """Run the instance until it completes, errors, pauses, stops or must wait.
 
@@ -72,14 +74,15 @@ class Executor:
         ``KeyboardInterrupt`` or crash leaves the instance ``running`` in its
         journal (it shows as interrupted and any later ``execute`` recovers it).
         ``cancel`` is checked between steps; when it returns true the run stops
-        there the same way, without running the next step.
+        there the same way, without running the next step. ``interceptor`` is
+        for :mod:`wfcli.testing` (mocked steps, skipped waits).
         """
         settings = self.settings
         if max_inline_wait is not None:
             settings = replace(settings, max_inline_wait=max_inline_wait)
         lease = self.store.acquire(instance_id, LockOwner.current())
         try:
-            state = self._execute(lease, settings, observer or NullObserver(), cancel)
+            state = self._execute(lease, settings, observer or NullObserver(), cancel, interceptor)
         finally:
             lease.release()
         self.settle_inbox(instance_id)
@@ -91,9 +94,12 @@ class Executor:
         settings: Settings,
         observer: RunObserver,
         cancel: Callable[[], bool] | None,
+        interceptor: StepInterceptor | None,
     ) -> InstanceState:
         state = fold(lease.read())
-        run = StepRun(lease, state, self.clock, settings, observer, cancel=cancel)
+        run = StepRun(
+            lease, state, self.clock, settings, observer, cancel=cancel, interceptor=interceptor
+        )
         try:
             run.apply_inbox()
             if state.terminal or state.status == "paused":

@@ -55,6 +55,7 @@ from .workflow import ReceivedEvent, StepContext
 __all__ = [
     "Callback",
     "RunObserver",
+    "StepInterceptor",
     "WorkflowStep",
 ]
 
@@ -73,6 +74,18 @@ class RunObserver(Protocol):
     ) -> None: ...
 
     def waiting(self, name: str, kind: str, until: datetime) -> None: ...
+
+
+class StepInterceptor(Protocol):
+    """Test hooks (:mod:`wfcli.testing`), consulted before each attempt and each wait."""
+
+    def stand_in(self, name: str, attempt: int, timeout: timedelta) -> Callback | None:
+        """A no-argument callable to run instead of this attempt's callback, or None."""
+
+    def end_wait(
+        self, name: str, kind: Literal["sleep", "retry", "event"], until: datetime
+    ) -> bool:
+        """True to end this wait now (a fake clock may be moved to ``until`` first)."""
 
 
 class NullObserver:
@@ -258,9 +271,11 @@ class StepRun:
         observer: RunObserver,
         *,
         cancel: Callable[[], bool] | None = None,
+        interceptor: StepInterceptor | None = None,
     ) -> None:
         self.lease = lease
         self.cancel = cancel
+        self.interceptor = interceptor
         self.state = state
         self.clock = clock
         self.settings = settings
@@ -357,6 +372,8 @@ class StepRun:
         now = self.clock.now()
         if now >= until or (ready is not None and ready()):
             return
+        if self.interceptor is not None and self.interceptor.end_wait(name, kind, until):
+            return
         if until - now > self.settings.max_inline_wait:
             raise Suspend(WaitInfo(kind, name, until, event_type))
         self.observer.waiting(name, kind, until)
@@ -398,8 +415,13 @@ class StepRun:
             self.record(AttemptStarted(at=self.clock.now(), step=name, attempt=attempt), sync=False)
             self.observer.step_started(name, "do", attempt)
             args = (StepContext(attempt=attempt, name=name, count=count),) if wants_context else ()
+            function = callback
+            if self.interceptor is not None:
+                stand_in = self.interceptor.stand_in(name, attempt, timeout)
+                if stand_in is not None:
+                    function, args = stand_in, ()
             try:
-                result = runner.call(callback, args, timeout.total_seconds())
+                result = runner.call(function, args, timeout.total_seconds())
                 encoded = check_json(result, f"step {name!r} result", self.settings.max_value_bytes)
             except AttemptTimedOut:
                 error: Exception = StepTimeoutError(name, attempt, timeout.total_seconds())
