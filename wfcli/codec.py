@@ -438,6 +438,7 @@ _FIELD_DECODERS: dict[str, _Decoder] = {
 _OVERRIDES: dict[tuple[type[Record], str], _Decoder] = {
     (Warned, "step"): _optional_text,
     (WaitStarted, "kind"): _choice("sleep", "event"),
+    (StepFailed, "kind"): _choice("do", "event"),
 }
 _FIELD_NAMES: dict[type[Record], tuple[str, ...]] = {
     cls: tuple(f.name for f in fields(cls)) for cls in _RECORD_TYPES.values()

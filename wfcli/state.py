@@ -218,8 +218,8 @@ class InstanceState:
             self.status = "paused"
         elif isinstance(record, Resumed):
             self.applied_messages.add(record.message_id)
-            if self.status == "paused":
-                self.status = "queued"
+            if self.status == "paused":  # back to the wait it was paused in, if any
+                self.status = "waiting" if self.waiting is not None else "queued"
         elif isinstance(record, Terminated):
             self.applied_messages.add(record.message_id)
             self.status = "terminated"
