@@ -1,0 +1,655 @@
+"""The ``wf`` command line, in-process through typer's ``CliRunner``.
+
+Every command, its ``--json`` document, every exit code (SPEC §5) and the error
+paths a user can hit. Instances run for real against a file store in a
+temporary project (``tests/cli_support.py``); where a test needs an instance
+held by "another process", a thread of this process executes it (the lock is
+per open file, so the command under test is refused just the same).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner, Result
+
+from tests.cli_support import ERROR_MESSAGE, Project, make_project
+from tests.workflows_for_tests import BLOCK_ENV, Effects, wait_for_file, wait_until
+from wfcli import FakeClock, InstanceStatus, WorkflowClient
+from wfcli.cli import app
+from wfcli.codec import ErrorInfo
+from wfcli.config import load_project, open_client
+from wfcli.render import LineRunLog, LiveRunView
+
+STATUS_KEYS = {
+    "id",
+    "workflow",
+    "status",
+    "interrupted",
+    "params",
+    "output",
+    "error",
+    "created",
+    "started",
+    "ended",
+    "waiting",
+    "holder",
+    "pending",
+    "warnings",
+    "steps",
+}
+STEP_KEYS = {
+    "name",
+    "type",
+    "status",
+    "attempts",
+    "started",
+    "ended",
+    "output",
+    "error",
+    "retry_at",
+    "until",
+    "event_type",
+}
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return make_project(tmp_path / "project")
+
+
+@pytest.fixture
+def effects(project: Project) -> Effects:
+    return Effects(project.effects)
+
+
+def wf(project: Project | None, *args: str, stdin: str | None = None) -> Result:
+    """Run ``wf ARGS`` with the project's ``--config`` and ``--store``."""
+    options = project.options() if project is not None else []
+    return runner.invoke(app, [*args, *options], input=stdin)
+
+
+def ok(result: Result, code: int = 0) -> Result:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+def one_line_error(result: Result, code: int = 2) -> str:
+    """Assert the command failed with ``code`` and one ``error:`` line, no traceback."""
+    assert result.exit_code == code, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def status_of(project: Project, instance_id: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(ok(wf(project, "status", instance_id, "--json")).stdout)
+    return document
+
+
+def journals(project: Project) -> list[str]:
+    folder = project.store / "journals"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def python_client(project: Project) -> WorkflowClient:
+    return open_client(load_project(project.config), project.store)
+
+
+@contextmanager
+def held_by_another_executor(
+    project: Project, instance_id: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, InstanceStatus]]:
+    """Execute a pipeline instance in a thread, blocked inside step ``b``; release on exit."""
+    effects = Effects(project.effects)
+    monkeypatch.setenv(BLOCK_ENV, "b")
+    outcome: dict[str, InstanceStatus] = {}
+    client = python_client(project)
+    thread = threading.Thread(target=lambda: outcome.update(status=client.execute(instance_id)))
+    thread.start()
+    try:
+        wait_until(effects.blocked_marker("b").exists, "step b to block")
+        yield outcome
+    finally:
+        effects.release_file("b").touch()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def detach(project: Project, workflow: str, instance_id: str, **params: object) -> None:
+    result = wf(
+        project,
+        "run",
+        workflow,
+        "--id",
+        instance_id,
+        "--detach",
+        "--params",
+        project.params(**params),
+    )
+    assert ok(result).stdout.strip() == instance_id
+
+
+# --- help and usage --------------------------------------------------------------------
+
+
+def test_help_says_where_the_store_and_config_come_from() -> None:
+    top = ok(wf(None, "--help"))
+    assert "WF_STORE" in top.stdout
+    assert "WF_CONFIG" in top.stdout
+    for command in ("run", "status", "list", "resume", "worker", "prune"):
+        text = ok(wf(None, command, "--help")).stdout
+        assert "--store" in text
+        assert "WF_STORE" in text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["run"], ["no-such-command"], ["list", "--limit", "0"], ["send-event", "x"], ["delete"]],
+)
+def test_usage_errors_exit_2_without_traceback(args: list[str]) -> None:
+    result = wf(None, *args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+
+
+# --- run --------------------------------------------------------------------------------
+
+
+def test_run_to_completion_prints_one_plain_line_per_event(
+    project: Project, effects: Effects
+) -> None:
+    result = ok(wf(project, "run", "pipeline", "--id", "p1", "--params", project.params(n=1)))
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["'a': started (attempt 1)", "'a': done"]
+    assert "p1: complete after" in result.stdout
+    assert 'output: {"a":2,"b":{"double":4},"c":[2,4,"done"]}' in result.stdout
+    assert "\x1b[" not in result.stdout  # no colour when stdout is not a terminal
+    assert "─" not in result.stdout  # no box drawing either
+    assert [effects.count(step) for step in "abc"] == [1, 1, 1]
+
+
+def test_run_json_is_one_status_document(project: Project) -> None:
+    result = ok(wf(project, "run", "pipeline", "--json", "--params", project.params(n=2)))
+    document = json.loads(result.stdout)
+    assert set(document) == STATUS_KEYS
+    assert document["status"] == "complete"
+    assert document["output"]["a"] == 3
+    assert [step["name"] for step in document["steps"]] == ["a", "b", "c"]
+    assert all(set(step) == STEP_KEYS for step in document["steps"])
+
+
+def test_run_shows_a_retried_attempt(project: Project) -> None:
+    result = ok(wf(project, "run", "flaky", "--id", "f1"))
+    assert "'wobble': attempt 1 failed: ValueError: not yet; retry at" in result.stdout
+    assert "'wobble': started (attempt 2)" in result.stdout
+    assert status_of(project, "f1")["steps"][0]["attempts"] == 2
+
+
+def test_run_errored_exits_1_with_the_error(project: Project) -> None:
+    result = ok(wf(project, "run", "failing", "--id", "e1"), code=1)
+    assert f"error: NonRetryableError: {ERROR_MESSAGE}" in result.stdout
+    assert status_of(project, "e1")["error"] == {
+        "name": "NonRetryableError",
+        "message": ERROR_MESSAGE,
+    }
+
+
+def test_run_suspended_on_a_sleep_exits_3_and_says_how_it_continues(project: Project) -> None:
+    result = ok(
+        wf(project, "run", "sleeper", "--id", "s1", "--params", project.params(seconds=3600)),
+        code=3,
+    )
+    assert "s1: waiting" in result.stdout
+    assert "`wf resume s1`" in result.stdout
+    waiting = status_of(project, "s1")["waiting"]
+    assert waiting["kind"] == "sleep"
+    assert waiting["step"] == "nap"
+
+
+def test_run_waiting_for_an_event_says_how_to_send_it(project: Project) -> None:
+    result = ok(wf(project, "run", "approval", "--id", "a1", "--params", project.params()), code=3)
+    assert "`wf send-event a1 --type approve`" in result.stdout
+    assert status_of(project, "a1")["waiting"]["event_type"] == "approve"
+
+
+def test_max_wait_overrides_the_projects_max_inline_wait(project: Project, tmp_path: Path) -> None:
+    nap = project.params(seconds=0.2)  # under this project's max inline wait of 1 second
+    ok(wf(project, "run", "sleeper", "--id", "inline", "--params", nap))
+    ok(wf(project, "run", "sleeper", "--id", "later", "--max-wait", "0", "--params", nap), 3)
+    strict = make_project(tmp_path / "strict", max_inline_wait="0 seconds")
+    nap = strict.params(seconds=0.2)
+    ok(wf(strict, "run", "sleeper", "--id", "later", "--params", nap), 3)
+    ok(wf(strict, "run", "sleeper", "--id", "inline", "--max-wait", "5 seconds", "--params", nap))
+
+
+def test_detach_only_creates_a_queued_instance(project: Project, effects: Effects) -> None:
+    detach(project, "pipeline", "d1", n=1)
+    assert status_of(project, "d1")["status"] == "queued"
+    assert effects.count("a") == 0
+    document = json.loads(ok(wf(project, "run", "pipeline", "--detach", "--json")).stdout)
+    assert document["status"] == "queued"
+    assert set(document) == STATUS_KEYS
+
+
+def test_params_from_a_file_and_from_stdin(project: Project, tmp_path: Path) -> None:
+    params_file = tmp_path / "params.json"
+    params_file.write_text(project.params(n=10), encoding="utf-8")
+    ok(wf(project, "run", "pipeline", "--id", "file", "--params", f"@{params_file}"))
+    ok(wf(project, "run", "pipeline", "--id", "stdin", "--params", "-", stdin=project.params(n=20)))
+    assert status_of(project, "file")["output"]["a"] == 11
+    assert status_of(project, "stdin")["output"]["a"] == 21
+
+
+@pytest.mark.parametrize(
+    ("params", "stdin", "message"),
+    [
+        ("{not json", None, "--params: not valid JSON"),
+        ("-", "[1, 2", "--params from stdin: not valid JSON"),
+        ("@/no/such/file.json", None, "cannot read the file"),
+        ("[NaN]", None, "is not a JSON number"),
+    ],
+)
+def test_bad_params_exit_2_and_write_nothing(
+    project: Project, params: str, stdin: str | None, message: str
+) -> None:
+    line = one_line_error(wf(project, "run", "pipeline", "--params", params, stdin=stdin))
+    assert message in line
+    assert journals(project) == []
+
+
+def test_bad_run_input_exits_2_and_writes_nothing(project: Project) -> None:
+    assert "unknown workflow 'nope'" in one_line_error(wf(project, "run", "nope"))
+    assert "instance ID" in one_line_error(wf(project, "run", "pipeline", "--id", "bad.id"))
+    assert "--max-wait" in one_line_error(wf(project, "run", "pipeline", "--max-wait", "soon"))
+    assert journals(project) == []
+    detach(project, "pipeline", "taken", n=1)
+    assert "already exists" in one_line_error(wf(project, "run", "pipeline", "--id", "taken"))
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def test_config_errors_are_one_line_naming_the_file(project: Project, tmp_path: Path) -> None:
+    missing = one_line_error(runner.invoke(app, ["list", "--config", str(tmp_path / "nope.toml")]))
+    assert "nope.toml" in missing
+    broken = tmp_path / "broken" / "workflows.toml"
+    broken.parent.mkdir()
+    broken.write_text('name = "x"\nmain = "m.py"\n[[workflows]]\nname = 3\n', encoding="utf-8")
+    line = one_line_error(runner.invoke(app, ["run", "x", "--config", str(broken)]))
+    assert f"{broken}:4:" in line
+    bad_class = project.config.read_text(encoding="utf-8").replace('"Pipeline"', '"Missing"')
+    project.config.write_text(bad_class, encoding="utf-8")
+    assert "'Missing'" in one_line_error(wf(project, "run", "pipeline"))
+
+
+def test_no_workflows_toml_and_no_store_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WF_STORE", raising=False)
+    monkeypatch.delenv("WF_CONFIG", raising=False)
+    assert "workflows.toml" in one_line_error(runner.invoke(app, ["list"]))
+
+
+def test_reading_commands_need_only_the_store(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok(wf(project, "run", "approval", "--id", "a1", "--params", project.params()), 3)
+    ok(wf(project, "run", "pipeline", "--id", "p1", "--params", project.params(n=1)))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("WF_CONFIG", raising=False)
+    store = ["--store", str(project.store)]
+    listed = json.loads(ok(runner.invoke(app, ["list", "--json", *store])).stdout)
+    assert {i["id"] for i in listed["instances"]} == {"a1", "p1"}
+    ok(runner.invoke(app, ["status", "a1", *store]))
+    ok(runner.invoke(app, ["history", "p1", *store]))
+    # posting works too; going on needs the workflows, so it says how and exits 3
+    sent = runner.invoke(app, ["send-event", "a1", "--type", "approve", *store])
+    assert sent.exit_code == 3, sent.output
+    assert "wf resume a1" in sent.stderr
+    monkeypatch.setenv("WF_STORE", str(project.store))
+    ok(runner.invoke(app, ["terminate", "a1"]))
+    ok(runner.invoke(app, ["delete", "p1"]))
+    assert "workflows.toml" in one_line_error(runner.invoke(app, ["run", "pipeline"]))
+
+
+def test_workflows_lists_bindings_config_and_store(project: Project) -> None:
+    plain = ok(wf(project, "workflows")).stdout
+    assert "pipeline  PIPELINE  Pipeline" in plain
+    assert str(project.config) in plain
+    document = json.loads(ok(wf(project, "workflows", "--json")).stdout)
+    assert set(document) == {"config", "store", "workflows"}
+    assert document["store"] == str(project.store)
+    assert document["workflows"][0] == {
+        "name": "pipeline",
+        "binding": "PIPELINE",
+        "class_name": "Pipeline",
+        "main": str(Path(__file__).resolve().parent / "workflows_for_tests.py"),
+    }
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def test_status_shows_the_instance_and_its_steps(project: Project) -> None:
+    ok(wf(project, "run", "sleeper", "--id", "s1", "--params", project.params(seconds=3600)), 3)
+    text = ok(wf(project, "status", "s1")).stdout
+    assert "status    waiting" in text
+    assert "waiting   sleep (step 'nap') until" in text
+    rows = [line.split()[:3] for line in text.splitlines() if line.startswith(("before", "nap"))]
+    assert rows == [["before", "do", "completed"], ["nap", "sleep", "waiting"]]
+
+
+def test_status_watch_returns_once_the_instance_settles(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detach(project, "pipeline", "w1", n=1)
+    with held_by_another_executor(project, "w1", monkeypatch):
+        assert status_of(project, "w1")["status"] == "running"
+        Effects(project.effects).release_file("b").touch()
+        document = json.loads(ok(wf(project, "status", "w1", "--watch", "--json")).stdout)
+    assert document["status"] == "complete"
+
+
+def test_list_filters_and_orders_newest_first(project: Project) -> None:
+    detach(project, "pipeline", "q1", n=1)
+    ok(wf(project, "run", "failing", "--id", "e1"), 1)
+    ok(wf(project, "run", "pipeline", "--id", "c1", "--params", project.params(n=1)))
+
+    def ids(*args: str) -> list[str]:
+        document = json.loads(ok(wf(project, "list", "--json", *args)).stdout)
+        assert all(set(i) == STATUS_KEYS - {"steps"} for i in document["instances"])
+        return [i["id"] for i in document["instances"]]
+
+    assert ids() == ["c1", "e1", "q1"]
+    assert ids("--workflow", "pipeline") == ["c1", "q1"]
+    assert ids("--status", "queued", "--status", "errored") == ["e1", "q1"]
+    assert ids("--limit", "1") == ["c1"]
+    plain = ok(wf(project, "list")).stdout.splitlines()
+    assert plain[0].split() == ["ID", "WORKFLOW", "STATUS", "CREATED", "ENDED"]
+    assert [line.split()[:3] for line in plain[1:2]] == [["c1", "pipeline", "complete"]]
+    assert "'bogus' is not one of" in one_line_error(wf(project, "list", "--status", "bogus"))
+
+
+def test_history_lists_every_record(project: Project) -> None:
+    ok(wf(project, "run", "pipeline", "--id", "h1", "--params", project.params(n=1)))
+    document = json.loads(ok(wf(project, "history", "h1", "--json")).stdout)
+    assert document["id"] == "h1"
+    types = [record["type"] for record in document["records"]]
+    assert types[0] == "created"
+    assert types[-1] == "finished"
+    assert types.count("step_completed") == 3
+    assert document["records"][0]["params"]["n"] == 1
+    text = ok(wf(project, "history", "h1")).stdout.splitlines()
+    assert text[0].split() == ["TIME", "TYPE", "STEP", "ATTEMPT", "DETAIL"]
+    assert len(text) == 1 + len(types)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status", "ghost"],
+        ["history", "ghost"],
+        ["pause", "ghost"],
+        ["terminate", "ghost"],
+        ["restart", "ghost"],
+        ["resume", "ghost"],
+        ["send-event", "ghost", "--type", "t"],
+        ["delete", "ghost"],
+        ["status", "../escape"],
+    ],
+)
+def test_unknown_or_invalid_ids_exit_2(project: Project, command: list[str]) -> None:
+    line = one_line_error(wf(project, *command))
+    assert "ghost" in line or "not valid" in line
+
+
+def test_a_corrupt_journal_is_reported_with_file_and_line(project: Project) -> None:
+    ok(wf(project, "run", "pipeline", "--id", "c1", "--params", project.params(n=1)))
+    journal = project.store / "journals" / "c1.jsonl"
+    lines = journal.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[1] = "{garbage\n"
+    journal.write_text("".join(lines), encoding="utf-8")
+    assert f"{journal}:2: corrupt journal" in one_line_error(wf(project, "status", "c1"))
+
+
+# --- controlling --------------------------------------------------------------------------
+
+
+def test_pause_then_resume(project: Project) -> None:
+    ok(wf(project, "run", "sleeper", "--id", "s1", "--params", project.params(seconds=3600)), 3)
+    assert ok(wf(project, "pause", "s1")).stdout.strip() == "s1: paused"
+    assert status_of(project, "s1")["status"] == "paused"
+    resumed = ok(wf(project, "resume", "s1"), 3)  # lifted, and asleep again
+    assert "s1: waiting" in resumed.stdout
+    assert status_of(project, "s1")["status"] == "waiting"
+
+
+def test_pause_while_a_step_runs_takes_effect_after_it(
+    project: Project, effects: Effects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detach(project, "pipeline", "p1", n=1)
+    with held_by_another_executor(project, "p1", monkeypatch) as outcome:
+        paused = ok(wf(project, "pause", "p1")).stdout
+        assert paused.startswith("p1: waitingForPause (process ")
+    assert outcome["status"].status == "paused"
+    assert effects.count("c") == 0
+    ok(wf(project, "resume", "p1"))
+    assert [effects.count(step) for step in "abc"] == [1, 1, 1]
+
+
+def test_terminate_ends_it_and_resume_refuses(project: Project, effects: Effects) -> None:
+    ok(wf(project, "run", "sleeper", "--id", "s1", "--params", project.params(seconds=3600)), 3)
+    assert ok(wf(project, "terminate", "s1")).stdout.strip() == "s1: terminated"
+    line = one_line_error(wf(project, "resume", "s1"))
+    assert line == "error: cannot resume instance 's1': it is terminated"
+    assert "it is terminated" in one_line_error(wf(project, "pause", "s1"))
+    assert effects.count("after") == 0
+
+
+def test_terminated_while_running_exits_4(
+    project: Project, effects: Effects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(BLOCK_ENV, "b")
+    client = python_client(project)
+
+    def terminate_when_blocked() -> None:
+        wait_for_file(effects.blocked_marker("b"))
+        client.terminate("t1")
+        effects.release_file("b").touch()
+
+    helper = threading.Thread(target=terminate_when_blocked)
+    helper.start()
+    result = wf(project, "run", "pipeline", "--id", "t1", "--params", project.params(n=1))
+    helper.join(timeout=30)
+    ok(result, code=4)
+    assert "t1: terminated" in result.stdout
+    assert effects.count("c") == 0
+
+
+def test_an_instance_held_elsewhere_is_busy_exit_5(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detach(project, "pipeline", "b1", n=1)
+    with held_by_another_executor(project, "b1", monkeypatch) as outcome:
+        line = one_line_error(wf(project, "resume", "b1"), code=5)
+        assert "instance 'b1' is being executed by process" in line
+        one_line_error(wf(project, "delete", "b1"), code=5)
+        assert status_of(project, "b1")["holder"]["pid"] > 0
+    assert outcome["status"].status == "complete"
+
+
+def test_restart_runs_again_keeping_history(project: Project, effects: Effects) -> None:
+    ok(wf(project, "run", "sleeper", "--id", "r1", "--params", project.params(seconds=0)))
+    ok(wf(project, "restart", "r1", "--from-step", "after"))
+    assert (effects.count("before"), effects.count("after")) == (1, 2)
+    ok(wf(project, "restart", "r1"))
+    assert (effects.count("before"), effects.count("after")) == (2, 3)
+    records = json.loads(ok(wf(project, "history", "r1", "--json")).stdout)["records"]
+    assert [r["type"] for r in records].count("restarted") == 2
+    assert [r["type"] for r in records].count("finished") == 3
+    assert "no step 'nope'" in one_line_error(wf(project, "restart", "r1", "--from-step", "nope"))
+
+
+def test_send_event_resumes_the_waiter_in_the_foreground(
+    project: Project, effects: Effects
+) -> None:
+    ok(wf(project, "run", "approval", "--id", "a1", "--params", project.params()), 3)
+    result = ok(wf(project, "send-event", "a1", "--type", "approve", "--payload", '{"by": "ada"}'))
+    assert "a1: complete" in result.stdout
+    assert status_of(project, "a1")["output"] == {"approved_by": "ada"}
+    assert (effects.count("prepare"), effects.count("record")) == (1, 1)
+
+
+def test_send_event_of_another_type_is_buffered(project: Project) -> None:
+    ok(wf(project, "run", "approval", "--id", "a1", "--params", project.params()), 3)
+    result = ok(wf(project, "send-event", "a1", "--type", "other", "--payload", "-", stdin="7"))
+    assert "buffered" in result.stdout
+    assert status_of(project, "a1")["status"] == "waiting"
+    assert "--payload: not valid JSON" in one_line_error(
+        wf(project, "send-event", "a1", "--type", "approve", "--payload", "{")
+    )
+
+
+def test_send_event_to_an_instance_held_elsewhere_leaves_it_to_that_process(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok(wf(project, "run", "approval", "--id", "a1", "--params", project.params()), 3)
+    client = python_client(project)
+    outcome: dict[str, InstanceStatus] = {}
+    waiter = threading.Thread(
+        target=lambda: outcome.update(
+            status=client.execute("a1", max_inline_wait=timedelta(hours=2))
+        )
+    )
+    waiter.start()
+    wait_until(lambda: client.status("a1").holder is not None, "the waiter to take a1")
+    result = ok(wf(project, "send-event", "a1", "--type", "approve", "--payload", '{"by":"x"}'))
+    waiter.join(timeout=30)
+    assert "which executes the instance, will take it" in result.stdout
+    assert outcome["status"].status == "complete"
+
+
+def test_resume_several_reports_the_worst_outcome(project: Project) -> None:
+    detach(project, "pipeline", "good", n=1)
+    detach(project, "failing", "bad")
+    detach(project, "sleeper", "slow", seconds=3600)
+    document = json.loads(ok(wf(project, "resume", "good", "slow", "--json"), 3).stdout)
+    assert [(i["id"], i["status"]) for i in document["instances"]] == [
+        ("good", "complete"),
+        ("slow", "waiting"),
+    ]
+    ok(wf(project, "resume", "bad", "slow"), 1)
+
+
+def test_resume_due_runs_queued_instances(project: Project) -> None:
+    detach(project, "pipeline", "q1", n=1)
+    detach(project, "pipeline", "q2", n=2)
+    ok(wf(project, "run", "sleeper", "--id", "s1", "--params", project.params(seconds=3600)), 3)
+    document = json.loads(ok(wf(project, "resume", "--due", "--json")).stdout)
+    assert sorted(i["id"] for i in document["instances"]) == ["q1", "q2"]
+    assert ok(wf(project, "resume", "--due")).stdout.strip() == "nothing is due"
+    assert "give instance IDs, or --due" in one_line_error(wf(project, "resume"))
+
+
+def test_resume_refuses_a_finished_instance_before_running_anything(
+    project: Project, effects: Effects
+) -> None:
+    detach(project, "pipeline", "q1", n=1)
+    ok(wf(project, "run", "failing", "--id", "done"), 1)
+    line = one_line_error(wf(project, "resume", "q1", "done"))
+    assert "cannot resume instance 'done': it is errored" in line
+    assert effects.count("a") == 0
+
+
+def test_worker_once_runs_everything_due_and_exits(project: Project) -> None:
+    for index in range(3):
+        detach(project, "pipeline", f"q{index}", n=index)
+    detach(project, "failing", "e1")
+    result = ok(wf(project, "worker", "--once", "--concurrency", "2", "--poll", "0.05"))
+    assert {"q0: complete", "q1: complete", "q2: complete", "e1: errored"} <= set(
+        result.stdout.splitlines()
+    )
+    assert "--poll" in one_line_error(wf(project, "worker", "--poll", "often"))
+
+
+def test_delete_and_prune(project: Project) -> None:
+    ok(wf(project, "run", "pipeline", "--id", "old1", "--params", project.params(n=1)))
+    ok(wf(project, "run", "failing", "--id", "old2"), 1)
+    ok(wf(project, "run", "sleeper", "--id", "live", "--params", project.params(seconds=3600)), 3)
+    detach(project, "pipeline", "gone", n=1)
+    assert "ghost" in one_line_error(wf(project, "delete", "gone", "ghost"))
+    assert "gone.jsonl" in journals(project)  # nothing deleted when one ID is unknown
+    assert ok(wf(project, "delete", "gone")).stdout.strip() == "deleted gone"
+    assert ok(wf(project, "prune", "--older-than", "1 hour")).stdout.strip() == "pruned 0 instances"
+    pruned = ok(wf(project, "prune", "--older-than", "0", "--status", "errored")).stdout
+    assert pruned.splitlines() == ["deleted old2", "pruned 1 instance"]
+    ok(wf(project, "prune", "--older-than", "0 seconds"))
+    assert journals(project) == ["live.jsonl"]
+    assert "finished instances only" in one_line_error(
+        wf(project, "prune", "--older-than", "0", "--status", "waiting")
+    )
+    assert "--older-than" in one_line_error(wf(project, "prune", "--older-than", "ages"))
+
+
+# --- live views -------------------------------------------------------------------------------
+
+
+def test_line_log_says_what_happens_to_each_step() -> None:
+    console = Console(record=True, width=200)
+    clock = FakeClock()
+    log = LineRunLog(console, clock.now, prefix="i1: ")
+    log.step_started("charge", "do", 1)
+    log.attempt_failed(
+        "charge", 1, ErrorInfo("IOError", "down"), clock.now() + timedelta(seconds=2)
+    )
+    log.waiting("charge", "retry", clock.now() + timedelta(seconds=2))
+    log.step_finished("charge", "do", ok=True, replayed=False)
+    log.step_finished("validate", "do", ok=True, replayed=True)
+    lines = console.export_text().splitlines()
+    assert lines[0] == "i1: 'charge': started (attempt 1)"
+    assert lines[1].startswith("i1: 'charge': attempt 1 failed: IOError: down; retry at ")
+    assert lines[2].endswith("(2.0s)")
+    assert lines[3:] == ["i1: 'charge': done", "i1: 'validate': replayed from the journal"]
+
+
+def test_live_view_counts_down_to_retries_and_wake_times() -> None:
+    clock = FakeClock(datetime(2030, 1, 1, tzinfo=timezone.utc))
+    view = LiveRunView(clock.now)
+    view.step_finished("validate", "do", ok=True, replayed=True)
+    view.step_started("charge", "do", 2)
+    view.attempt_failed(
+        "charge", 2, ErrorInfo("IOError", "down"), clock.now() + timedelta(seconds=8)
+    )
+    view.step_started("nap", "sleep", 1)
+    view.waiting("nap", "sleep", clock.now() + timedelta(seconds=30))
+    clock.advance(timedelta(seconds=5))
+
+    def drawn() -> str:
+        console = Console(record=True, width=120, force_terminal=True)
+        console.print(view)
+        return console.export_text()
+
+    text = drawn()
+    assert "replayed" in text
+    assert "attempt 2" in text
+    assert "retry in 3.0s" in text
+    assert "25s left" in text
+    view.settle()
+    assert "suspended" in drawn()

@@ -1,0 +1,227 @@
+"""The installed ``wf`` console script, in real processes.
+
+Crashes are real (SIGKILL mid-step), contention is real (two processes resume
+one instance), and shutdown is real (SIGINT/SIGTERM to a worker). Steps block
+at a named point (``WFTEST_BLOCK_AT``) until the test creates a release file,
+so every test acts at a known moment without sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli_support import Project, make_project, wf_executable
+from tests.workflows_for_tests import (
+    BLOCK_ENV,
+    PATIENCE_SECONDS,
+    Effects,
+    assert_journal_sane,
+    journal_path,
+    wait_until,
+)
+from wfcli.config import load_project, open_client
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and flock are POSIX")
+
+WF = wf_executable()
+
+
+class Processes:
+    """``wf`` processes of one test; any still running at teardown are killed."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, *args: str, block_at: str | None = None) -> subprocess.Popen[str]:
+        """Start ``wf ARGS`` in the project's folder (the config is found by walking up)."""
+        env = {k: v for k, v in os.environ.items() if k not in ("WF_CONFIG", "WF_STORE")}
+        env.pop(BLOCK_ENV, None)
+        if block_at is not None:
+            env[BLOCK_ENV] = block_at
+        process = subprocess.Popen(
+            [WF, *args],
+            cwd=self.project.config.parent,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.started.append(process)
+        return process
+
+    def run(self, *args: str, block_at: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``wf ARGS`` to its end."""
+        process = self.start(*args, block_at=block_at)
+        stdout, stderr = process.communicate(timeout=PATIENCE_SECONDS)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    def status(self, instance_id: str) -> dict[str, Any]:
+        result = self.run("status", instance_id, "--json")
+        assert result.returncode == 0, result.stderr
+        document: dict[str, Any] = json.loads(result.stdout)
+        return document
+
+    def kill_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return make_project(tmp_path / "project")
+
+
+@pytest.fixture
+def effects(project: Project) -> Effects:
+    return Effects(project.effects)
+
+
+@pytest.fixture
+def wf(project: Project) -> Iterator[Processes]:
+    processes = Processes(project)
+    try:
+        yield processes
+    finally:
+        processes.kill_all()
+
+
+def create(project: Project, workflow: str, instance_id: str, **params: object) -> None:
+    """A queued instance, created through the Python client."""
+    client = open_client(load_project(project.config), project.store)
+    client.create(workflow, params=json.loads(project.params(**params)), instance_id=instance_id)
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    stdout, stderr = process.communicate(timeout=PATIENCE_SECONDS)
+    return process.returncode, stdout, stderr
+
+
+def test_a_run_killed_mid_step_resumes_without_rerunning_completed_steps(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    run = wf.start("run", "pipeline", "--id", "k1", "--params", project.params(n=1), block_at="b")
+    wait_until(effects.blocked_marker("b").exists, "step b to block", run)
+    run.send_signal(signal.SIGKILL)
+    assert finish(run)[0] == -signal.SIGKILL
+
+    crashed = wf.status("k1")
+    assert (crashed["status"], crashed["interrupted"]) == ("running", True)
+    effects.release_file("b").touch()
+    resumed = wf.run("resume", "k1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "'a': replayed from the journal" in resumed.stdout
+    assert wf.status("k1")["output"] == {"a": 2, "b": {"double": 4}, "c": [2, 4, "done"]}
+    # a completed before the crash and never ran again; b was cut short and ran again
+    assert [effects.count(step) for step in "abc"] == [1, 2, 1]
+    assert_journal_sane(journal_path(project.store, "k1"))
+
+
+def test_two_resumes_of_one_instance_at_once_one_is_busy(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    create(project, "pipeline", "twice", n=1)
+    first = wf.start("resume", "twice", block_at="b")
+    second = wf.start("resume", "twice", block_at="b")
+    wait_until(
+        lambda: first.poll() is not None or second.poll() is not None, "one resume to give up"
+    )
+    loser, winner = (first, second) if first.poll() is not None else (second, first)
+    code, _, stderr = finish(loser)
+    assert code == 5, stderr
+    assert stderr.strip() == (
+        f"error: instance 'twice' is being executed by process {winner.pid} on {os.uname()[1]}"
+    )
+    effects.release_file("b").touch()
+    assert finish(winner)[0] == 0
+    assert [effects.count(step) for step in "abc"] == [1, 1, 1]
+    assert_journal_sane(journal_path(project.store, "twice"))
+
+
+def test_send_event_resumes_a_waiting_instance(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    waiting = wf.run("run", "approval", "--id", "a1", "--params", project.params())
+    assert waiting.returncode == 3, waiting.stderr
+    sent = wf.run("send-event", "a1", "--type", "approve", "--payload", '{"by": "ops"}')
+    assert sent.returncode == 0, sent.stderr
+    assert "a1: complete" in sent.stdout
+    assert wf.status("a1")["output"] == {"approved_by": "ops"}
+    assert (effects.count("prepare"), effects.count("record")) == (1, 1)
+
+
+def test_send_event_to_a_process_waiting_inline_lets_that_process_take_it(
+    wf: Processes, project: Project
+) -> None:
+    create(project, "approval", "a2")
+    waiter = wf.start("resume", "a2", "--max-wait", "2 hours")
+    wait_until(lambda: wf.status("a2")["holder"] is not None, "the waiter to hold a2", waiter)
+    sent = wf.run("send-event", "a2", "--type", "approve", "--payload", '{"by": "x"}')
+    assert sent.returncode == 0, sent.stderr
+    assert f"process {waiter.pid}, which executes the instance, will take it" in sent.stdout
+    code, stdout, stderr = finish(waiter)
+    assert code == 0, stderr
+    assert "a2: complete" in stdout
+
+
+def test_worker_once_runs_what_is_due_and_exits(wf: Processes, project: Project) -> None:
+    for index in range(3):
+        create(project, "pipeline", f"q{index}", n=index)
+    create(project, "sleeper", "slow", seconds=3600)
+    result = wf.run("worker", "--once", "--concurrency", "2", "--poll", "0.05")
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(wf.run("list", "--json").stdout)["instances"]
+    assert {i["id"]: i["status"] for i in listed} == {
+        "q0": "complete",
+        "q1": "complete",
+        "q2": "complete",
+        "slow": "waiting",
+    }
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_worker_finishes_its_step_exits_0_and_leaves_valid_journals(
+    wf: Processes, project: Project, effects: Effects, signum: signal.Signals
+) -> None:
+    create(project, "pipeline", "w1", n=1)
+    worker = wf.start("worker", "--poll", "0.05", block_at="b")
+    wait_until(effects.blocked_marker("b").exists, "the worker to block in step b", worker)
+    worker.send_signal(signum)
+    effects.release_file("b").touch()
+    code, _, stderr = finish(worker)
+    assert code == 0, stderr
+    assert "worker: stopped" in stderr
+    assert "Traceback" not in stderr
+    # the step in flight finished and was journaled; the next one never started
+    assert_journal_sane(journal_path(project.store, "w1"))
+    stopped = wf.status("w1")
+    assert [s["name"] for s in stopped["steps"] if s["status"] == "completed"] == ["a", "b"]
+    assert stopped["interrupted"]
+    assert wf.run("resume", "w1").returncode == 0
+    assert [effects.count(step) for step in "abc"] == [1, 1, 1]
+
+
+def test_ctrl_c_during_run_says_how_to_resume_and_exits_130(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    run = wf.start("run", "pipeline", "--id", "c1", "--params", project.params(n=1), block_at="b")
+    wait_until(effects.blocked_marker("b").exists, "step b to block", run)
+    run.send_signal(signal.SIGINT)
+    code, _, stderr = finish(run)
+    assert code == 130, stderr
+    assert "`wf resume c1`" in stderr
+    assert "Traceback" not in stderr
+    assert_journal_sane(journal_path(project.store, "c1"))
+    effects.release_file("b").touch()
+    assert wf.run("resume", "c1").returncode == 0
+    assert effects.count("a") == 1

@@ -1,0 +1,830 @@
+"""The ``wf`` command line: parse, call the client, render.
+
+Every command is registered with :func:`command`, which turns wfcli's errors
+into one red ``error: ...`` line and an exit code (SPEC §5), in one place:
+0 done, 1 errored, 2 bad usage/config/input, 3 not finished, 4 terminated,
+5 busy. Adding a command is a decorated function that opens a session with
+:func:`open_session` and renders with :mod:`wfcli.render`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from .errors import InstanceBusyError, WorkflowError, WorkflowInputError
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from .client import InstanceStatus, WorkflowClient
+    from .config import Project
+
+__all__ = ["app", "command", "exit_code_for_error", "exit_code_for_status", "main"]
+
+app = typer.Typer(
+    name="wf",
+    help="Durable workflows for Python: run, inspect and control instances.\n\n"
+    "The store is the folder given by --store, else $WF_STORE, else [store] dir in "
+    "workflows.toml, else a per-project folder in the user data directory. "
+    "workflows.toml is --config, else $WF_CONFIG, else the nearest one from the "
+    "current folder up.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+# --- exit codes -------------------------------------------------------------------------
+
+EXIT_OK = 0
+EXIT_ERRORED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FINISHED = 3
+EXIT_TERMINATED = 4
+EXIT_BUSY = 5
+EXIT_INTERRUPTED = 130
+_STATUS_EXIT_CODES = {"complete": EXIT_OK, "errored": EXIT_ERRORED, "terminated": EXIT_TERMINATED}
+# For commands over several instances the worst outcome wins, in this order. Bad
+# input is found before anything runs, so it outranks everything else.
+_SEVERITY = (EXIT_USAGE, EXIT_BUSY, EXIT_ERRORED, EXIT_TERMINATED, EXIT_NOT_FINISHED, EXIT_OK)
+
+
+def exit_code_for_status(status: str) -> int:
+    """0 complete, 1 errored, 4 terminated, 3 anything not finished."""
+    return _STATUS_EXIT_CODES.get(status, EXIT_NOT_FINISHED)
+
+
+def exit_code_for_error(error: BaseException) -> int:
+    """5 when another process holds the instance; 2 for every other error a user causes."""
+    return EXIT_BUSY if isinstance(error, InstanceBusyError) else EXIT_USAGE
+
+
+def _worst(codes: Iterable[int]) -> int:
+    return min(codes, key=_SEVERITY.index, default=EXIT_OK)
+
+
+# --- output -------------------------------------------------------------------------
+
+
+class Screen:
+    """stdout and stderr for one command: rich on a terminal, plain text otherwise."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.out: Console = Console(highlight=False)
+        self.out.soft_wrap = not self.out.is_terminal
+        self.err: Console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    @property
+    def plain(self) -> bool:
+        return not self.out.is_terminal
+
+    def show(self, renderable: RenderableType) -> None:
+        self.out.print(renderable)
+
+    def say(self, text: str) -> None:
+        """One line of text on stdout, printed as is (no markup)."""
+        self.out.print(text, markup=False)
+
+    def note(self, text: str) -> None:
+        """One line for people on stderr (stdout stays parseable)."""
+        self.err.print(text, markup=False, style="yellow")
+
+    def error(self, message: str) -> None:
+        self.err.print(f"error: {message}", markup=False, style="red")
+
+    @staticmethod
+    def json(document: object) -> None:
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+
+def _fail(error: BaseException, code: int) -> NoReturn:
+    Screen().error(str(error))
+    raise typer.Exit(code) from None
+
+
+# --- command registration and error handling -------------------------------------------
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def command(name: str | None = None) -> Callable[[_Command], _Command]:
+    """Register a ``wf`` command whose wfcli errors become one line and an exit code."""
+
+    def register(function: _Command) -> _Command:
+        @functools.wraps(function)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return function(*args, **kwargs)
+            except WorkflowError as error:
+                _fail(error, exit_code_for_error(error))
+            except OSError as error:
+                _fail(error, EXIT_USAGE)
+            except KeyboardInterrupt:
+                Screen().note("interrupted")
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+
+        app.command(name)(guarded)
+        return function
+
+    return register
+
+
+# --- shared options -------------------------------------------------------------------------
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="PATH",
+        show_default=False,
+        help="workflows.toml to use (default: $WF_CONFIG, else the nearest workflows.toml "
+        "from the current folder up).",
+    ),
+]
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        metavar="DIR",
+        show_default=False,
+        help="Store folder (default: $WF_STORE, else [store] dir in workflows.toml, else a "
+        "per-project folder in the user data directory).",
+    ),
+]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (schema: docs/cli-json.md).")
+]
+MaxWaitOption = Annotated[
+    str | None,
+    typer.Option(
+        "--max-wait",
+        metavar="DUR",
+        show_default=False,
+        help="Sleep through waits up to this long in the foreground (e.g. '30 seconds'); "
+        "longer ones suspend the instance. Default: [defaults] in workflows.toml.",
+    ),
+]
+InstanceArgument = Annotated[str, typer.Argument(metavar="ID", help="Instance ID.")]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What a command works with: the project (None with ``--store`` alone) and a client."""
+
+    project: Project | None
+    store_dir: Path
+    client: WorkflowClient
+
+
+def open_session(config: Path | None, store: Path | None, *, load: bool) -> Session:
+    """Resolve the project, the store and a client, for every command.
+
+    Commands that execute instances pass ``load=True`` (the project's workflow
+    code is imported). The others pass ``load=False``: they need no workflow
+    code and, given ``--store`` or ``$WF_STORE``, no workflows.toml at all.
+    """
+    from . import config as project_config
+
+    environ = os.environ
+    cwd = Path.cwd()
+    explicit_config = None if config is None else str(config)
+    project = None
+    store_given = store is not None or bool(environ.get("WF_STORE"))
+    config_given = explicit_config is not None or bool(environ.get("WF_CONFIG"))
+    if load or config_given or not store_given or project_config.find_config(cwd) is not None:
+        path = project_config.resolve_config_path(explicit_config, environ, cwd)
+        project = project_config.load_project(path)
+    store_dir = project_config.resolve_store_dir(
+        None if store is None else str(store), environ, project
+    )
+    return Session(project, store_dir, project_config.open_client(project, store_dir, load=load))
+
+
+# --- input parsing --------------------------------------------------------------------------
+
+
+def parse_json_input(text: str | None, option: str) -> object:
+    """The value of ``--params``/``--payload``: JSON text, ``@path`` or ``-`` (stdin)."""
+    if text is None:
+        return None
+    source = option
+    if text == "-":
+        source, raw = f"{option} from stdin", sys.stdin.read()
+    elif text.startswith("@"):
+        path = Path(text[1:])
+        source = f"{option} from {path}"
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise WorkflowInputError(source, f"cannot read the file: {reason}") from None
+    else:
+        raw = text
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise WorkflowInputError(
+            source, f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
+        ) from None
+    except RecursionError:
+        raise WorkflowInputError(source, "not valid JSON: nested too deeply") from None
+
+
+def parse_duration_option(text: str, option: str) -> timedelta:
+    """A duration option: seconds (``0.5``) or text (``'30 seconds'``)."""
+    from .durations import parse_duration
+
+    value: object
+    try:
+        value = float(text)
+    except ValueError:
+        value = text
+    return parse_duration(value, option)
+
+
+# --- running in the foreground ----------------------------------------------------------
+
+
+def execute_foreground(
+    client: WorkflowClient,
+    instance_id: str,
+    screen: Screen,
+    *,
+    max_wait: timedelta | None,
+    quiet: bool,
+) -> InstanceStatus:
+    """Execute until the instance completes, errors or suspends, showing it live.
+
+    On a terminal a rich live view; otherwise one line per event; ``quiet``
+    (``--json``) shows nothing. Then a summary, unless quiet. Ctrl-C says how
+    to resume and exits 130.
+    """
+    from . import render
+
+    started = time.monotonic()
+    try:
+        if quiet:
+            status = client.execute(instance_id, max_inline_wait=max_wait)
+        elif screen.plain:
+            log = render.LineRunLog(screen.out, client.clock.now)
+            status = client.execute(instance_id, observer=log, max_inline_wait=max_wait)
+        else:
+            from rich.live import Live
+
+            view = render.LiveRunView(client.clock.now)
+            with Live(view, console=screen.out, refresh_per_second=8):
+                try:
+                    status = client.execute(instance_id, observer=view, max_inline_wait=max_wait)
+                finally:
+                    view.settle()
+    except KeyboardInterrupt:
+        screen.note(f"interrupted: continue with `wf resume {instance_id}`")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if not quiet:
+        elapsed = timedelta(seconds=time.monotonic() - started)
+        screen.show(render.run_summary(status, elapsed, screen.plain))
+    return status
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+@command()
+def run(
+    *,
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
+    params: Annotated[
+        str | None,
+        typer.Option(metavar="JSON|@FILE|-", show_default=False, help="Params as JSON."),
+    ] = None,
+    instance_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id", metavar="ID", show_default=False, help="Instance ID (random if not given)."
+        ),
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Only create the instance (queued) and print its ID.")
+    ] = False,
+    max_wait: MaxWaitOption = None,
+    json_output: JsonFlag = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Create an instance of WORKFLOW and run it in the foreground."""
+    screen = Screen()
+    session = open_session(config, store, load=True)
+    value = parse_json_input(params, "--params")
+    wait = None if max_wait is None else parse_duration_option(max_wait, "--max-wait")
+    handle = session.client.create(workflow, params=value, instance_id=instance_id)
+    if detach:
+        if json_output:
+            screen.json(handle.status().to_json())
+        else:
+            screen.say(handle.id)
+            screen.note(f"queued: run it with `wf resume {handle.id}` or a running `wf worker`")
+        return
+    status = execute_foreground(session.client, handle.id, screen, max_wait=wait, quiet=json_output)
+    if json_output:
+        screen.json(status.to_json())
+    raise typer.Exit(exit_code_for_status(status.status))
+
+
+@command()
+def status(
+    *,
+    instance_id: InstanceArgument,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Refresh until the instance finishes or suspends.")
+    ] = False,
+    json_output: JsonFlag = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Show an instance: its status, what it waits for, and its steps."""
+    from . import render
+
+    screen = Screen()
+    client = open_session(config, store, load=False).client
+    current = client.status(instance_id)
+    if watch and not _settled(current):
+        if json_output or screen.plain:
+            current = _watch_plain(client, current, screen, announce=not json_output)
+        else:
+            from rich.live import Live
+
+            now = client.clock.now
+            with Live(render.status_view(current, now(), plain=False), console=screen.out) as live:
+                while not _settled(current):
+                    time.sleep(_WATCH_INTERVAL)
+                    current = client.status(instance_id)
+                    live.update(render.status_view(current, now(), plain=False))
+            return
+    if json_output:
+        screen.json(current.to_json())
+    else:
+        screen.show(render.status_view(current, client.clock.now(), screen.plain))
+
+
+_WATCH_INTERVAL = 0.5
+
+
+def _settled(current: InstanceStatus) -> bool:
+    """Whether ``--watch`` can stop: finished, suspended, or interrupted."""
+    return current.finished or current.status in ("waiting", "paused") or current.interrupted
+
+
+def _watch_plain(
+    client: WorkflowClient, current: InstanceStatus, screen: Screen, *, announce: bool
+) -> InstanceStatus:
+    from .render import status_line
+
+    shown = ""
+    while not _settled(current):
+        line = status_line(current)
+        if announce and line != shown:
+            screen.say(f"{current.id}: {line}")
+            shown = line
+        time.sleep(_WATCH_INTERVAL)
+        current = client.status(current.id)
+    return current
+
+
+@command("list")
+def list_instances(
+    *,
+    workflow: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", show_default=False, help="Only this workflow's instances."),
+    ] = None,
+    status_filter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            metavar="STATUS",
+            show_default=False,
+            help="Only these statuses (repeatable).",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", show_default=False, help="At most N instances."),
+    ] = None,
+    json_output: JsonFlag = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """List instances, newest first."""
+    from . import render
+
+    screen = Screen()
+    client = open_session(config, store, load=False).client
+    found = client.list_instances(workflow=workflow, statuses=status_filter or (), limit=limit)
+    if json_output:
+        screen.json({"instances": [s.to_json(steps=False) for s in found]})
+    else:
+        screen.show(render.instances_table(found, client.clock.now(), screen.plain))
+
+
+@command()
+def history(
+    *,
+    instance_id: InstanceArgument,
+    json_output: JsonFlag = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Show every journal record of an instance, oldest first."""
+    from . import render
+    from .codec import record_to_json
+
+    screen = Screen()
+    client = open_session(config, store, load=False).client
+    records = client.history(instance_id)
+    if json_output:
+        screen.json({"id": instance_id, "records": [record_to_json(r) for r in records]})
+    else:
+        screen.show(render.history_table(records, client.clock.now(), screen.plain))
+
+
+@command()
+def resume(
+    *,
+    instance_ids: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[ID]...", show_default=False, help="Instances to resume."),
+    ] = None,
+    due: Annotated[
+        bool,
+        typer.Option(
+            "--due", help="Also every instance that is queued, interrupted, or done waiting."
+        ),
+    ] = False,
+    max_wait: MaxWaitOption = None,
+    json_output: JsonFlag = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Lift a pause and run instances in the foreground until they finish or suspend."""
+    from .errors import InvalidStateError
+
+    screen = Screen()
+    if not instance_ids and not due:
+        raise WorkflowInputError("wf resume", "give instance IDs, or --due")
+    wait = None if max_wait is None else parse_duration_option(max_wait, "--max-wait")
+    client = open_session(config, store, load=True).client
+    targets = list(dict.fromkeys(instance_ids or ()))
+    for instance_id in targets:  # check everything before running anything
+        current = client.status(instance_id)
+        if current.finished:
+            raise InvalidStateError(instance_id, current.status, "resume")
+    if due:
+        targets += [i for i in client.due() if i not in targets]
+    if not targets and not json_output:
+        screen.say("nothing is due")
+    codes: list[int] = []
+    documents: list[object] = []
+    for instance_id in targets:
+        if len(targets) > 1 and not json_output:
+            screen.say(f"resuming {instance_id}")
+        try:
+            client.resume(instance_id)
+            outcome = execute_foreground(
+                client, instance_id, screen, max_wait=wait, quiet=json_output
+            )
+            codes.append(exit_code_for_status(outcome.status))
+        except WorkflowError as error:
+            screen.error(str(error))
+            codes.append(exit_code_for_error(error))
+            outcome = client.status(instance_id)
+        documents.append(outcome.to_json())
+    if json_output:
+        screen.json({"instances": documents})
+    raise typer.Exit(_worst(codes))
+
+
+@command()
+def pause(
+    *, instance_id: InstanceArgument, config: ConfigOption = None, store: StoreOption = None
+) -> None:
+    """Pause an instance (a step in flight finishes first)."""
+    from .render import status_line
+
+    current = open_session(config, store, load=False).client.pause(instance_id)
+    Screen().say(f"{instance_id}: {status_line(current)}")
+
+
+@command()
+def terminate(
+    *, instance_id: InstanceArgument, config: ConfigOption = None, store: StoreOption = None
+) -> None:
+    """Terminate an instance: nothing more runs (a step in flight finishes first)."""
+    from .render import status_line
+
+    current = open_session(config, store, load=False).client.terminate(instance_id)
+    Screen().say(f"{instance_id}: {status_line(current)}")
+
+
+@command()
+def restart(
+    *,
+    instance_id: InstanceArgument,
+    from_step: Annotated[
+        str | None,
+        typer.Option(
+            "--from-step",
+            metavar="NAME",
+            show_default=False,
+            help="Keep the recorded results of the steps before this one.",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Run an instance again with the same ID and params, in the foreground."""
+    screen = Screen()
+    client = open_session(config, store, load=True).client
+    current = client.restart(instance_id, from_step=from_step)
+    if current.holder is not None:
+        screen.say(f"{instance_id}: process {current.holder.pid} executes it and will restart it")
+        return
+    outcome = execute_foreground(client, instance_id, screen, max_wait=None, quiet=False)
+    raise typer.Exit(exit_code_for_status(outcome.status))
+
+
+@command()
+def send_event(
+    *,
+    instance_id: InstanceArgument,
+    event_type: Annotated[
+        str, typer.Option("--type", metavar="TYPE", show_default=False, help="Event type.")
+    ],
+    payload: Annotated[
+        str | None,
+        typer.Option(metavar="JSON|@FILE|-", show_default=False, help="Payload as JSON."),
+    ] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Send an event; an instance waiting for it goes on in the foreground."""
+    screen = Screen()
+    value = parse_json_input(payload, "--payload")
+    session = open_session(config, store, load=False)
+    current = session.client.send_event(instance_id, event_type, value)
+    wait = current.waiting
+    if current.holder is not None:
+        screen.say(
+            f"{instance_id}: event {event_type!r} sent; process {current.holder.pid}, "
+            "which executes the instance, will take it"
+        )
+        return
+    if wait is None or wait.kind != "event" or wait.event_type != event_type:
+        screen.say(
+            f"{instance_id}: event {event_type!r} buffered ({current.status}); "
+            "a later wait for that type takes it"
+        )
+        return
+    if session.project is None:
+        screen.say(f"{instance_id}: event {event_type!r} sent")
+        screen.note(f"continue with `wf resume {instance_id}` where its workflows.toml is")
+        raise typer.Exit(EXIT_NOT_FINISHED)
+    from .config import open_client
+
+    client = open_client(session.project, session.store_dir, load=True)
+    try:
+        outcome = execute_foreground(client, instance_id, screen, max_wait=None, quiet=False)
+    except InstanceBusyError as error:
+        screen.say(f"{instance_id}: event sent; {error}, which will take it")
+        return
+    raise typer.Exit(exit_code_for_status(outcome.status))
+
+
+@command()
+def worker(
+    *,
+    concurrency: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Instances executed at once (threads).")
+    ] = 1,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run what is due until nothing is, then exit.")
+    ] = False,
+    poll: Annotated[
+        str, typer.Option(metavar="DUR", help="Pause between scans of the store.")
+    ] = "1 second",
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Execute due instances in a loop: queued, interrupted, and done waiting.
+
+    SIGINT or SIGTERM stops it cleanly: steps in flight finish, then it exits.
+    """
+    import signal
+
+    from .render import LineRunLog, status_line
+
+    screen = Screen()
+    interval = parse_duration_option(poll, "--poll").total_seconds()
+    client = open_session(config, store, load=True).client
+    stop = threading.Event()
+    failed: set[str] = set()  # errors that would recur on every scan; not retried
+
+    def execute(instance_id: str) -> None:
+        log = LineRunLog(screen.out, client.clock.now, prefix=f"{instance_id}: ")
+        try:
+            outcome = client.execute(instance_id, observer=log, cancel=stop.is_set)
+        except InstanceBusyError:
+            return  # another worker took it
+        except (WorkflowError, OSError) as error:
+            failed.add(instance_id)
+            screen.error(f"{instance_id}: {error}")
+            return
+        screen.say(f"{instance_id}: {status_line(outcome)}")
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    screen.note(f"worker: store {client.store.location()}, up to {concurrency} at a time")
+    try:
+        _work_loop(
+            client,
+            execute=execute,
+            stop=stop,
+            skip=failed,
+            concurrency=concurrency,
+            interval=interval,
+            once=once,
+        )
+    finally:
+        for sig, previous in handlers.items():
+            signal.signal(sig, previous)
+    screen.note("worker: stopped")
+
+
+def _work_loop(
+    client: WorkflowClient,
+    *,
+    execute: Callable[[str], None],
+    stop: threading.Event,
+    skip: set[str],
+    concurrency: int,
+    interval: float,
+    once: bool,
+) -> None:
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    running: dict[Future[None], str] = {}
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="wf-worker") as pool:
+        while not stop.is_set():
+            free = concurrency - len(running)
+            if free:
+                taken = set(running.values()) | skip
+                for instance_id in [i for i in client.due() if i not in taken][:free]:
+                    running[pool.submit(execute, instance_id)] = instance_id
+            if once and not running:
+                return
+            if running:
+                done, _ = wait(running, timeout=interval, return_when=FIRST_COMPLETED)
+                for future in done:
+                    del running[future]
+                    future.result()
+            else:
+                stop.wait(interval)
+
+
+@command()
+def workflows(
+    *, json_output: JsonFlag = False, config: ConfigOption = None, store: StoreOption = None
+) -> None:
+    """List the workflows bound in workflows.toml, and where the store is."""
+    from .errors import ConfigError
+    from .render import WorkflowRow, workflows_view
+
+    screen = Screen()
+    session = open_session(config, store, load=True)
+    project = session.project
+    if project is None:
+        raise ConfigError("workflows.toml", "not found")
+    rows = [
+        WorkflowRow(w.name, w.binding, w.class_name, w.main or project.main)
+        for w in project.workflows
+    ]
+    location = session.client.store.location()
+    if json_output:
+        screen.json(
+            {
+                "config": str(project.path),
+                "store": location,
+                "workflows": [
+                    {
+                        "name": r.name,
+                        "binding": r.binding,
+                        "class_name": r.class_name,
+                        "main": r.main,
+                    }
+                    for r in rows
+                ],
+            }
+        )
+    else:
+        screen.show(workflows_view(rows, str(project.path), location, screen.plain))
+
+
+@command()
+def delete(
+    *,
+    instance_ids: Annotated[
+        list[str], typer.Argument(metavar="ID...", help="Instances to delete.")
+    ],
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Delete instances and their journals."""
+    screen = Screen()
+    client = open_session(config, store, load=False).client
+    targets = list(dict.fromkeys(instance_ids))
+    for instance_id in targets:  # every ID must exist before anything is deleted
+        client.status(instance_id)
+    deleted = _delete_all(client, targets, screen)
+    raise typer.Exit(EXIT_OK if len(deleted) == len(targets) else EXIT_BUSY)
+
+
+def _delete_all(client: WorkflowClient, instance_ids: Iterable[str], screen: Screen) -> list[str]:
+    """Delete each instance, skipping (and reporting) those another process executes."""
+    deleted = []
+    for instance_id in instance_ids:
+        try:
+            client.delete(instance_id)
+        except InstanceBusyError as error:
+            screen.error(str(error))
+        else:
+            deleted.append(instance_id)
+            screen.say(f"deleted {instance_id}")
+    return deleted
+
+
+@command()
+def prune(
+    *,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than", metavar="DUR", show_default=False, help="Age since the instance ended."
+        ),
+    ],
+    status_filter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            metavar="STATUS",
+            show_default=False,
+            help="Only these finished statuses (repeatable; default: complete, errored, "
+            "terminated).",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Delete finished instances that ended longer ago than --older-than."""
+    from .state import TERMINAL_STATUSES
+
+    screen = Screen()
+    age = parse_duration_option(older_than, "--older-than")
+    wanted = status_filter or sorted(TERMINAL_STATUSES)
+    for name in wanted:
+        if name not in TERMINAL_STATUSES:
+            raise WorkflowInputError(
+                "--status",
+                f"{name!r}: prune removes finished instances only "
+                f"({', '.join(sorted(TERMINAL_STATUSES))})",
+            )
+    client = open_session(config, store, load=False).client
+    cutoff = client.clock.now() - age
+    old = [
+        s.id
+        for s in client.list_instances(statuses=wanted)
+        if s.state.ended is not None and s.state.ended <= cutoff
+    ]
+    deleted = _delete_all(client, reversed(old), screen)
+    screen.say(f"pruned {len(deleted)} instance{'' if len(deleted) == 1 else 's'}")
+    raise typer.Exit(EXIT_OK if len(deleted) == len(old) else EXIT_BUSY)
+
+
+def main() -> None:
+    """The ``wf`` console script."""
+    app(prog_name="wf")

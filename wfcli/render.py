@@ -1,0 +1,481 @@
+"""What ``wf`` shows people: tables, status pages and live views of a run.
+
+Functions here take data and return something to print: a rich renderable for
+a terminal, or plain aligned text (no box drawing, no colour) when ``plain`` is
+true, for pipes and logs. Nothing here reads journals or decides exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from .codec import ErrorInfo, JsonValue, Record, StepKind, record_to_json
+from .durations import format_duration
+
+if TYPE_CHECKING:
+    from .client import InstanceStatus
+    from .state import StepState
+
+__all__ = [
+    "LineRunLog",
+    "LiveRunView",
+    "WorkflowRow",
+    "continuation_hint",
+    "history_table",
+    "instances_table",
+    "run_summary",
+    "status_line",
+    "status_view",
+    "workflows_view",
+]
+
+Clock = Callable[[], datetime]
+Cell = str | Text
+
+_STATUS_STYLES = {
+    "complete": "green",
+    "errored": "red",
+    "terminated": "magenta",
+    "waiting": "yellow",
+    "paused": "yellow",
+    "waitingForPause": "yellow",
+    "queued": "cyan",
+    "running": "cyan",
+}
+_DETAIL_WIDTH = 60
+_NONE = "-"
+
+
+# --- small formatters --------------------------------------------------------------
+
+
+def _when(moment: datetime | None) -> str:
+    """A time for people: local time, to the second."""
+    if moment is None:
+        return _NONE
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _cell_time(moment: datetime | None, now: datetime, plain: bool) -> str:
+    """A time in a table cell: in full when plain, else as short as ``ls -l`` has it."""
+    if moment is None or plain:
+        return _when(moment)
+    local, today = moment.astimezone(), now.astimezone()
+    if local.date() == today.date():
+        return local.strftime("%H:%M:%S")
+    if local.year == today.year:
+        return local.strftime("%b %d %H:%M")
+    return local.strftime("%Y-%m-%d")
+
+
+def _attempt_text(attempt: int) -> str:
+    return f"attempt {attempt}"
+
+
+def _clock_time(moment: datetime) -> str:
+    return moment.astimezone().strftime("%H:%M:%S")
+
+
+def _until(moment: datetime, now: datetime) -> str:
+    """``'12:00:05 (in 4.0s)'``: a wake time and how far off it is."""
+    left = moment - now
+    distance = f"in {format_duration(left)}" if left > timedelta(0) else "due now"
+    return f"{_when(moment)} ({distance})"
+
+
+def _shorten(text: str, width: int = _DETAIL_WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _json_text(value: JsonValue | object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _error_text(error: ErrorInfo | None) -> str:
+    if error is None:
+        return _NONE
+    return f"{error.name}: {error.message}" if error.message else error.name
+
+
+def _status_cell(status: str, plain: bool) -> Cell:
+    return status if plain else Text(status, style=_STATUS_STYLES.get(status, ""))
+
+
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[Cell]], plain: bool, title: str | None = None
+) -> RenderableType:
+    """A table: rich with a box on a terminal, aligned columns of plain text otherwise."""
+    if not plain:
+        table = Table(
+            box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, padding=(0, 1)
+        )
+        for index, header in enumerate(headers):
+            free_text = index == len(headers) - 1  # only the last column wraps
+            table.add_column(header, no_wrap=not free_text, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        return table
+    lines = [[h.upper() for h in headers], *[[str(cell) for cell in row] for row in rows]]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
+    text = "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+    return Text(f"{title}\n{text}" if title else text)
+
+
+def _fields(pairs: Sequence[tuple[str, Cell]], plain: bool) -> RenderableType:
+    """``key  value`` lines, keys aligned."""
+    if plain:
+        width = max(len(key) for key, _ in pairs)
+        return Text("\n".join(f"{key.ljust(width)}  {value}" for key, value in pairs))
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    for key, value in pairs:
+        grid.add_row(key, value)
+    return grid
+
+
+# --- one instance -------------------------------------------------------------------
+
+
+def status_line(status: InstanceStatus) -> str:
+    """The status word with what qualifies it: interrupted, held by a process."""
+    text = status.status
+    if status.interrupted:
+        text += " (interrupted: no process holds it)"
+    elif status.holder is not None and not status.finished:
+        text += f" (process {status.holder.pid} on {status.holder.host})"
+    return text
+
+
+def _waiting_text(status: InstanceStatus, now: datetime) -> str | None:
+    wait = status.waiting
+    if wait is None:
+        return None
+    if wait.kind == "event":
+        return f"event {wait.event_type!r} (step {wait.step!r}) until {_until(wait.until, now)}"
+    return f"{wait.kind} (step {wait.step!r}) until {_until(wait.until, now)}"
+
+
+def _step_detail(step: StepState, now: datetime) -> str:
+    if step.status == "completed":
+        return _shorten(_json_text(step.output))
+    if step.status == "failed":
+        return _shorten(_error_text(step.error))
+    if step.retry_at is not None:
+        return _shorten(f"retry at {_until(step.retry_at, now)} after {_error_text(step.error)}")
+    if step.until is not None:
+        what = f"event {step.event_type!r} " if step.kind == "event" else ""
+        return f"{what}until {_until(step.until, now)}"
+    return ""
+
+
+def _step_duration(step: StepState) -> str:
+    if step.started is None or step.ended is None:
+        return _NONE
+    return format_duration(step.ended - step.started)
+
+
+def status_view(status: InstanceStatus, now: datetime, plain: bool) -> RenderableType:
+    """``wf status``: the instance's facts, then one row per step."""
+    pairs: list[tuple[str, Cell]] = [
+        ("id", status.id),
+        ("workflow", status.workflow),
+        ("status", _status_cell(status_line(status), plain)),
+        ("created", _when(status.state.created)),
+        ("started", _when(status.state.started)),
+        ("ended", _when(status.state.ended)),
+    ]
+    if status.status == "complete":
+        pairs.append(("output", _shorten(_json_text(status.output), 200)))
+    if status.error is not None:
+        pairs.append(("error", _error_text(status.error)))
+    waiting = _waiting_text(status, now)
+    if waiting is not None:
+        pairs.append(("waiting", waiting))
+    if status.pending_messages:
+        pairs.append(("pending", ", ".join(status.pending_messages)))
+    pairs.extend(("warning", warning.message) for warning in status.state.warnings)
+    rows = [
+        [
+            step.name,
+            step.kind,
+            _status_cell(step.status, plain),
+            str(step.attempts) if step.kind == "do" else _NONE,
+            _cell_time(step.started, now, plain),
+            _step_duration(step),
+            _step_detail(step, now),
+        ]
+        for step in status.steps
+    ]
+    header = _fields(pairs, plain)
+    if not rows:
+        return Group(header, Text(""), Text("no steps yet"))
+    steps = _table(
+        ["step", "type", "status", "attempts", "started", "duration", "output / error"],
+        rows,
+        plain,
+    )
+    return Group(header, Text(""), steps)
+
+
+def continuation_hint(status: InstanceStatus) -> str | None:
+    """How an unfinished instance goes on, in a sentence; None when finished."""
+    instance = status.id
+    wait = status.waiting
+    if wait is not None and wait.kind == "event":
+        return (
+            f"waiting for event {wait.event_type!r} until {_when(wait.until)}: "
+            f"send it with `wf send-event {instance} --type {wait.event_type}`"
+        )
+    if wait is not None:
+        return (
+            f"waiting ({wait.kind} {wait.step!r}) until {_when(wait.until)}: "
+            f"continue with `wf resume {instance}` after that, or keep a `wf worker` running"
+        )
+    if status.status in ("paused", "waitingForPause"):
+        return f"paused: continue with `wf resume {instance}`"
+    if status.status == "queued":
+        return f"queued: run it with `wf resume {instance}` or a running `wf worker`"
+    if status.status == "running" and status.interrupted:
+        return f"interrupted: continue with `wf resume {instance}`"
+    return None
+
+
+def run_summary(status: InstanceStatus, elapsed: timedelta, plain: bool) -> RenderableType:
+    """The last lines of ``wf run``/``wf resume``: outcome, output or error, what next."""
+    headline = Text(f"{status.id}: ")
+    headline.append(status.status, style="" if plain else _STATUS_STYLES.get(status.status, ""))
+    headline.append(f" after {format_duration(elapsed)}")
+    lines: list[RenderableType] = [headline]
+    if status.status == "complete":
+        lines.append(Text(f"output: {_json_text(status.output)}"))
+    elif status.error is not None:
+        lines.append(Text(f"error: {_error_text(status.error)}"))
+    hint = continuation_hint(status)
+    if hint is not None:
+        lines.append(Text(hint))
+    return Group(*lines)
+
+
+# --- many instances -----------------------------------------------------------------
+
+
+def instances_table(
+    statuses: Sequence[InstanceStatus], now: datetime, plain: bool
+) -> RenderableType:
+    """``wf list``: one row per instance (newest first, as given)."""
+    if not statuses:
+        return Text("no instances")
+    rows = [
+        [
+            s.id,
+            s.workflow,
+            _status_cell(s.status + (" (interrupted)" if s.interrupted else ""), plain),
+            _cell_time(s.state.created, now, plain),
+            _cell_time(s.state.ended, now, plain),
+        ]
+        for s in statuses
+    ]
+    return _table(["id", "workflow", "status", "created", "ended"], rows, plain)
+
+
+def history_table(records: Sequence[Record], now: datetime, plain: bool) -> RenderableType:
+    """``wf history``: every journal record with its fields in a detail column."""
+    rows: list[list[Cell]] = []
+    for record in records:
+        fields = record_to_json(record)
+        fields.pop("type")
+        fields.pop("at")
+        step = fields.pop("step", None)
+        attempt = fields.pop("attempt", fields.pop("attempts", None))
+        detail = " ".join(f"{key}={_json_text(value)}" for key, value in fields.items())
+        rows.append(
+            [
+                _cell_time(record.at, now, plain),
+                record.TYPE,
+                _NONE if step is None else str(step),
+                _NONE if attempt is None else str(attempt),
+                _shorten(detail, 100),
+            ]
+        )
+    return _table(["time", "type", "step", "attempt", "detail"], rows, plain)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRow:
+    """One configured workflow, as ``wf workflows`` lists it."""
+
+    name: str
+    binding: str
+    class_name: str
+    main: str | None
+
+
+def workflows_view(
+    workflows: Sequence[WorkflowRow], config_path: str, store: str, plain: bool
+) -> RenderableType:
+    """``wf workflows``: the bound workflows, the config file and the store."""
+    rows = [[w.name, w.binding, w.class_name, w.main or _NONE] for w in workflows]
+    table = (
+        _table(["name", "binding", "class", "module"], rows, plain)
+        if rows
+        else Text("no workflows configured")
+    )
+    return Group(_fields([("config", config_path), ("store", store)], plain), Text(""), table)
+
+
+# --- live views of a run --------------------------------------------------------------
+
+
+class LineRunLog:
+    """A run observer that prints one plain line per event (pipes, logs, workers)."""
+
+    def __init__(self, console: Console, now: Clock, prefix: str = "") -> None:
+        self.console = console
+        self.now = now
+        self.prefix = prefix
+
+    def _say(self, text: str) -> None:
+        self.console.print(Text(self.prefix + text), soft_wrap=True)
+
+    def step_started(self, name: str, kind: StepKind, attempt: int) -> None:
+        if kind == "do":
+            self._say(f"{name!r}: started ({_attempt_text(attempt)})")
+
+    def step_finished(self, name: str, kind: StepKind, ok: bool, replayed: bool) -> None:
+        outcome = "replayed from the journal" if replayed else "done" if ok else "failed"
+        self._say(f"{name!r}: {outcome}")
+
+    def attempt_failed(
+        self, name: str, attempt: int, error: ErrorInfo, retry_at: datetime | None
+    ) -> None:
+        then = "no retries left" if retry_at is None else f"retry at {_clock_time(retry_at)}"
+        self._say(f"{name!r}: {_attempt_text(attempt)} failed: {_error_text(error)}; {then}")
+
+    def waiting(self, name: str, kind: str, until: datetime) -> None:
+        what = {"sleep": "sleeping", "retry": "waiting to retry", "event": "waiting for an event"}
+        left = format_duration(max(until - self.now(), timedelta(0)))
+        self._say(f"{name!r}: {what.get(kind, kind)} until {_clock_time(until)} ({left})")
+
+
+@dataclass
+class _LiveStep:
+    name: str
+    kind: StepKind
+    state: str  # running, waiting, done, replayed, failed, retrying, suspended
+    attempt: int = 0
+    until: datetime | None = None
+    note: str = ""
+    spinner: Spinner | None = None
+
+
+class LiveRunView:
+    """A run observer drawn by ``rich.live.Live``: a spinner on the running step,
+    attempt numbers, and countdowns to retries and wake times.
+
+    Pass it as the renderable of a ``Live``; it redraws from its rows on every
+    refresh, so countdowns tick without events. Observer calls may come from
+    several threads (parallel steps).
+    """
+
+    def __init__(self, now: Clock) -> None:
+        self.now = now
+        self._steps: dict[str, _LiveStep] = {}
+        self._mutex = threading.Lock()
+
+    def _row(self, name: str, kind: StepKind) -> _LiveStep:
+        row = self._steps.get(name)
+        if row is None:
+            row = self._steps[name] = _LiveStep(name, kind, "running")
+        return row
+
+    def step_started(self, name: str, kind: StepKind, attempt: int) -> None:
+        with self._mutex:
+            row = self._row(name, kind)
+            row.state, row.attempt, row.until, row.note = "running", attempt, None, ""
+            row.spinner = Spinner("dots")
+
+    def step_finished(self, name: str, kind: StepKind, ok: bool, replayed: bool) -> None:
+        with self._mutex:
+            row = self._row(name, kind)
+            row.state = "replayed" if replayed else "done" if ok else "failed"
+            row.until = None
+            row.spinner = None
+
+    def attempt_failed(
+        self, name: str, attempt: int, error: ErrorInfo, retry_at: datetime | None
+    ) -> None:
+        with self._mutex:
+            row = self._row(name, "do")
+            row.attempt = attempt
+            row.note = _shorten(_error_text(error), 50)
+            if retry_at is not None:
+                row.state, row.until = "retrying", retry_at
+
+    def waiting(self, name: str, kind: str, until: datetime) -> None:
+        with self._mutex:
+            row = self._row(
+                name, "event" if kind == "event" else "do" if kind == "retry" else "sleep"
+            )
+            row.until = until
+            if kind != "retry":
+                row.state = "waiting"
+
+    def settle(self) -> None:
+        """The run is over: rows still in flight stop spinning (they were suspended)."""
+        with self._mutex:
+            for row in self._steps.values():
+                if row.state in ("running", "waiting", "retrying"):
+                    row.state, row.spinner, row.until = "suspended", None, None
+
+    def __rich__(self) -> RenderableType:
+        now = self.now()
+        table = Table(box=None, show_header=False, padding=(0, 1))
+        for _ in range(5):
+            table.add_column()
+        with self._mutex:
+            rows = list(self._steps.values())
+        for row in rows:
+            marker: RenderableType = row.spinner or Text(
+                {"done": "✓", "replayed": "↺", "failed": "✗"}.get(row.state, "•"),
+                style={"done": "green", "replayed": "dim", "failed": "red"}.get(row.state, ""),
+            )
+            countdown = ""
+            if row.until is not None:
+                left = format_duration(max(row.until - now, timedelta(0)))
+                countdown = f"retry in {left}" if row.state == "retrying" else f"{left} left"
+            attempt = _attempt_text(row.attempt) if row.kind == "do" and row.attempt else ""
+            table.add_row(
+                marker,
+                Text(row.name, style="bold" if row.spinner else ""),
+                Text(row.state, style=_LIVE_STYLES.get(row.state, "")),
+                attempt,
+                Text(" ".join(filter(None, [countdown, row.note])), style="dim"),
+            )
+        return table
+
+
+_LIVE_STYLES = {
+    "done": "green",
+    "replayed": "dim",
+    "failed": "red",
+    "retrying": "yellow",
+    "waiting": "yellow",
+    "suspended": "yellow",
+    "running": "cyan",
+}
