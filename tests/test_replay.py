@@ -1,0 +1,532 @@
+"""``wfcli.replay``: current code against recorded journals, served from the record only."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wfcli import (
+    FakeClock,
+    FileStore,
+    NonRetryableError,
+    WorkflowClient,
+    WorkflowEntrypoint,
+    WorkflowEvent,
+    WorkflowInputError,
+    WorkflowStep,
+)
+from wfcli.codec import AttemptStarted, InboxMessage, RunStarted
+from wfcli.errors import InstanceNotFoundError
+from wfcli.journal import LockOwner
+from wfcli.replay import (
+    Finding,
+    ReplayReport,
+    ReplaySummary,
+    replay_command,
+    replay_instance,
+    replay_many,
+)
+
+WORKFLOW = "flow"
+
+
+def scripted(*plan: str, calls: list[str] | None = None) -> type[WorkflowEntrypoint]:
+    """A workflow that runs ``plan`` in order and returns what its steps returned.
+
+    Items: ``do:NAME``, ``sleep:NAME`` (1 hour), ``event:NAME`` (waits for an event
+    of type NAME), ``parallel:A,B``, ``fail:NAME`` (a step failing for good) and
+    ``raise:MESSAGE`` (``run`` raises ValueError). Callbacks append their step
+    name to ``calls``.
+    """
+    sink = calls if calls is not None else []
+
+    def effect(name: str) -> Callable[[], str]:
+        def callback() -> str:
+            sink.append(name)
+            return name.upper()
+
+        return callback
+
+    def failure(name: str) -> Callable[[], str]:
+        def callback() -> str:
+            sink.append(name)
+            raise NonRetryableError(f"{name} cannot succeed")
+
+        return callback
+
+    class Scripted(WorkflowEntrypoint):
+        def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+            results: list[Any] = []
+            for item in plan:
+                kind, _, name = item.partition(":")
+                if kind == "do":
+                    results.append(step.do(name, effect(name)))
+                elif kind == "sleep":
+                    step.sleep(name, "1 hour")
+                elif kind == "event":
+                    results.append(step.wait_for_event(name, type=name, timeout="1 day").payload)
+                elif kind == "parallel":
+                    branches = {branch: effect(branch) for branch in name.split(",")}
+                    results.extend(step.parallel(branches))
+                elif kind == "fail":
+                    step.do(name, failure(name))
+                elif kind == "raise":
+                    raise ValueError(name)
+                else:
+                    raise AssertionError(f"bad plan item {item!r}")
+            return results
+
+    return Scripted
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FileStore:
+    return FileStore(tmp_path / "store", durable=False)
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+def client_for(
+    store: FileStore, clock: FakeClock, workflow: type[WorkflowEntrypoint]
+) -> WorkflowClient:
+    return WorkflowClient(store, {WORKFLOW: workflow}, clock=clock)
+
+
+def record(
+    store: FileStore,
+    clock: FakeClock,
+    workflow: type[WorkflowEntrypoint],
+    instance_id: str = "i1",
+) -> WorkflowClient:
+    """Create and execute an instance with ``workflow`` until it ends or waits."""
+    client = client_for(store, clock, workflow)
+    client.create(WORKFLOW, instance_id=instance_id)
+    client.execute(instance_id, max_inline_wait=timedelta(0))
+    return client
+
+
+def replay(
+    store: FileStore, clock: FakeClock, workflow: type[WorkflowEntrypoint], instance_id: str = "i1"
+) -> ReplayReport:
+    return replay_instance(client_for(store, clock, workflow), instance_id)
+
+
+def only_divergence(report: ReplayReport) -> Finding:
+    assert not report.compatible
+    assert len(report.divergences) == 1, report.findings
+    return report.divergences[0]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*") if path.is_file()
+    }
+
+
+# --- compatible histories -----------------------------------------------------------------
+
+
+def test_unchanged_code_replays_clean_over_many_journals(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    plans: dict[str, tuple[str, ...]] = {
+        "straight": ("do:a", "do:b", "do:c"),
+        "sleeper": ("do:a", "sleep:nap", "do:b"),
+        "waiter": ("do:a", "event:approve", "do:b"),
+        "fan": ("do:a", "parallel:x,y,z", "do:b"),
+        "failing": ("do:a", "fail:b", "do:c"),
+        "raising": ("do:a", "raise:broken"),
+    }
+    expected_status = {}
+    for round_number in range(5):
+        for label, plan in plans.items():
+            instance_id = f"{label}-{round_number}"
+            client = WorkflowClient(store, {label: scripted(*plan)}, clock=fake_clock)
+            client.create(label, instance_id=instance_id)
+            status = client.execute(instance_id, max_inline_wait=timedelta(0))
+            if round_number % 2 and status.status == "waiting":  # half of them go on
+                if label == "waiter":
+                    client.send_event(instance_id, "approve", {"ok": True})
+                fake_clock.advance(timedelta(hours=2))
+                status = client.execute(instance_id, max_inline_wait=timedelta(0))
+            expected_status[instance_id] = status.status
+    current = WorkflowClient(store, {label: scripted(*plan) for label, plan in plans.items()})
+
+    reports = replay_many(current)
+
+    assert {report.instance_id: report.status for report in reports} == expected_status
+    assert set(expected_status.values()) == {"complete", "waiting", "errored"}
+    assert all(report.compatible and not report.findings for report in reports)
+    assert ReplaySummary.of(reports) == ReplaySummary(30, 30, 0, 0)
+    outcomes = {report.instance_id: report.outcome for report in reports}
+    assert outcomes["straight-0"] == "returned"
+    assert outcomes["sleeper-0"] == "end_of_history"
+    assert outcomes["failing-0"] == outcomes["raising-0"] == "raised"
+
+
+def test_replay_never_calls_a_callback_and_writes_nothing(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    calls: list[str] = []
+    workflow = scripted("do:a", "parallel:x,y", "sleep:nap", "do:b", calls=calls)
+    for instance_id in ("done", "asleep", "held"):
+        record(store, fake_clock, workflow, instance_id)
+    fake_clock.advance(timedelta(hours=2))
+    client_for(store, fake_clock, workflow).execute("done")
+    # A pending inbox message and a lock held by someone else during the replay.
+    message = InboxMessage(
+        message_id=uuid.uuid4().hex, action="event", sent_at=fake_clock.now(), event_type="t"
+    )
+    store.post("asleep", message)
+    lease = store.acquire("held", LockOwner(pid=4242, host="elsewhere"))
+    calls.clear()
+    before = snapshot(store.root)
+
+    try:
+        reports = replay_many(client_for(store, fake_clock, workflow))
+    finally:
+        after = snapshot(store.root)
+        lease.release()
+
+    assert calls == []
+    assert after == before
+    assert "inbox/asleep" in "".join(before)
+    assert json.loads(before["locks/held.lock"]) == {"pid": 4242, "host": "elsewhere"}
+    assert [report.compatible for report in reports] == [True, True, True]
+
+
+def test_a_workflow_writing_through_its_bindings_is_refused(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    class Spawner(WorkflowEntrypoint):
+        def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+            step.do("a", lambda: 1)
+            child = self.env.FLOW.create(params={"n": 1})  # outside a step, against advice
+            return child.id is not None
+
+    client = WorkflowClient(store, {WORKFLOW: Spawner}, bindings={"FLOW": WORKFLOW})
+    client.create(WORKFLOW, instance_id="parent")
+    assert client.execute("parent").status == "complete"
+    before = snapshot(store.root)
+
+    report = replay_instance(client, "parent")
+
+    assert snapshot(store.root) == before
+    finding = only_divergence(report)
+    assert finding.kind == "changed_outcome"
+    assert finding.expected == "output true"
+    assert "ReplayWriteError: replay writes nothing: refused to create instance" in finding.found
+
+
+def test_parallel_branches_match_in_any_recorded_order(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    class Sequential(WorkflowEntrypoint):
+        def run(self, event: WorkflowEvent, step: WorkflowStep) -> None:
+            for name in "azxyb":
+                step.do(name, lambda: 1)
+
+    class Parallel(WorkflowEntrypoint):
+        def run(self, event: WorkflowEvent, step: WorkflowStep) -> None:
+            step.do("a", lambda: 1)
+            step.parallel({name: lambda: 1 for name in "xyz"})
+            step.do("b", lambda: 1)
+
+    record(store, fake_clock, Sequential)
+
+    report = replay(store, fake_clock, Parallel)
+
+    assert report.compatible
+    assert report.outcome == "returned"
+    assert report.steps_replayed == report.history_steps == 5
+
+
+def test_failed_steps_and_errors_replay_identically(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    calls: list[str] = []
+    workflow = scripted("do:a", "fail:b", calls=calls)
+    assert record(store, fake_clock, workflow).status("i1").status == "errored"
+    calls.clear()
+
+    report = replay(store, fake_clock, workflow)
+
+    assert report.compatible
+    assert report.outcome == "raised"
+    assert calls == []
+
+
+def test_end_of_an_in_flight_history_is_not_a_divergence(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    record(store, fake_clock, scripted("do:a", "sleep:nap", "do:b"))
+
+    report = replay(store, fake_clock, scripted("do:a", "sleep:nap", "do:new", "do:b"))
+
+    assert report.compatible
+    assert report.outcome == "end_of_history"
+    assert (report.steps_replayed, report.history_steps) == (2, 2)
+
+
+def test_an_interrupted_step_is_the_end_of_history(store: FileStore, fake_clock: FakeClock) -> None:
+    client = record(store, fake_clock, scripted("do:a"), "crashed")
+    client.restart("crashed", from_step=None)
+    with store.acquire("crashed", LockOwner.current()) as lease:  # a crash mid-attempt
+        owner = lease.owner
+        lease.append(
+            [
+                RunStarted(at=fake_clock.now(), pid=owner.pid, host=owner.host),
+                AttemptStarted(at=fake_clock.now(), step="a", attempt=1),
+            ]
+        )
+
+    report = replay(store, fake_clock, scripted("do:a", "do:b"), "crashed")
+
+    assert report.status == "running"
+    assert report.compatible
+    assert report.outcome == "end_of_history"
+
+
+def test_restart_keeps_only_the_steps_before_the_restart_point(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    client = record(store, fake_clock, scripted("do:a", "do:b", "do:c"))
+    client.restart("i1", from_step="b")
+
+    report = replay(store, fake_clock, scripted("do:a", "do:renamed"))
+
+    assert report.status == "queued"
+    assert report.compatible
+    assert report.history_steps == 1
+
+
+def test_a_duplicate_that_history_has_too_is_a_warning(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    workflow = scripted("do:a", "do:a", "do:b")
+    record(store, fake_clock, workflow)
+
+    report = replay(store, fake_clock, workflow)
+
+    assert report.compatible
+    (warning,) = report.warnings
+    assert (warning.kind, warning.step, warning.position) == ("duplicate_step", "a", 2)
+    assert warning.to_json()["severity"] == "warning"
+
+
+# --- divergences -------------------------------------------------------------------------
+
+ABC = ("do:a", "do:b", "do:c")
+
+
+@pytest.mark.parametrize(
+    ("current", "kind", "step", "position", "expected", "found"),
+    [
+        pytest.param(
+            ("do:a", "do:x", "do:b", "do:c"), "new_step", "x", 2, "'b' (do)", "'x' (do)",
+            id="inserted",
+        ),
+        pytest.param(
+            ("do:a", "do:b2", "do:c"), "new_step", "b2", 2, "'b' (do)", "'b2' (do)",
+            id="renamed",
+        ),
+        pytest.param(
+            ("do:a", "do:c"), "out_of_order", "c", 2, "'b' (do)",
+            "'c' (do), recorded at position 3", id="removed",
+        ),
+        pytest.param(
+            ("do:a", "do:c", "do:b"), "out_of_order", "c", 2, "'b' (do)",
+            "'c' (do), recorded at position 3", id="reordered",
+        ),
+        pytest.param(
+            ("do:a", "sleep:b", "do:c"), "changed_kind", "b", 2, "'b' as a do step",
+            "'b' as a sleep step", id="kind-changed",
+        ),
+        pytest.param(
+            ("do:a", "do:a", "do:c"), "duplicate_step", "a", 2, "'b' (do)",
+            "'a' called again, returning the result of its first call at position 1",
+            id="duplicate",
+        ),
+        pytest.param(
+            ("do:a", "do:b", "do:c", "do:d"), "new_step", "d", 4,
+            "the end of the run (the instance is complete)", "'d' (do)", id="appended",
+        ),
+    ],
+)  # fmt: skip
+def test_each_kind_of_divergence_names_step_and_position(  # noqa: PLR0917 (parametrized)
+    store: FileStore,
+    fake_clock: FakeClock,
+    current: tuple[str, ...],
+    kind: str,
+    step: str,
+    position: int,
+    expected: str,
+    found: str,
+) -> None:
+    calls: list[str] = []
+    record(store, fake_clock, scripted(*ABC))
+
+    report = replay(store, fake_clock, scripted(*current, calls=calls))
+
+    finding = only_divergence(report)
+    assert report.outcome == "divergence"
+    assert (finding.kind, finding.step, finding.position) == (kind, step, position)
+    assert (finding.expected, finding.found) == (expected, found)
+    assert finding.message.startswith("instance 'i1': ")
+    assert f"at position {position}" in finding.message
+    assert calls == []
+
+
+def test_recorded_steps_the_code_no_longer_reaches(store: FileStore, fake_clock: FakeClock) -> None:
+    record(store, fake_clock, scripted(*ABC))
+
+    report = replay(store, fake_clock, scripted("do:a"))
+
+    assert report.outcome == "returned"
+    assert [(f.kind, f.step, f.position) for f in report.divergences] == [
+        ("unreached_step", "b", 2),
+        ("unreached_step", "c", 3),
+    ]
+    assert report.divergences[0].found == "the run returned"
+
+
+def test_code_that_now_raises_before_history_ends(store: FileStore, fake_clock: FakeClock) -> None:
+    record(store, fake_clock, scripted("do:a", "sleep:nap", "do:b"))
+
+    report = replay(store, fake_clock, scripted("do:a", "raise:new bug"))
+
+    finding = only_divergence(report)
+    assert (finding.kind, finding.step, finding.position) == ("unreached_step", "nap", 2)
+    assert finding.found == "the run raised ValueError: new bug"
+
+
+def test_a_new_step_before_the_recorded_wait_diverges(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    record(store, fake_clock, scripted("do:a", "sleep:nap", "do:b"))
+
+    report = replay(store, fake_clock, scripted("do:a", "do:new", "sleep:nap"))
+
+    finding = only_divergence(report)
+    assert (finding.kind, finding.step, finding.position) == ("new_step", "new", 2)
+    assert finding.expected == "'nap' (sleep)"
+
+
+def test_a_finished_run_with_another_outcome(store: FileStore, fake_clock: FakeClock) -> None:
+    record(store, fake_clock, scripted(*ABC), "complete")
+    record(store, fake_clock, scripted("do:a", "raise:old bug"), "errored")
+
+    raises = replay(store, fake_clock, scripted(*ABC, "raise:new bug"), "complete")
+    other_output = replay(store, fake_clock, scripted("do:a", "do:c", "do:b"), "complete")
+    fixed = replay(store, fake_clock, scripted("do:a"), "errored")
+    other_error = replay(store, fake_clock, scripted("do:a", "raise:another bug"), "errored")
+
+    expected_output = 'output ["A", "B", "C"]'
+    assert [(f.kind, f.expected, f.found) for f in raises.findings] == [
+        ("changed_outcome", expected_output, "error ValueError: new bug")
+    ]
+    assert only_divergence(other_output).kind == "out_of_order"
+    assert [(f.expected, f.found) for f in fixed.findings] == [
+        ("error ValueError: old bug", 'output ["A"]')
+    ]
+    assert [(f.expected, f.found) for f in other_error.findings] == [
+        ("error ValueError: old bug", "error ValueError: another bug")
+    ]
+
+
+def test_same_steps_with_a_different_output(store: FileStore, fake_clock: FakeClock) -> None:
+    class Doubled(WorkflowEntrypoint):
+        def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+            return [step.do(name, lambda: 0) * 2 for name in ("a", "b", "c")]
+
+    record(store, fake_clock, scripted(*ABC))
+
+    finding = only_divergence(replay(store, fake_clock, Doubled))
+
+    assert (finding.kind, finding.step, finding.position) == ("changed_outcome", None, None)
+    assert finding.found == 'output ["AA", "BB", "CC"]'
+
+
+def test_a_workflow_no_longer_configured(store: FileStore, fake_clock: FakeClock) -> None:
+    record(store, fake_clock, scripted(*ABC))
+
+    report = replay_instance(WorkflowClient(store, {"other": scripted(*ABC)}), "i1")
+
+    finding = only_divergence(report)
+    assert finding.kind == "unknown_workflow"
+    assert finding.found == "no such workflow (known: other)"
+
+
+# --- replay_many and the command's body ----------------------------------------------------
+
+
+def test_replay_many_filters_by_workflow_and_status(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    sleeper = scripted("do:a", "sleep:nap")
+    client = WorkflowClient(store, {"one": sleeper, "two": sleeper}, clock=fake_clock)
+    for instance_id, workflow in (("w1", "one"), ("w2", "two")):
+        client.create(workflow, instance_id=instance_id)
+        client.execute(instance_id, max_inline_wait=timedelta(0))
+    client.create("one", instance_id="q1")
+
+    waiting_one = replay_many(client, workflow="one", statuses=["waiting"])
+    chosen = replay_many(client, ["w2", "q1"])
+
+    assert [report.instance_id for report in waiting_one] == ["w1"]
+    assert [report.instance_id for report in chosen] == ["w2", "q1"]
+    with pytest.raises(InstanceNotFoundError):
+        replay_many(client, ["missing"])
+
+
+def test_replay_command_prints_and_returns_exit_codes(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    record(store, fake_clock, scripted(*ABC), "done")
+    record(store, fake_clock, scripted("do:a", "sleep:nap", "do:b"), "asleep")
+    changed = client_for(store, fake_clock, scripted("do:a", "sleep:nap", "do:c"))
+    out = io.StringIO()
+
+    assert replay_command(changed, ["asleep"], out=out) == 0
+    assert out.getvalue().splitlines()[-1] == (
+        "replayed 1 instance: 1 compatible, 0 divergent, 0 warnings"
+    )
+    out = io.StringIO()
+    assert replay_command(changed, all_instances=True, as_json=True, out=out) == 1
+    document = json.loads(out.getvalue())
+    assert document["summary"] == {"instances": 2, "compatible": 1, "divergent": 1, "warnings": 0}
+    by_id = {entry["id"]: entry for entry in document["instances"]}
+    assert set(by_id["done"]) == {
+        "id", "workflow", "status", "compatible", "outcome", "steps_replayed",
+        "history_steps", "findings",
+    }  # fmt: skip
+    (finding,) = by_id["done"]["findings"]
+    assert finding["kind"] == "new_step"
+    assert (finding["step"], finding["position"], finding["severity"]) == ("nap", 2, "divergence")
+
+
+@pytest.mark.parametrize(
+    ("ids", "options"),
+    [
+        pytest.param([], {}, id="nothing"),
+        pytest.param(["i1"], {"all_instances": True}, id="ids-and-all"),
+        pytest.param(["i1"], {"statuses": ["waiting"]}, id="filter-without-all"),
+        pytest.param([], {"all_instances": True, "statuses": ["sleeping"]}, id="bad-status"),
+    ],
+)
+def test_replay_command_refuses_bad_usage(
+    store: FileStore, fake_clock: FakeClock, ids: list[str], options: dict[str, Any]
+) -> None:
+    client = record(store, fake_clock, scripted(*ABC))
+    with pytest.raises(WorkflowInputError):
+        replay_command(client, ids, out=io.StringIO(), **options)
