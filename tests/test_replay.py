@@ -266,13 +266,19 @@ def test_failed_steps_and_errors_replay_identically(
     assert calls == []
 
 
-def test_end_of_an_in_flight_history_is_not_a_divergence(
-    store: FileStore, fake_clock: FakeClock
+@pytest.mark.parametrize("control", ["none", "pause", "terminate"])
+def test_end_of_an_unfinished_history_is_not_a_divergence(
+    store: FileStore, fake_clock: FakeClock, control: str
 ) -> None:
-    record(store, fake_clock, scripted("do:a", "sleep:nap", "do:b"))
+    client = record(store, fake_clock, scripted("do:a", "sleep:nap", "do:b"))
+    if control != "none":
+        getattr(client, control)("i1")
 
     report = replay(store, fake_clock, scripted("do:a", "sleep:nap", "do:new", "do:b"))
 
+    assert (
+        report.status == {"none": "waiting", "pause": "paused", "terminate": "terminated"}[control]
+    )
     assert report.compatible
     assert report.outcome == "end_of_history"
     assert (report.steps_replayed, report.history_steps) == (2, 2)
