@@ -84,7 +84,10 @@ def check_json(value: object, what: str, limit: int | None = None) -> str:
     :class:`ValueTooLargeError`.
     """
     _check_json_item(value, what, "", 0)
-    encoded = _DUMPS(value)
+    try:
+        encoded = _DUMPS(value)
+    except ValueError:  # the only cause left: an int longer than int-to-text allows
+        raise WorkflowInputError(what, "an integer has too many digits to write") from None
     if limit is not None:
         size = len(encoded.encode())
         if size > limit:
@@ -92,8 +95,23 @@ def check_json(value: object, what: str, limit: int | None = None) -> str:
     return encoded
 
 
+def _check_text(text: str, what: str, where: str) -> None:
+    """Refuse text that has no UTF-8 form (an unpaired surrogate, e.g. from a bad file name)."""
+    if text.isascii():
+        return
+    try:
+        text.encode()
+    except UnicodeEncodeError as error:
+        raise WorkflowInputError(
+            what, f"{where} contains {text[error.start]!r}, an unpaired surrogate, not Unicode"
+        ) from None
+
+
 def _check_json_item(value: object, what: str, path: str, depth: int) -> None:
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, str):
+        _check_text(value, what, f"text at {path or 'top level'}")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -113,6 +131,7 @@ def _check_json_item(value: object, what: str, path: str, depth: int) -> None:
                     f"key {key!r} at {path or 'top level'} is a {type(key).__name__}, "
                     "JSON keys must be strings",
                 )
+            _check_text(key, what, f"a key at {path or 'top level'}")
             _check_json_item(item, what, f"{path}.{key}" if path else key, depth + 1)
         return
     raise WorkflowInputError(
