@@ -259,7 +259,7 @@ def test_params_from_a_file_and_from_stdin(project: Project, tmp_path: Path) -> 
     [
         ("{not json", None, "--params: not valid JSON"),
         ("-", "[1, 2", "--params from stdin: not valid JSON"),
-        ("@/no/such/file.json", None, "cannot read the file"),
+        ("@/no/such/file.json", None, "--params from /no/such/file.json: cannot read it"),
         ("[NaN]", None, "is not a JSON number"),
     ],
 )
@@ -531,6 +531,8 @@ def test_send_event_to_an_instance_held_elsewhere_leaves_it_to_that_process(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ok(wf(project, "run", "approval", "--id", "a1", "--params", project.params()), 3)
+    monkeypatch.setenv(BLOCK_ENV, "record")  # the waiter holds a1 until released
+    effects = Effects(project.effects)
     client = python_client(project)
     outcome: dict[str, InstanceStatus] = {}
     waiter = threading.Thread(
@@ -541,6 +543,8 @@ def test_send_event_to_an_instance_held_elsewhere_leaves_it_to_that_process(
     waiter.start()
     wait_until(lambda: client.status("a1").holder is not None, "the waiter to take a1")
     result = ok(wf(project, "send-event", "a1", "--type", "approve", "--payload", '{"by":"x"}'))
+    wait_for_file(effects.blocked_marker("record"))
+    effects.release_file("record").touch()
     waiter.join(timeout=30)
     assert "which executes the instance, will take it" in result.stdout
     assert outcome["status"].status == "complete"

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -64,11 +67,39 @@ class Processes:
         stdout, stderr = process.communicate(timeout=PATIENCE_SECONDS)
         return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
+    def run_in_terminal(self, *args: str, **env: str) -> tuple[int, str]:
+        """Run ``wf ARGS`` with stdout and stderr on a pseudo-terminal; return code and output."""
+        controller, terminal = pty.openpty()
+        process = subprocess.Popen(
+            [WF, *args],
+            cwd=self.project.config.parent,
+            env={
+                **{k: v for k, v in os.environ.items() if k != "NO_COLOR"},
+                "COLUMNS": "120",
+                "TERM": "xterm-256color",
+                **env,
+            },
+            stdin=subprocess.DEVNULL,
+            stdout=terminal,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal closed when the process exited
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(controller)
+        return process.wait(timeout=PATIENCE_SECONDS), b"".join(chunks).decode()
+
     def status(self, instance_id: str) -> dict[str, Any]:
-        result = self.run("status", instance_id, "--json")
-        assert result.returncode == 0, result.stderr
-        document: dict[str, Any] = json.loads(result.stdout)
-        return document
+        """The instance's status document, read in this process (faster than ``wf status``)."""
+        client = open_client(load_project(self.project.config), self.project.store, load=False)
+        return client.status(instance_id).to_json()
 
     def kill_all(self) -> None:
         for process in self.started:
@@ -100,6 +131,17 @@ def create(project: Project, workflow: str, instance_id: str, **params: object) 
     """A queued instance, created through the Python client."""
     client = open_client(load_project(project.config), project.store)
     client.create(workflow, params=json.loads(project.params(**params)), instance_id=instance_id)
+
+
+def read_line(stream: IO[str] | None) -> str:
+    """The next line of a child's output; fail rather than hang if none comes."""
+    assert stream is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(PATIENCE_SECONDS)
+    assert lines, "gave up waiting for a line of output"
+    return lines[0]
 
 
 def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
@@ -161,14 +203,17 @@ def test_send_event_resumes_a_waiting_instance(
 
 
 def test_send_event_to_a_process_waiting_inline_lets_that_process_take_it(
-    wf: Processes, project: Project
+    wf: Processes, project: Project, effects: Effects
 ) -> None:
     create(project, "approval", "a2")
-    waiter = wf.start("resume", "a2", "--max-wait", "2 hours")
+    # the waiter holds the instance until the step after the event is released
+    waiter = wf.start("resume", "a2", "--max-wait", "2 hours", block_at="record")
     wait_until(lambda: wf.status("a2")["holder"] is not None, "the waiter to hold a2", waiter)
     sent = wf.run("send-event", "a2", "--type", "approve", "--payload", '{"by": "x"}')
     assert sent.returncode == 0, sent.stderr
     assert f"process {waiter.pid}, which executes the instance, will take it" in sent.stdout
+    wait_until(effects.blocked_marker("record").exists, "the waiter to take the event", waiter)
+    effects.release_file("record").touch()
     code, stdout, stderr = finish(waiter)
     assert code == 0, stderr
     assert "a2: complete" in stdout
@@ -197,10 +242,12 @@ def test_a_stopped_worker_finishes_its_step_exits_0_and_leaves_valid_journals(
     worker = wf.start("worker", "--poll", "0.05", block_at="b")
     wait_until(effects.blocked_marker("b").exists, "the worker to block in step b", worker)
     worker.send_signal(signum)
+    notes = [read_line(worker.stderr), read_line(worker.stderr)]
+    assert notes[1] == "worker: stopping once the steps in flight end (w1)\n", notes
     effects.release_file("b").touch()
     code, _, stderr = finish(worker)
     assert code == 0, stderr
-    assert "worker: stopped" in stderr
+    assert stderr == "worker: stopped\n"
     assert "Traceback" not in stderr
     # the step in flight finished and was journaled; the next one never started
     assert_journal_sane(journal_path(project.store, "w1"))
@@ -225,3 +272,23 @@ def test_ctrl_c_during_run_says_how_to_resume_and_exits_130(
     effects.release_file("b").touch()
     assert wf.run("resume", "c1").returncode == 0
     assert effects.count("a") == 1
+
+
+COLOUR = re.compile(r"\x1b\[[0-9;]*3[0-9]m")  # a foreground colour escape
+
+
+def test_on_a_terminal_run_draws_a_live_view_and_status_draws_tables(
+    wf: Processes, project: Project
+) -> None:
+    code, output = wf.run_in_terminal("run", "flaky", "--id", "t1")
+    assert code == 0, output
+    assert COLOUR.search(output)
+    assert "attempt 2" in output
+    assert "t1: complete" in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
+    code, output = wf.run_in_terminal("status", "t1")
+    assert code == 0, output
+    assert "─" in output  # a rich table, box drawing and all
+    code, output = wf.run_in_terminal("list", NO_COLOR="1")
+    assert code == 0, output
+    assert "─" in output
+    assert not COLOUR.search(output)

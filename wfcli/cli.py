@@ -113,7 +113,7 @@ class Screen:
 
 
 def _fail(error: BaseException, code: int) -> NoReturn:
-    Screen().error(str(error))
+    Screen().error(" ".join(str(error).splitlines()))
     raise typer.Exit(code) from None
 
 
@@ -223,18 +223,18 @@ def parse_json_input(text: str | None, option: str) -> object:
     if text is None:
         return None
     source = option
-    if text == "-":
-        source, raw = f"{option} from stdin", sys.stdin.read()
-    elif text.startswith("@"):
-        path = Path(text[1:])
-        source = f"{option} from {path}"
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-            raise WorkflowInputError(source, f"cannot read the file: {reason}") from None
-    else:
-        raw = text
+    try:
+        if text == "-":
+            source = f"{option} from stdin"
+            raw = sys.stdin.read()
+        elif text.startswith("@"):
+            source = f"{option} from {text[1:]}"
+            raw = Path(text[1:]).read_text(encoding="utf-8")
+        else:
+            raw = text
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise WorkflowInputError(source, f"cannot read it: {reason}") from None
     try:
         return json.loads(raw)
     except json.JSONDecodeError as error:
@@ -310,7 +310,11 @@ def run(
     workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="Workflow name.")],
     params: Annotated[
         str | None,
-        typer.Option(metavar="JSON|@FILE|-", show_default=False, help="Params as JSON."),
+        typer.Option(
+            metavar="JSON|@FILE|-",
+            show_default=False,
+            help="Params as JSON text, @FILE to read a file, or - to read stdin.",
+        ),
     ] = None,
     instance_id: Annotated[
         str | None,
@@ -576,12 +580,18 @@ def send_event(
     ],
     payload: Annotated[
         str | None,
-        typer.Option(metavar="JSON|@FILE|-", show_default=False, help="Payload as JSON."),
+        typer.Option(
+            metavar="JSON|@FILE|-",
+            show_default=False,
+            help="Payload as JSON text, @FILE to read a file, or - to read stdin.",
+        ),
     ] = None,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
     """Send an event; an instance waiting for it goes on in the foreground."""
+    from .render import status_line
+
     screen = Screen()
     value = parse_json_input(payload, "--payload")
     session = open_session(config, store, load=False)
@@ -594,10 +604,11 @@ def send_event(
         )
         return
     if wait is None or wait.kind != "event" or wait.event_type != event_type:
-        screen.say(
-            f"{instance_id}: event {event_type!r} buffered ({current.status}); "
-            "a later wait for that type takes it"
-        )
+        if current.state.buffered_events(event_type) or "event" in current.pending_messages:
+            fate = f"buffered ({current.status}); a later wait for that type takes it"
+        else:  # a process that held the instance took it and let go meanwhile
+            fate = f"taken; the instance is {status_line(current)}"
+        screen.say(f"{instance_id}: event {event_type!r} {fate}")
         return
     if session.project is None:
         screen.say(f"{instance_id}: event {event_type!r} sent")
@@ -663,6 +674,7 @@ def worker(
     try:
         _work_loop(
             client,
+            screen,
             execute=execute,
             stop=stop,
             skip=failed,
@@ -678,6 +690,7 @@ def worker(
 
 def _work_loop(
     client: WorkflowClient,
+    screen: Screen,
     *,
     execute: Callable[[str], None],
     stop: threading.Event,
@@ -705,6 +718,9 @@ def _work_loop(
                     future.result()
             else:
                 stop.wait(interval)
+        if running:
+            in_flight = ", ".join(sorted(running.values()))
+            screen.note(f"worker: stopping once the steps in flight end ({in_flight})")
 
 
 @command()
