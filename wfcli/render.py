@@ -20,7 +20,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from .codec import ErrorInfo, JsonValue, Record, StepKind, record_to_json
+from .codec import ErrorInfo, Record, StepKind, record_to_json
 from .durations import format_duration
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ __all__ = [
     "workflows_view",
 ]
 
-Clock = Callable[[], datetime]
+Now = Callable[[], datetime]
 Cell = str | Text
 
 _STATUS_STYLES = {
@@ -79,10 +79,6 @@ def _cell_time(moment: datetime | None, now: datetime, plain: bool) -> str:
     return local.strftime("%Y-%m-%d")
 
 
-def _attempt_text(attempt: int) -> str:
-    return f"attempt {attempt}"
-
-
 def _clock_time(moment: datetime) -> str:
     return moment.astimezone().strftime("%H:%M:%S")
 
@@ -99,7 +95,7 @@ def _shorten(text: str, width: int = _DETAIL_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _json_text(value: JsonValue | object) -> str:
+def _json_text(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -109,18 +105,16 @@ def _error_text(error: ErrorInfo | None) -> str:
     return f"{error.name}: {error.message}" if error.message else error.name
 
 
-def _status_cell(status: str, plain: bool) -> Cell:
-    return status if plain else Text(status, style=_STATUS_STYLES.get(status, ""))
+def _status_cell(status: str, plain: bool, text: str | None = None) -> Cell:
+    """``text`` (default: the status itself) coloured by ``status`` on a terminal."""
+    shown = status if text is None else text
+    return shown if plain else Text(shown, style=_STATUS_STYLES.get(status, ""))
 
 
-def _table(
-    headers: Sequence[str], rows: Sequence[Sequence[Cell]], plain: bool, title: str | None = None
-) -> RenderableType:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], plain: bool) -> RenderableType:
     """A table: rich with a box on a terminal, aligned columns of plain text otherwise."""
     if not plain:
-        table = Table(
-            box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, padding=(0, 1)
-        )
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
         for index, header in enumerate(headers):
             free_text = index == len(headers) - 1  # only the last column wraps
             table.add_column(header, no_wrap=not free_text, overflow="fold")
@@ -133,7 +127,7 @@ def _table(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in lines
     )
-    return Text(f"{title}\n{text}" if title else text)
+    return Text(text)
 
 
 def _fields(pairs: Sequence[tuple[str, Cell]], plain: bool) -> RenderableType:
@@ -195,7 +189,7 @@ def status_view(status: InstanceStatus, now: datetime, plain: bool) -> Renderabl
     pairs: list[tuple[str, Cell]] = [
         ("id", status.id),
         ("workflow", status.workflow),
-        ("status", _status_cell(status_line(status), plain)),
+        ("status", _status_cell(status.status, plain, status_line(status))),
         ("created", _when(status.state.created)),
         ("started", _when(status.state.started)),
         ("ended", _when(status.state.ended)),
@@ -285,7 +279,7 @@ def instances_table(
         [
             s.id,
             s.workflow,
-            _status_cell(s.status + (" (interrupted)" if s.interrupted else ""), plain),
+            _status_cell(s.status, plain, s.status + (" (interrupted)" if s.interrupted else "")),
             _cell_time(s.state.created, now, plain),
             _cell_time(s.state.ended, now, plain),
         ]
@@ -345,7 +339,7 @@ def workflows_view(
 class LineRunLog:
     """A run observer that prints one plain line per event (pipes, logs, workers)."""
 
-    def __init__(self, console: Console, now: Clock, prefix: str = "") -> None:
+    def __init__(self, console: Console, now: Now, prefix: str = "") -> None:
         self.console = console
         self.now = now
         self.prefix = prefix
@@ -355,7 +349,7 @@ class LineRunLog:
 
     def step_started(self, name: str, kind: StepKind, attempt: int) -> None:
         if kind == "do":
-            self._say(f"{name!r}: started ({_attempt_text(attempt)})")
+            self._say(f"{name!r}: started (attempt {attempt})")
 
     def step_finished(self, name: str, kind: StepKind, ok: bool, replayed: bool) -> None:
         outcome = "replayed from the journal" if replayed else "done" if ok else "failed"
@@ -365,12 +359,24 @@ class LineRunLog:
         self, name: str, attempt: int, error: ErrorInfo, retry_at: datetime | None
     ) -> None:
         then = "no retries left" if retry_at is None else f"retry at {_clock_time(retry_at)}"
-        self._say(f"{name!r}: {_attempt_text(attempt)} failed: {_error_text(error)}; {then}")
+        self._say(f"{name!r}: attempt {attempt} failed: {_error_text(error)}; {then}")
 
     def waiting(self, name: str, kind: str, until: datetime) -> None:
         what = {"sleep": "sleeping", "retry": "waiting to retry", "event": "waiting for an event"}
         left = format_duration(max(until - self.now(), timedelta(0)))
         self._say(f"{name!r}: {what.get(kind, kind)} until {_clock_time(until)} ({left})")
+
+
+_LIVE_STYLES = {
+    "done": "green",
+    "replayed": "dim",
+    "failed": "red",
+    "retrying": "yellow",
+    "waiting": "yellow",
+    "suspended": "yellow",
+    "running": "cyan",
+}
+_LIVE_MARKERS = {"done": "✓", "replayed": "↺", "failed": "✗"}
 
 
 @dataclass
@@ -393,7 +399,7 @@ class LiveRunView:
     several threads (parallel steps).
     """
 
-    def __init__(self, now: Clock) -> None:
+    def __init__(self, now: Now) -> None:
         self.now = now
         self._steps: dict[str, _LiveStep] = {}
         self._mutex = threading.Lock()
@@ -452,14 +458,13 @@ class LiveRunView:
             rows = list(self._steps.values())
         for row in rows:
             marker: RenderableType = row.spinner or Text(
-                {"done": "✓", "replayed": "↺", "failed": "✗"}.get(row.state, "•"),
-                style={"done": "green", "replayed": "dim", "failed": "red"}.get(row.state, ""),
+                _LIVE_MARKERS.get(row.state, "•"), style=_LIVE_STYLES.get(row.state, "")
             )
             countdown = ""
             if row.until is not None:
                 left = format_duration(max(row.until - now, timedelta(0)))
                 countdown = f"retry in {left}" if row.state == "retrying" else f"{left} left"
-            attempt = _attempt_text(row.attempt) if row.kind == "do" and row.attempt else ""
+            attempt = f"attempt {row.attempt}" if row.kind == "do" and row.attempt else ""
             table.add_row(
                 marker,
                 Text(row.name, style="bold" if row.spinner else ""),
@@ -468,14 +473,3 @@ class LiveRunView:
                 Text(" ".join(filter(None, [countdown, row.note])), style="dim"),
             )
         return table
-
-
-_LIVE_STYLES = {
-    "done": "green",
-    "replayed": "dim",
-    "failed": "red",
-    "retrying": "yellow",
-    "waiting": "yellow",
-    "suspended": "yellow",
-    "running": "cyan",
-}
