@@ -592,6 +592,11 @@ class WorkflowStep:
         """
         policy, limit = self._options(retries, timeout)
         named = [(validate_step_name(name), callback) for name, callback in calls.items()]
+        for name, callback in named:
+            if not callable(callback):
+                raise WorkflowInputError(
+                    "callback", f"{type(callback).__name__} given for step {name!r} is not callable"
+                )
         if getattr(_callback_thread, "active", False):
             raise WorkflowInputError("step", "steps cannot be started inside a step callback")
         self._run.checkpoint()
