@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
 from collections.abc import Callable
@@ -19,7 +18,6 @@ from wfcli import (
     WorkflowClient,
     WorkflowEntrypoint,
     WorkflowEvent,
-    WorkflowInputError,
     WorkflowStep,
 )
 from wfcli.codec import AttemptStarted, InboxMessage, RunStarted
@@ -29,7 +27,6 @@ from wfcli.replay import (
     Finding,
     ReplayReport,
     ReplaySummary,
-    replay_command,
     replay_instance,
     replay_many,
 )
@@ -493,46 +490,3 @@ def test_replay_many_filters_by_workflow_and_status(
     assert [report.instance_id for report in chosen] == ["w2", "q1"]
     with pytest.raises(InstanceNotFoundError):
         replay_many(client, ["missing"])
-
-
-def test_replay_command_prints_and_returns_exit_codes(
-    store: FileStore, fake_clock: FakeClock
-) -> None:
-    record(store, fake_clock, scripted(*ABC), "done")
-    record(store, fake_clock, scripted("do:a", "sleep:nap", "do:b"), "asleep")
-    changed = client_for(store, fake_clock, scripted("do:a", "sleep:nap", "do:c"))
-    out = io.StringIO()
-
-    assert replay_command(changed, ["asleep"], out=out) == 0
-    assert out.getvalue().splitlines()[-1] == (
-        "replayed 1 instance: 1 compatible, 0 divergent, 0 warnings"
-    )
-    out = io.StringIO()
-    assert replay_command(changed, all_instances=True, as_json=True, out=out) == 1
-    document = json.loads(out.getvalue())
-    assert document["summary"] == {"instances": 2, "compatible": 1, "divergent": 1, "warnings": 0}
-    by_id = {entry["id"]: entry for entry in document["instances"]}
-    assert set(by_id["done"]) == {
-        "id", "workflow", "status", "compatible", "outcome", "steps_replayed",
-        "history_steps", "findings",
-    }  # fmt: skip
-    (finding,) = by_id["done"]["findings"]
-    assert finding["kind"] == "new_step"
-    assert (finding["step"], finding["position"], finding["severity"]) == ("nap", 2, "divergence")
-
-
-@pytest.mark.parametrize(
-    ("ids", "options"),
-    [
-        pytest.param([], {}, id="nothing"),
-        pytest.param(["i1"], {"all_instances": True}, id="ids-and-all"),
-        pytest.param(["i1"], {"statuses": ["waiting"]}, id="filter-without-all"),
-        pytest.param([], {"all_instances": True, "statuses": ["sleeping"]}, id="bad-status"),
-    ],
-)
-def test_replay_command_refuses_bad_usage(
-    store: FileStore, fake_clock: FakeClock, ids: list[str], options: dict[str, Any]
-) -> None:
-    client = record(store, fake_clock, scripted(*ABC))
-    with pytest.raises(WorkflowInputError):
-        replay_command(client, ids, out=io.StringIO(), **options)

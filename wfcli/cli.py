@@ -724,6 +724,65 @@ def _work_loop(
 
 
 @command()
+def replay(
+    *,
+    instance_ids: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[ID]...", show_default=False, help="Instances to replay."),
+    ] = None,
+    all_instances: Annotated[
+        bool, typer.Option("--all", help="Every instance (narrow with --workflow/--status).")
+    ] = False,
+    workflow: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", show_default=False, help="With --all: only this workflow."),
+    ] = None,
+    status_filter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            metavar="STATUS",
+            show_default=False,
+            help="With --all: only these statuses (repeatable).",
+        ),
+    ] = None,
+    json_output: JsonFlag = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Re-run current workflow code against journals, executing nothing; exit 1 on divergence.
+
+    Every step is served from the record: no callback runs, nothing waits, nothing
+    is written. Use it in CI before deploying a change to instances in flight.
+    """
+    from . import render
+    from .errors import WorkflowInputError
+    from .replay import ReplaySummary, replay_many
+
+    ids = instance_ids or []
+    statuses = status_filter or []
+    if all_instances == bool(ids):
+        raise WorkflowInputError("replay", "give instance IDs or --all, not both and not neither")
+    if not all_instances and (workflow is not None or statuses):
+        raise WorkflowInputError("replay", "--workflow and --status select instances for --all")
+    screen = Screen()
+    client = open_session(config, store, load=True).client
+    reports = replay_many(
+        client, None if all_instances else ids, workflow=workflow, statuses=statuses
+    )
+    summary = ReplaySummary.of(reports)
+    if json_output:
+        screen.json(
+            {"instances": [report.to_json() for report in reports], "summary": summary.to_json()}
+        )
+    else:
+        for line in render.replay_lines(reports, summary):
+            screen.say(line)
+    if summary.divergent:
+        raise typer.Exit(EXIT_ERRORED)
+
+
+@command()
 def workflows(
     *, json_output: JsonFlag = False, config: ConfigOption = None, store: StoreOption = None
 ) -> None:

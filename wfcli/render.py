@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -25,6 +25,7 @@ from .durations import format_duration
 
 if TYPE_CHECKING:
     from .client import InstanceStatus
+    from .replay import ReplayReport, ReplaySummary
     from .state import StepState
 
 __all__ = [
@@ -473,3 +474,30 @@ class LiveRunView:
                 Text(" ".join(filter(None, [countdown, row.note])), style="dim"),
             )
         return table
+
+
+def replay_lines(reports: Sequence[ReplayReport], summary: ReplaySummary) -> Iterator[str]:
+    """Plain text for people: one line per instance, then its findings, then the counts."""
+    for report in reports:
+        verdict = "compatible" if report.compatible else "DIVERGENT"
+        detail = {
+            "returned": "code ran to its end",
+            "raised": "code raised",
+            "end_of_history": "stopped at the end of its history",
+            "divergence": "stopped at the first divergence",
+        }[report.outcome]
+        yield (
+            f"{verdict:<10}  {report.instance_id}  {report.workflow}  {report.status}  "
+            f"{report.steps_replayed}/{report.history_steps} steps, {detail}"
+        )
+        for finding in report.findings:
+            label = "warning" if finding.warning else "diverged"
+            yield f"  {label}: {finding.message}"
+    if not reports:
+        yield "no instances to replay"
+        return
+    plural = "instance" if summary.instances == 1 else "instances"
+    yield (
+        f"replayed {summary.instances} {plural}: {summary.compatible} compatible, "
+        f"{summary.divergent} divergent, {summary.warnings} warnings"
+    )

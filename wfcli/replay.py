@@ -17,15 +17,14 @@ steps.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, TextIO
+from typing import Literal
 
 from .client import WorkflowClient
 from .codec import Created, ErrorInfo, InboxMessage, JsonValue, Record, StepKind, check_json
-from .errors import StepFailedError, UnknownWorkflowError, WorkflowError, WorkflowInputError
+from .errors import StepFailedError, UnknownWorkflowError, WorkflowError
 from .ids import validate_instance_id
 from .journal import JournalStore, Lease, LockOwner
 from .retry import RetryPolicy
@@ -40,7 +39,6 @@ __all__ = [
     "ReplayReport",
     "ReplaySummary",
     "ReplayWriteError",
-    "replay_command",
     "replay_instance",
     "replay_many",
 ]
@@ -579,68 +577,3 @@ def replay_many(
         ]
     snapshots = client.list_instances(workflow=workflow, statuses=statuses)
     return [replayer.replay(snapshot.state) for snapshot in snapshots]
-
-
-def replay_command(
-    client: WorkflowClient,
-    instance_ids: Sequence[str] = (),
-    *,
-    all_instances: bool = False,
-    workflow: str | None = None,
-    statuses: Sequence[str] = (),
-    as_json: bool = False,
-    out: TextIO | None = None,
-) -> int:
-    """The body of ``wf replay``: replay, print the reports, return the exit code.
-
-    0 when every instance is compatible, 1 when any diverges. Bad usage (IDs
-    together with ``--all``, neither, or filters without ``--all``) raises
-    :class:`~wfcli.errors.WorkflowInputError`, exit code 2 in the CLI. With
-    ``as_json`` it prints one document: ``{"instances": [...], "summary": {...}}``.
-    """
-    if all_instances == bool(instance_ids):
-        raise WorkflowInputError("replay", "give instance IDs or --all, not both and not neither")
-    if not all_instances and (workflow is not None or statuses):
-        raise WorkflowInputError("replay", "--workflow and --status select instances for --all")
-    reports = replay_many(
-        client, None if all_instances else instance_ids, workflow=workflow, statuses=statuses
-    )
-    summary = ReplaySummary.of(reports)
-    stream = out or sys.stdout
-    if as_json:
-        document = {
-            "instances": [report.to_json() for report in reports],
-            "summary": summary.to_json(),
-        }
-        print(json.dumps(document, ensure_ascii=False, indent=2), file=stream)
-    else:
-        for line in _report_lines(reports, summary):
-            print(line, file=stream)
-    return 0 if summary.divergent == 0 else 1
-
-
-def _report_lines(reports: Sequence[ReplayReport], summary: ReplaySummary) -> Iterable[str]:
-    """Plain text for people: one line per instance, then its findings, then the counts."""
-    for report in reports:
-        verdict = "compatible" if report.compatible else "DIVERGENT"
-        detail = {
-            "returned": "code ran to its end",
-            "raised": "code raised",
-            "end_of_history": "stopped at the end of its history",
-            "divergence": "stopped at the first divergence",
-        }[report.outcome]
-        yield (
-            f"{verdict:<10}  {report.instance_id}  {report.workflow}  {report.status}  "
-            f"{report.steps_replayed}/{report.history_steps} steps, {detail}"
-        )
-        for finding in report.findings:
-            label = "warning" if finding.warning else "diverged"
-            yield f"  {label}: {finding.message}"
-    if not reports:
-        yield "no instances to replay"
-        return
-    plural = "instance" if summary.instances == 1 else "instances"
-    yield (
-        f"replayed {summary.instances} {plural}: {summary.compatible} compatible, "
-        f"{summary.divergent} divergent, {summary.warnings} warnings"
-    )
