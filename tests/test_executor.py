@@ -163,12 +163,14 @@ def test_a_name_used_by_a_step_of_another_kind_is_refused(
     assert final.output == "step name: 'nap' is already used by a 'sleep' step"
 
 
-BAD_NAMES = ["", "x" * 257, "new\nline", "nul\x00", "tab\t", "del\x7f", "c1\x85"]
+BAD_NAMES = ["", "x" * 257, "new\nline", "nul\x00", "tab\t", "del\x7f", "c1\x85", "file-\udcff"]
 
 
 class TriesBadNames(WorkflowEntrypoint):
+    """Tries the bad name ``BAD_NAMES[params]`` everywhere a name goes (not all are JSON)."""
+
     def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
-        name = event.payload["name"]
+        name = BAD_NAMES[event.payload]
         attempts = {
             "do": lambda: step.do(name, lambda: "never"),
             "sleep": lambda: step.sleep(name, 0),
@@ -190,7 +192,7 @@ class TriesBadNames(WorkflowEntrypoint):
 def test_a_bad_step_name_is_a_value_error_before_anything_is_journaled(
     store_dir: Path, clock: FakeClock, bad_name: str
 ) -> None:
-    final = start(store_dir, clock, TriesBadNames, {"name": bad_name}).execute()
+    final = start(store_dir, clock, TriesBadNames, BAD_NAMES.index(bad_name)).execute()
 
     refusals = final.output
     assert isinstance(refusals, dict)

@@ -165,6 +165,22 @@ def test_restart_requested_during_a_run_starts_over_without_duplicate_name_warni
     assert final.state.warnings == []
 
 
+@pytest.mark.parametrize("bad_type", ["", "new\nline", "x" * 257, "file-\udcff"], ids=repr)
+def test_an_event_of_a_bad_type_is_refused_with_nothing_posted(
+    client: WorkflowClient, effects: Effects, store_dir: Path, bad_type: str
+) -> None:
+    handle = client.create("approval", params={"dir": str(effects.folder)})
+    handle.execute()
+    journal = journal_path(store_dir, handle.id).read_bytes()
+
+    with pytest.raises(ValueError, match=r"^event type: ") as refused:
+        handle.send_event(bad_type, {"by": "ops"})
+
+    assert isinstance(refused.value, WorkflowInputError)
+    assert client.store.pending(handle.id) == []
+    assert journal_path(store_dir, handle.id).read_bytes() == journal
+
+
 # --- duplicate and invalid IDs ----------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ __all__ = ["MAX_STEP_NAME", "new_instance_id", "validate_instance_id", "validate
 
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # no UTF-8 form, so it cannot be journaled
 MAX_STEP_NAME = 256
 
 
@@ -33,7 +34,7 @@ def validate_instance_id(instance_id: object) -> str:
 
 
 def validate_step_name(name: object) -> str:
-    """Return ``name`` if it is 1..256 characters with no control characters."""
+    """Return ``name`` if it is 1..256 characters, none a control character or surrogate."""
     if not isinstance(name, str):
         raise WorkflowInputError("step name", f"expected text, got {type(name).__name__}")
     if not 1 <= len(name) <= MAX_STEP_NAME:
@@ -42,6 +43,8 @@ def validate_step_name(name: object) -> str:
         )
     if _CONTROL.search(name):
         raise WorkflowInputError("step name", f"{name!r} contains a control character")
+    if _SURROGATE.search(name):
+        raise WorkflowInputError("step name", f"{name!r} contains an unpaired surrogate")
     return name
 
 
