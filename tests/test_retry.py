@@ -332,3 +332,24 @@ def test_an_uncaught_step_failure_errors_the_instance_with_the_original_error(
 
     assert final.status == "errored"
     assert final.to_json()["error"] == {"name": "KeyError", "message": "'sku-17'"}
+
+
+class FailsOnABadFileName(WorkflowEntrypoint):
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        def read() -> None:
+            raise FileNotFoundError("cannot read report-\udcff.csv")  # a non-UTF-8 file name
+
+        return step.do("read", read, retries={"limit": 1, "delay": 0})
+
+
+def test_an_error_message_that_is_not_valid_unicode_is_kept_escaped(
+    store_dir: Path, clock: FakeClock
+) -> None:
+    handle = start(store_dir, clock, FailsOnABadFileName)
+    final = handle.execute()
+
+    assert final.to_json()["error"] == {
+        "name": "FileNotFoundError",
+        "message": "cannot read report-\\udcff.csv",
+    }
+    assert final.state.steps["read"].attempts == 2

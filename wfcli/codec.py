@@ -161,6 +161,11 @@ def parse_time(text: str) -> datetime:
 # --- records ----------------------------------------------------------------
 
 
+def _journalable(text: str) -> str:
+    """``text`` with unpaired surrogates (no UTF-8 form) written as ``\\udcff`` escapes."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """An error as journaled: its type name and message."""
@@ -171,7 +176,7 @@ class ErrorInfo:
     @classmethod
     def of(cls, error: BaseException) -> ErrorInfo:
         name = error.name if isinstance(error, NonRetryableError) else type(error).__name__
-        return cls(name=name, message=str(error))
+        return cls(name=_journalable(name), message=_journalable(str(error)))
 
     def to_json(self) -> dict[str, JsonValue]:
         return {"name": self.name, "message": self.message}
