@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from .errors import InstanceBusyError, WorkflowError, WorkflowInputError
+from .errors import InstanceBusyError, JournalCorruptError, WorkflowError, WorkflowInputError
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -438,11 +438,21 @@ def list_instances(
 
     screen = Screen()
     client = open_session(config, store, load=False).client
-    found = client.list_instances(workflow=workflow, statuses=status_filter or (), limit=limit)
+    damaged: list[JournalCorruptError] = []
+    found = client.list_instances(
+        workflow=workflow, statuses=status_filter or (), limit=limit, damaged=damaged
+    )
     if json_output:
-        screen.json({"instances": [s.to_json(steps=False) for s in found]})
+        screen.json(
+            {
+                "instances": [s.to_json(steps=False) for s in found],
+                "damaged": [str(error) for error in damaged],
+            }
+        )
     else:
         screen.show(render.instances_table(found, client.clock.now(), screen.plain))
+    for error in damaged:
+        screen.note(f"skipped: {error}")
 
 
 @command()
@@ -702,12 +712,19 @@ def _work_loop(
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     running: dict[Future[None], str] = {}
+    reported: set[str] = set()
     with ThreadPoolExecutor(concurrency, thread_name_prefix="wf-worker") as pool:
         while not stop.is_set():
             free = concurrency - len(running)
             if free:
                 taken = set(running.values()) | skip
-                for instance_id in [i for i in client.due() if i not in taken][:free]:
+                damaged: list[JournalCorruptError] = []
+                due = client.due(damaged=damaged)
+                for problem in map(str, damaged):
+                    if problem not in reported:
+                        reported.add(problem)
+                        screen.error(f"skipped: {problem}")
+                for instance_id in [i for i in due if i not in taken][:free]:
                     running[pool.submit(execute, instance_id)] = instance_id
             if once and not running:
                 return
@@ -756,7 +773,6 @@ def replay(
     is written. Use it in CI before deploying a change to instances in flight.
     """
     from . import render
-    from .errors import WorkflowInputError
     from .replay import ReplaySummary, replay_many
 
     ids = instance_ids or []

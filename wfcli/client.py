@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +30,9 @@ from .codec import (
 )
 from .errors import (
     InstanceBusyError,
+    InstanceNotFoundError,
     InvalidStateError,
+    JournalCorruptError,
     UnknownWorkflowError,
     WorkflowInputError,
 )
@@ -261,8 +263,13 @@ class WorkflowClient:
         workflow: str | None = None,
         statuses: Iterable[str] = (),
         limit: int | None = None,
+        damaged: list[JournalCorruptError] | None = None,
     ) -> list[InstanceStatus]:
-        """Instances, newest first, optionally filtered by workflow and status."""
+        """Instances, newest first, optionally filtered by workflow and status.
+
+        A damaged journal raises :class:`JournalCorruptError`, unless ``damaged``
+        is given: then it is skipped and its error appended there.
+        """
         wanted = set(statuses)
         unknown = wanted - set(STATUSES)
         if unknown:
@@ -272,8 +279,7 @@ class WorkflowClient:
         if limit is not None and limit < 1:
             raise WorkflowInputError("limit", f"must be at least 1, got {limit}")
         found: list[InstanceStatus] = []
-        for instance_id in self.store.instance_ids():
-            state = self._state(instance_id)
+        for state in self._readable_states(damaged):
             if workflow is not None and state.workflow != workflow:
                 continue
             snapshot = self._snapshot(state)
@@ -287,19 +293,34 @@ class WorkflowClient:
         """Every journaled record of the instance, oldest first."""
         return self.store.read(validate_instance_id(instance_id))
 
-    def due(self) -> list[str]:
+    def _readable_states(
+        self, damaged: list[JournalCorruptError] | None
+    ) -> Iterator[InstanceState]:
+        """The state of every instance; damaged journals go to ``damaged`` or raise."""
+        for instance_id in self.store.instance_ids():
+            try:
+                yield self._state(instance_id)
+            except JournalCorruptError as error:
+                if damaged is None:
+                    raise
+                damaged.append(error)
+            except InstanceNotFoundError:
+                continue  # deleted since the listing
+
+    def due(self, *, damaged: list[JournalCorruptError] | None = None) -> list[str]:
         """Instances a worker should execute now, oldest first.
 
         Queued ones, interrupted ones (journal says running, no process holds
         them), waiting ones whose time has come or whose event has arrived, and
-        any with unapplied inbox messages.
+        any with unapplied inbox messages. Damaged journals are handled as in
+        :meth:`list_instances`.
         """
         now = self.clock.now()
         ready: list[tuple[datetime, str]] = []
-        for instance_id in self.store.instance_ids():
-            snapshot = self.status(instance_id)
+        for state in self._readable_states(damaged):
+            snapshot = self._snapshot(state)
             if self._is_due(snapshot, now):
-                ready.append((snapshot.state.created, instance_id))
+                ready.append((state.created, state.instance_id))
         return [instance_id for _, instance_id in sorted(ready)]
 
     @staticmethod
