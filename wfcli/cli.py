@@ -180,6 +180,16 @@ MaxWaitOption = Annotated[
     ),
 ]
 InstanceArgument = Annotated[str, typer.Argument(metavar="ID", help="Instance ID.")]
+WorkflowFilter = Annotated[
+    str | None,
+    typer.Option(metavar="NAME", show_default=False, help="Only this workflow's instances."),
+]
+StatusFilter = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--status", metavar="STATUS", show_default=False, help="Only these statuses (repeatable)."
+    ),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,19 +422,8 @@ def _watch_plain(
 @command("list")
 def list_instances(
     *,
-    workflow: Annotated[
-        str | None,
-        typer.Option(metavar="NAME", show_default=False, help="Only this workflow's instances."),
-    ] = None,
-    status_filter: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--status",
-            metavar="STATUS",
-            show_default=False,
-            help="Only these statuses (repeatable).",
-        ),
-    ] = None,
+    workflow: WorkflowFilter = None,
+    status_filter: StatusFilter = None,
     limit: Annotated[
         int | None,
         typer.Option(min=1, metavar="N", show_default=False, help="At most N instances."),
@@ -750,19 +749,8 @@ def replay(
     all_instances: Annotated[
         bool, typer.Option("--all", help="Every instance (narrow with --workflow/--status).")
     ] = False,
-    workflow: Annotated[
-        str | None,
-        typer.Option(metavar="NAME", show_default=False, help="With --all: only this workflow."),
-    ] = None,
-    status_filter: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--status",
-            metavar="STATUS",
-            show_default=False,
-            help="With --all: only these statuses (repeatable).",
-        ),
-    ] = None,
+    workflow: WorkflowFilter = None,
+    status_filter: StatusFilter = None,
     json_output: JsonFlag = False,
     config: ConfigOption = None,
     store: StoreOption = None,
