@@ -233,7 +233,7 @@ def test_a_step_cannot_be_started_inside_a_step_callback(store_dir: Path, clock:
 
 
 class ReturnsParam(WorkflowEntrypoint):
-    """Returns whatever the test put in ``VALUE`` from one step."""
+    """Step ``produce`` returns the class attribute ``value``; a failure is returned as data."""
 
     value: object = None
 
@@ -374,8 +374,7 @@ def test_a_short_sleep_is_slept_through_inline(store_dir: Path, clock: FakeClock
     final = start(store_dir, clock, Naps, 10).execute()
 
     assert (final.status, final.output) == ("complete", "awake")
-    history = final.state
-    assert history.steps["nap"].until == began + timedelta(seconds=10)
+    assert final.state.steps["nap"].until == began + timedelta(seconds=10)
     assert clock.now() >= began + timedelta(seconds=10)
     assert not of_type(FileStore(store_dir).read(final.id), Suspended)
 

@@ -37,6 +37,7 @@ from wfcli.codec import (
     Paused,
     Record,
     Restarted,
+    Resumed,
     RunStarted,
     StepCompleted,
     Terminated,
@@ -283,6 +284,23 @@ def test_pause_while_a_step_runs_waits_for_the_step_then_pauses(
     paused = index_of(records, Paused)
     assert steps_completed(records[:paused]) == ["a", "b"]
     assert not any(isinstance(r, StepCompleted) for r in records[paused : paused + 2])
+
+
+def test_pause_and_resume_while_a_step_runs_lets_the_same_process_carry_on(
+    live: LiveRun,
+) -> None:
+    assert live.client.pause("live").status == "waitingForPause"
+    assert live.client.resume("live").status == "waitingForPause"
+    final = live.let_b_finish()
+
+    assert (final["status"], final["output"]) == ("complete", PIPELINE_OUTPUT)
+    assert live.calls() == [1, 1, 1]
+    records = assert_journal_sane(live.journal)
+    paused, resumed = index_of(records, Paused), index_of(records, Resumed)
+    assert steps_completed(records[:paused]) == ["a", "b"]
+    assert resumed == paused + 1
+    assert isinstance(records[resumed + 1], RunStarted)
+    assert steps_completed(records[resumed:]) == ["c"]
 
 
 def test_terminate_while_a_step_runs_lets_it_finish_and_runs_nothing_after(
