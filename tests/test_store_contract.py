@@ -334,7 +334,8 @@ def test_a_torn_last_record_is_ignored_at_every_byte_and_the_next_append_repairs
             assert lease.read() == kept
             lease.append([extra])
 
-        assert path.read_bytes() == whole[:last_line_start] + encode_record(extra).encode() + b"\n"
+        appended = encode_record(extra, len(kept) + 1).encode() + b"\n"
+        assert path.read_bytes() == whole[:last_line_start] + appended
         assert file_store.read("torn") == [*kept, extra]
 
 
@@ -407,6 +408,27 @@ def test_a_deleted_first_line_is_reported(file_store: FileStore) -> None:
     write_journal(file_store, "headless", 2)
     error = corrupt_and_expect(file_store, "headless", lambda ls: ls[1:], 1)
     assert error.reason == "first record is not 'created'"
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "found"),
+    [
+        pytest.param(lambda ls: [*ls[:1], *ls[2:]], 2, 3, id="deleted"),
+        pytest.param(lambda ls: [*ls[:2], ls[1], *ls[2:]], 3, 2, id="duplicated"),
+        pytest.param(lambda ls: [ls[0], ls[2], ls[1], *ls[3:]], 2, 3, id="swapped"),
+    ],
+)
+def test_a_deleted_duplicated_or_moved_middle_line_is_reported(
+    file_store: FileStore,
+    change: Callable[[list[bytes]], list[bytes]],
+    line: int,
+    found: int,
+) -> None:
+    write_journal(file_store, "gap", 3)
+    error = corrupt_and_expect(file_store, "gap", change, line)
+    assert error.reason == (
+        f"record number {found} where {line} belongs: a line is missing, duplicated or out of place"
+    )
 
 
 def test_a_duplicated_created_record_is_reported(file_store: FileStore) -> None:

@@ -373,9 +373,16 @@ def _encode_field(value: object) -> object:
     return value
 
 
-def encode_record(record: Record) -> str:
-    """One journal line for ``record``, without the trailing newline."""
-    document: dict[str, object] = {"v": FORMAT_VERSION, "type": record.TYPE}
+def encode_record(record: Record, number: int | None = None) -> str:
+    """One journal line for ``record``, without the trailing newline.
+
+    ``number`` is the record's 1-based line number in its journal (``"n"``); the
+    journal store writes it so that a missing or duplicated line is detected.
+    """
+    document: dict[str, object] = {"v": FORMAT_VERSION}
+    if number is not None:
+        document["n"] = number
+    document["type"] = record.TYPE
     for field in _FIELD_NAMES[type(record)]:
         document[field] = _encode_field(getattr(record, field))
     return _DUMPS(document)
@@ -470,7 +477,10 @@ _FIELD_NAMES: dict[type[Record], tuple[str, ...]] = {
 
 
 def decode_record(document: object) -> Record:
-    """Build a record from one parsed journal line; raises :class:`RecordError`."""
+    """Build a record from one parsed journal line; raises :class:`RecordError`.
+
+    The line number ``"n"``, when present, is checked by the journal store.
+    """
     if not isinstance(document, dict):
         raise RecordError(f"expected a JSON object, got {type(document).__name__}")
     version = document.get("v")
@@ -483,7 +493,7 @@ def decode_record(document: object) -> Record:
     if cls is None:
         raise RecordError(f"unknown record type {tag!r}")
     names = _FIELD_NAMES[cls]
-    extra = set(document) - set(names) - {"v", "type"}
+    extra = set(document) - set(names) - {"v", "n", "type"}
     if extra:
         raise RecordError(f"{tag} record has unexpected field {sorted(extra)[0]!r}")
     values: dict[str, Any] = {}

@@ -187,7 +187,8 @@ def _parse_journal(path: Path, data: bytes, expected_id: str) -> tuple[list[Reco
     line_no = 0
     for line_no, raw in enumerate(data[:end].split(b"\n")[:-1], start=1):
         try:
-            record = decode_record(json.loads(raw))
+            document = json.loads(raw)
+            record = decode_record(document)
         except RecordError as error:
             raise JournalCorruptError(str(path), line_no, error.reason) from None
         except (ValueError, RecursionError) as error:
@@ -201,6 +202,14 @@ def _parse_journal(path: Path, data: bytes, expected_id: str) -> tuple[list[Reco
         if isinstance(record, Created) and record.instance_id != expected_id:
             raise JournalCorruptError(
                 str(path), line_no, f"journal is for instance {record.instance_id!r}"
+            )
+        number = document.get("n")
+        if number != line_no:
+            raise JournalCorruptError(
+                str(path),
+                line_no,
+                f"record number {number!r} where {line_no} belongs: "
+                "a line is missing, duplicated or out of place",
             )
         records.append(record)
     if not records:
@@ -217,17 +226,24 @@ class _FileLease(Lease):
         self._journal_path = store.journal_path(instance_id)
         self._fd = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND)
         self._valid_length: int | None = None
+        self._record_count = 0
         self._tail_checked = False
         self._mutex = threading.Lock()  # parallel steps append from several threads
 
     def read(self) -> list[Record]:
         records, self._valid_length = self._store.read_with_length(self.instance_id)
+        self._record_count = len(records)
         return records
 
     def append(self, records: Sequence[Record], *, sync: bool = True) -> None:
-        data = "".join(encode_record(record) + "\n" for record in records).encode()
         with self._mutex:
             self._cut_torn_tail()
+            first = self._record_count + 1
+            data = "".join(
+                encode_record(record, number) + "\n"
+                for number, record in enumerate(records, start=first)
+            ).encode()
+            self._record_count += len(records)
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view) :]
@@ -337,7 +353,9 @@ class FileStore(JournalStore):
     def create(self, record: Created) -> None:
         target = self.journal_path(record.instance_id)
         self._prepare()
-        temporary = self._write_new_file(self.root / "tmp", (encode_record(record) + "\n").encode())
+        temporary = self._write_new_file(
+            self.root / "tmp", (encode_record(record, 1) + "\n").encode()
+        )
         try:
             os.link(temporary, target)  # atomic, and never replaces an existing journal
         except FileExistsError:
