@@ -14,6 +14,7 @@ from wfcli import (
     FakeClock,
     FileStore,
     InstanceHandle,
+    NonRetryableError,
     Settings,
     StepContext,
     StepFailedError,
@@ -570,6 +571,55 @@ def test_an_uncaught_event_timeout_errors_the_instance(store_dir: Path, clock: F
         "name": "WorkflowTimeoutError",
         "message": "step 'wait-0' timed out waiting for an event of type 'never'",
     }
+
+
+class SecondChance(WorkflowEntrypoint):
+    """Waits an hour for a 'go' event; if that times out, waits a day for one."""
+
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        try:
+            return ["first", step.wait_for_event("first", type="go", timeout="1 hour").payload]
+        except WorkflowTimeoutError:
+            return ["second", step.wait_for_event("second", type="go", timeout="1 day").payload]
+
+
+def test_an_event_received_after_the_deadline_is_late_even_if_no_run_saw_the_deadline(
+    store_dir: Path, clock: FakeClock
+) -> None:
+    handle = start(store_dir, clock, SecondChance)
+    assert handle.execute().status == "waiting"
+    clock.advance(2 * HOUR)
+    handle.send_event("go", "late")  # applied at once (nobody runs it), two hours in
+
+    final = handle.execute()
+
+    assert final.output == ["second", "late"]  # the first wait timed out; the event stayed buffered
+    assert final.state.steps["first"].status == "failed"
+
+
+class ShoutsAtLength(WorkflowEntrypoint):
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        def shout() -> None:
+            raise NonRetryableError("head-" + "x" * 200_000 + "-tail")
+
+        step.do("shout", shout)
+
+
+def test_a_huge_error_message_keeps_its_start_and_end_and_the_journal_stays_readable(
+    store_dir: Path, clock: FakeClock
+) -> None:
+    handle = start(store_dir, clock, ShoutsAtLength)
+
+    final = handle.execute()
+
+    assert final.status == "errored"
+    assert final.error is not None
+    message = final.error.message
+    assert message.startswith("head-xxx")
+    assert message.endswith("xxx-tail")
+    assert "characters cut" in message
+    assert len(message) < 70_000
+    assert handle.client.status(handle.id).error == final.error  # re-read from the journal
 
 
 def test_an_event_arriving_after_a_sent_one_of_another_type_waits_its_turn(

@@ -19,6 +19,7 @@ from .errors import NonRetryableError, ValueTooLargeError, WorkflowInputError
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_ERROR_MESSAGE",
     "MAX_NESTING",
     "AttemptFailed",
     "AttemptStarted",
@@ -53,6 +54,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MAX_NESTING = 256
+MAX_ERROR_MESSAGE = 64 * 1024  # characters of an error message kept in the journal
 
 # Spelled with Union because the alias is evaluated at runtime on Python 3.10.
 JsonValue: TypeAlias = Union[  # noqa: UP007
@@ -175,8 +177,14 @@ class ErrorInfo:
 
     @classmethod
     def of(cls, error: BaseException) -> ErrorInfo:
+        """The journaled form of ``error``; a message over 64 KiB keeps its start and end."""
         name = error.name if isinstance(error, NonRetryableError) else type(error).__name__
-        return cls(name=_journalable(name), message=_journalable(str(error)))
+        message = _journalable(str(error))
+        if len(message) > MAX_ERROR_MESSAGE:
+            half = MAX_ERROR_MESSAGE // 2
+            cut = len(message) - 2 * half
+            message = f"{message[:half]} [... {cut} characters cut ...] {message[-half:]}"
+        return cls(name=_journalable(name)[:MAX_ERROR_MESSAGE], message=message)
 
     def to_json(self) -> dict[str, JsonValue]:
         return {"name": self.name, "message": self.message}

@@ -49,7 +49,7 @@ from .ids import validate_step_name
 from .journal import Lease
 from .retry import RetryPolicy, backoff_delay
 from .settings import Settings
-from .state import InstanceState, StepState, WaitInfo, records_for_message
+from .state import BufferedEvent, InstanceState, StepState, WaitInfo, records_for_message
 from .workflow import ReceivedEvent, StepContext
 
 __all__ = [
@@ -504,11 +504,15 @@ class StepRun:
         assert step.until is not None
         self.observer.step_started(name, "event", 1)
 
-        def arrived() -> bool:
-            return bool(self.state.buffered_events(event_type))
+        deadline = step.until
 
-        self.wait(name, "event", step.until, event_type, ready=arrived)
-        buffered = self.state.buffered_events(event_type)
+        def in_time() -> list[BufferedEvent]:
+            # An event received after the deadline is late even if no run was there to
+            # see the deadline pass; it stays buffered for a later wait.
+            return [e for e in self.state.buffered_events(event_type) if e.received <= deadline]
+
+        self.wait(name, "event", deadline, event_type, ready=lambda: bool(in_time()))
+        buffered = in_time()
         now = self.clock.now()
         if not buffered:
             error = WorkflowTimeoutError(name, event_type)
