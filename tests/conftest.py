@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:  # tests import tests.workflows_for_tests, as drivers do
-    sys.path.insert(0, str(REPO_ROOT))
-
-from tests.workflows_for_tests import Children, Effects, make_client  # noqa: E402
-from wfcli import FakeClock, WorkflowClient  # noqa: E402
+from tests.workflows_for_tests import Children, Effects, make_client
+from wfcli import FakeClock, WorkflowClient
 
 
 @pytest.fixture
