@@ -81,12 +81,20 @@ def _worst(codes: Iterable[int]) -> int:
 class Screen:
     """stdout and stderr for one command: rich on a terminal, plain text otherwise."""
 
-    def __init__(self) -> None:
+    # The consoles (and rich) are made on first use: JSON output needs neither.
+    @functools.cached_property
+    def out(self) -> Console:
         from rich.console import Console
 
-        self.out: Console = Console(highlight=False)
-        self.out.soft_wrap = not self.out.is_terminal
-        self.err: Console = Console(stderr=True, highlight=False, soft_wrap=True)
+        console = Console(highlight=False)
+        console.soft_wrap = not console.is_terminal
+        return console
+
+    @functools.cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False, soft_wrap=True)
 
     @property
     def plain(self) -> bool:
@@ -371,8 +379,6 @@ def status(
     store: StoreOption = None,
 ) -> None:
     """Show an instance: its status, what it waits for, and its steps."""
-    from . import render
-
     screen = Screen()
     client = open_session(config, store, load=False).client
     current = client.status(instance_id)
@@ -381,6 +387,8 @@ def status(
             current = _watch_plain(client, current, screen, announce=not json_output)
         else:
             from rich.live import Live
+
+            from . import render
 
             now = client.clock.now
             with Live(render.status_view(current, now(), plain=False), console=screen.out) as live:
@@ -392,7 +400,9 @@ def status(
     if json_output:
         screen.json(current.to_json())
     else:
-        screen.show(render.status_view(current, client.clock.now(), screen.plain))
+        from .render import status_view
+
+        screen.show(status_view(current, client.clock.now(), screen.plain))
 
 
 _WATCH_INTERVAL = 0.5
@@ -433,8 +443,6 @@ def list_instances(
     store: StoreOption = None,
 ) -> None:
     """List instances, newest first."""
-    from . import render
-
     screen = Screen()
     client = open_session(config, store, load=False).client
     damaged: list[JournalCorruptError] = []
@@ -449,7 +457,9 @@ def list_instances(
             }
         )
     else:
-        screen.show(render.instances_table(found, client.clock.now(), screen.plain))
+        from .render import instances_table
+
+        screen.show(instances_table(found, client.clock.now(), screen.plain))
     for error in damaged:
         screen.note(f"skipped: {error}")
 
