@@ -914,6 +914,27 @@ def prune(
     raise typer.Exit(EXIT_OK if len(deleted) == len(old) else EXIT_BUSY)
 
 
+@command()
+def doctor(
+    *, json_output: JsonFlag = False, config: ConfigOption = None, store: StoreOption = None
+) -> None:
+    """Check the store, read-only: damaged journals and inbox files, crash leftovers.
+
+    Exit 0 when healthy (notes only), 1 when problems are found.
+    """
+    from .doctor import check_store
+
+    screen = Screen()
+    report = check_store(open_session(config, store, load=False).store_dir)
+    if json_output:
+        screen.json(report.to_json())
+    else:
+        for finding in report.findings:
+            screen.say(str(finding))
+        screen.say(report.summary())
+    raise typer.Exit(EXIT_OK if report.healthy else EXIT_ERRORED)
+
+
 def main() -> None:
     """The ``wf`` console script."""
     app(prog_name="wf")

@@ -1,0 +1,268 @@
+"""Torn and damaged store files, read by every command.
+
+A torn last line (a crash mid-write) is tolerated: at every byte offset of the
+last record, the instance reads as if that record had not been written. Damage
+anywhere else is reported by every command that reads it, with file and line,
+and nothing rewrites or "repairs" it: each command runs on its own copy of the
+store, whose bytes are compared before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from tests.cli_support import Project
+from tests.reliability.support import (
+    Outcome,
+    assert_one_line_error,
+    make_chaos_project,
+    run_wf,
+    snapshot,
+)
+from wfcli.cli import app
+from wfcli.config import load_project, open_client
+
+SEED = 5
+runner = CliRunner()
+Damage = Callable[[list[bytes]], bytes]
+
+
+def journal(project: Project, instance_id: str = "victim") -> Path:
+    return project.store / "journals" / f"{instance_id}.jsonl"
+
+
+def copy_of(project: Project, folder: Path) -> Project:
+    """The project with a private copy of its store (commands run side by side)."""
+    shutil.copytree(project.store, folder / "store")
+    return Project(project.config, folder / "store", project.effects)
+
+
+def wf_inside(project: Project, *args: str) -> Result:
+    """``wf ARGS`` in this process, on the project's config and store."""
+    return runner.invoke(app, [*args, *project.options()])
+
+
+# --- torn tails ---------------------------------------------------------------------------
+
+
+def test_a_torn_last_record_reads_as_not_written_at_every_byte_offset(
+    finished: Project, tmp_path: Path
+) -> None:
+    project = copy_of(finished, tmp_path)
+    path = journal(project)
+    whole = path.read_bytes()
+    last_start = whole.rstrip(b"\n").rfind(b"\n") + 1
+    path.write_bytes(whole[:last_start])
+    expected_status = json.loads(wf_inside(project, "status", "victim", "--json").stdout)
+    expected_history = json.loads(wf_inside(project, "history", "victim", "--json").stdout)
+    assert expected_status["status"] == "running"  # the last record was ``finished``
+
+    for offset in range(last_start + 1, len(whole)):
+        torn = whole[:offset]
+        path.write_bytes(torn)
+        shown = wf_inside(project, "status", "victim", "--json")
+        assert shown.exit_code == 0, (offset, shown.output)
+        assert json.loads(shown.stdout) == expected_status, offset
+        if offset % 8 == 0:  # the other readers at a sample of offsets
+            history = wf_inside(project, "history", "victim", "--json")
+            assert json.loads(history.stdout) == expected_history, offset
+            checked = wf_inside(project, "doctor", "--json")
+            report = json.loads(checked.stdout)
+            assert (checked.exit_code, report["problems"]) == (0, 0), (offset, report)
+            assert any(f["kind"] == "torn-tail" for f in report["findings"]), offset
+        assert path.read_bytes() == torn, offset
+
+
+def test_a_real_wf_tolerates_a_torn_tail_and_the_next_run_cuts_it_off(
+    finished: Project, tmp_path: Path
+) -> None:
+    project = copy_of(finished, tmp_path)
+    path = journal(project)
+    whole = path.read_bytes()
+    last_start = whole.rstrip(b"\n").rfind(b"\n") + 1
+    offset = random.Random(SEED).randrange(last_start + 1, len(whole))
+    path.write_bytes(whole[:offset])
+
+    for args in (("status", "victim"), ("list",)):
+        shown = run_wf(project, *args, *project.options())
+        assert shown.code == 0, shown.describe()
+        assert path.read_bytes() == whole[:offset]
+    resumed = run_wf(project, "resume", "victim", *project.options())
+
+    assert resumed.code == 0, resumed.describe()
+    repaired = path.read_bytes()
+    assert repaired.startswith(whole[:last_start])
+    assert repaired.endswith(b"\n")
+    assert repaired.count(b'"type":"finished"') == 1
+
+
+# --- damage in the middle --------------------------------------------------------------------
+
+
+def _garbage(lines: list[bytes]) -> bytes:
+    return b"".join([lines[0], b"\x00\xff not a record \xfe\n", *lines[2:]])
+
+
+def _flipped_key(lines: list[bytes]) -> bytes:
+    broken = lines[1].replace(b'"type"', b'"tzpe"', 1)
+    return b"".join([lines[0], broken, *lines[2:]])
+
+
+def _deleted_line(lines: list[bytes]) -> bytes:
+    return b"".join([lines[0], *lines[2:]])
+
+
+def _duplicated_line(lines: list[bytes]) -> bytes:
+    return b"".join([lines[0], lines[1], *lines[1:]])
+
+
+def _empty(lines: list[bytes]) -> bytes:
+    return b""
+
+
+def _other_version(lines: list[bytes]) -> bytes:
+    return b"".join(line.replace(b'{"v":1,', b'{"v":2,', 1) for line in lines)
+
+
+def _torn_first_line(lines: list[bytes]) -> bytes:
+    return lines[0][:20]
+
+
+# damage -> (what it does to the journal's lines, the line reported, words of the reason)
+DAMAGES: dict[str, tuple[Damage, int, str]] = {
+    "garbage": (_garbage, 2, "not JSON"),
+    "flipped key": (_flipped_key, 2, "unknown record type"),
+    "deleted line": (_deleted_line, 2, "a line is missing"),
+    "duplicated line": (_duplicated_line, 3, "a line is missing, duplicated"),
+    "empty file": (_empty, 1, "empty journal"),
+    "other format version": (_other_version, 1, "format version 2 is not supported"),
+    "torn first line": (_torn_first_line, 1, "no complete record"),
+}
+SINGLE_INSTANCE_COMMANDS: list[tuple[str, ...]] = [
+    ("status", "ID"),
+    ("history", "ID"),
+    ("resume", "ID"),
+    ("pause", "ID"),
+    ("terminate", "ID"),
+    ("send-event", "ID", "--type", "poke"),
+    ("restart", "ID"),
+    ("delete", "ID"),
+    ("replay", "ID"),
+]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A store of complete instances: ``victim`` (short last record) and one per damage."""
+    project = make_chaos_project(tmp_path_factory.mktemp("damaged"), fsync=False)
+    client = open_client(load_project(project.config), project.store)
+    base = {"dir": str(project.effects), "trace": str(project.effects / "trace"), "n": 1}
+    client.create("slow", params={**base, "steps": 2, "work": 0}, instance_id="victim")
+    client.execute("victim")
+    for damage in DAMAGES:
+        client.create("chain", params={**base, "work": 0}, instance_id=damaged_id(damage))
+        client.execute(damaged_id(damage))
+    return project
+
+
+def damaged_id(damage: str) -> str:
+    return damage.replace(" ", "-")
+
+
+def run_on_copies(
+    project: Project, tmp_path: Path, commands: list[tuple[str, ...]]
+) -> list[tuple[Outcome, bool]]:
+    """Run each command on its own copy of the store; (outcome, store bytes unchanged)."""
+
+    def one(index: int) -> tuple[Outcome, bool]:
+        copy = copy_of(project, tmp_path / f"copy-{index}")
+        before = snapshot(copy.store)
+        outcome = run_wf(copy, *commands[index], *copy.options())
+        return outcome, snapshot(copy.store) == before
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(one, range(len(commands))))
+
+
+def test_damage_is_reported_by_every_command_with_file_and_line_and_left_alone(
+    finished: Project, tmp_path: Path
+) -> None:
+    project = copy_of(finished, tmp_path / "base")
+    commands: list[tuple[str, ...]] = [("list",), ("worker", "--once"), ("doctor",)]
+    for damage, (damaged, _, _) in DAMAGES.items():
+        path = journal(project, damaged_id(damage))
+        path.write_bytes(damaged(path.read_bytes().splitlines(keepends=True)))
+        # Every single-instance command for garbage; a seeded one for each other damage
+        # (all of them read through the same code; garbage proves it).
+        chosen = SINGLE_INSTANCE_COMMANDS
+        if damage != "garbage":
+            chosen = random.Random(f"{SEED}-{damage}").sample(SINGLE_INSTANCE_COMMANDS, 1)
+        commands += [tuple(damaged_id(damage) if a == "ID" else a for a in c) for c in chosen]
+
+    results = run_on_copies(project, tmp_path, commands)
+
+    for index, ((outcome, unchanged), args) in enumerate(zip(results, commands, strict=True)):
+        assert unchanged, f"{args} changed the store"
+        journals = tmp_path / f"copy-{index}" / "store" / "journals"
+        for damage, (_, line, reason) in DAMAGES.items():
+            where = f"{journals / damaged_id(damage)}.jsonl:{line}"
+            if args[0] == "doctor":
+                assert outcome.code == 1, outcome.describe()
+                assert f"problem: {where}: " in outcome.stdout, outcome.describe()
+            elif args[0] in ("list", "worker"):
+                assert outcome.code == 0, outcome.describe()
+                (skipped,) = [t for t in outcome.stderr.splitlines() if where in t]
+                assert f"skipped: {where}: corrupt journal: " in skipped, skipped
+                assert reason in skipped, outcome.describe()
+                assert "Traceback" not in outcome.stderr, outcome.describe()
+            elif damaged_id(damage) in args:
+                error = assert_one_line_error(outcome, mentions=f"{where}: corrupt journal: ")
+                assert reason in error, outcome.describe()
+
+
+def test_a_flipped_byte_anywhere_is_reported_or_reads_as_valid_records(
+    finished: Project, tmp_path: Path
+) -> None:
+    """No flip escapes as a traceback, is skipped silently, or makes a read command write.
+
+    Format v1 has no checksum, so a flip inside a value (a digit of a time, a
+    letter of a name) can leave a valid record; it then reads as that record.
+    """
+    project = copy_of(finished, tmp_path)
+    path = journal(project)
+    whole = path.read_bytes()
+    first_end = whole.find(b"\n") + 1
+    last_start = whole.rstrip(b"\n").rfind(b"\n") + 1
+    rng = random.Random(SEED)
+    positions = rng.sample(range(first_end, last_start), 60)
+    reported = 0
+    for position in positions:
+        flipped = bytearray(whole)
+        flipped[position] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(flipped))
+        for args in (("status", "victim", "--json"), ("history", "victim", "--json"))[
+            : 1 + position % 2
+        ]:
+            result = wf_inside(project, *args)
+            assert result.exception is None or isinstance(result.exception, SystemExit), (
+                position,
+                result.exception,
+            )
+            assert path.read_bytes() == flipped, position
+            if result.exit_code == 2:
+                line = whole[:position].count(b"\n") + 1
+                assert f"{path}:" in result.stderr, (position, result.stderr)
+                reported_line = int(result.stderr.split(f"{path}:")[1].split(":")[0])
+                assert reported_line in (line, line + 1), (position, result.stderr)
+            else:
+                assert result.exit_code == 0, (position, result.output)
+        reported += result.exit_code == 2
+    assert reported > len(positions) // 4  # most flips in keys and syntax are caught
