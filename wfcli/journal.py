@@ -332,8 +332,10 @@ class FileStore(JournalStore):
     def _prepare(self) -> None:
         if self._ready:
             return
+        # mkdir's mode is for the folder it makes, not for parents made on the way.
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         for folder in ("journals", "locks", "inbox", "tmp"):
-            (self.root / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+            (self.root / folder).mkdir(mode=0o700, exist_ok=True)
         self._ready = True
 
     def _write_new_file(self, folder: Path, data: bytes) -> Path:
