@@ -261,6 +261,8 @@ def parse_json_input(text: str | None, option: str) -> object:
         ) from None
     except RecursionError:
         raise WorkflowInputError(source, "not valid JSON: nested too deeply") from None
+    except ValueError:  # the one other failure of json.loads: an int over Python's digit limit
+        raise WorkflowInputError(source, "not valid JSON: an integer has too many digits") from None
 
 
 def parse_duration_option(text: str, option: str) -> timedelta:
