@@ -482,6 +482,15 @@ _OVERRIDES: dict[tuple[type[Record], str], _Decoder] = {
 _FIELD_NAMES: dict[type[Record], tuple[str, ...]] = {
     cls: tuple(f.name for f in fields(cls)) for cls in _RECORD_TYPES.values()
 }
+# Looked up once per record type rather than once per field: journals are decoded
+# record by record on every resume, status and list.
+_DECODERS: dict[type[Record], tuple[tuple[str, _Decoder], ...]] = {
+    cls: tuple((name, _OVERRIDES.get((cls, name)) or _FIELD_DECODERS[name]) for name in names)
+    for cls, names in _FIELD_NAMES.items()
+}
+_ALLOWED_KEYS: dict[type[Record], frozenset[str]] = {
+    cls: frozenset({"v", "n", "type", *names}) for cls, names in _FIELD_NAMES.items()
+}
 
 
 def decode_record(document: object) -> Record:
@@ -500,15 +509,14 @@ def decode_record(document: object) -> Record:
     cls = _RECORD_TYPES.get(tag) if isinstance(tag, str) else None
     if cls is None:
         raise RecordError(f"unknown record type {tag!r}")
-    names = _FIELD_NAMES[cls]
-    extra = set(document) - set(names) - {"v", "n", "type"}
-    if extra:
-        raise RecordError(f"{tag} record has unexpected field {sorted(extra)[0]!r}")
+    allowed = _ALLOWED_KEYS[cls]
+    if not document.keys() <= allowed:
+        extra = sorted(set(document) - allowed)[0]
+        raise RecordError(f"{tag} record has unexpected field {extra!r}")
     values: dict[str, Any] = {}
-    for name in names:
+    for name, decoder in _DECODERS[cls]:
         if name not in document:
             raise RecordError(f"{tag} record lacks field {name!r}")
-        decoder = _OVERRIDES.get((cls, name)) or _FIELD_DECODERS[name]
         try:
             values[name] = decoder(document[name])
         except RecordError as error:
