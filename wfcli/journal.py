@@ -178,10 +178,10 @@ def _fsync_dir(path: Path) -> None:
 _sync_data = getattr(os, "fdatasync", os.fsync)
 
 
-def _parse_journal(path: Path, data: bytes, expected_id: str) -> tuple[list[Record], int]:
+def _parse_journal(path: str, data: bytes, expected_id: str) -> tuple[list[Record], int]:
     """Decode a journal's bytes; returns the records and the length of its complete lines."""
     if not data:
-        raise JournalCorruptError(str(path), 1, "empty journal (no created record)")
+        raise JournalCorruptError(path, 1, "empty journal (no created record)")
     records: list[Record] = []
     end = data.rfind(b"\n") + 1  # everything after the last newline is a torn tail
     line_no = 0
@@ -190,31 +190,54 @@ def _parse_journal(path: Path, data: bytes, expected_id: str) -> tuple[list[Reco
             document = json.loads(raw)
             record = decode_record(document)
         except RecordError as error:
-            raise JournalCorruptError(str(path), line_no, error.reason) from None
+            raise JournalCorruptError(path, line_no, error.reason) from None
         except (ValueError, RecursionError) as error:
             reason = "nested too deeply" if isinstance(error, RecursionError) else "not JSON"
-            raise JournalCorruptError(str(path), line_no, reason) from None
+            raise JournalCorruptError(path, line_no, reason) from None
         if (line_no == 1) != isinstance(record, Created):
             reason = (
                 "first record is not 'created'" if line_no == 1 else "a second 'created' record"
             )
-            raise JournalCorruptError(str(path), line_no, reason)
+            raise JournalCorruptError(path, line_no, reason)
         if isinstance(record, Created) and record.instance_id != expected_id:
             raise JournalCorruptError(
-                str(path), line_no, f"journal is for instance {record.instance_id!r}"
+                path, line_no, f"journal is for instance {record.instance_id!r}"
             )
         number = document.get("n")
         if number != line_no:
             raise JournalCorruptError(
-                str(path),
+                path,
                 line_no,
                 f"record number {number!r} where {line_no} belongs: "
                 "a line is missing, duplicated or out of place",
             )
         records.append(record)
     if not records:
-        raise JournalCorruptError(str(path), 1, "no complete record (torn first line)")
+        raise JournalCorruptError(path, 1, "no complete record (torn first line)")
     return records, end
+
+
+def _read_inbox(folder: str) -> list[InboxMessage]:
+    """The messages in an inbox folder, oldest first."""
+    try:
+        names = sorted(name for name in os.listdir(folder) if not name.startswith("."))
+    except FileNotFoundError:
+        return []
+    messages = []
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            with open(path, encoding="utf-8") as message:
+                text = message.read()
+        except FileNotFoundError:
+            continue  # applied and discarded by the lease holder meanwhile
+        except UnicodeDecodeError:
+            raise JournalCorruptError(path, 1, "not UTF-8") from None
+        try:
+            messages.append(InboxMessage.decode(text))
+        except RecordError as error:
+            raise JournalCorruptError(path, 1, error.reason) from None
+    return messages
 
 
 class _FileLease(Lease):
@@ -224,6 +247,7 @@ class _FileLease(Lease):
         self._store = store
         self._lock_fd: int | None = lock_fd
         self._journal_path = store.journal_path(instance_id)
+        self._inbox = store._inbox_folder(instance_id)  # looked at between every two steps
         self._fd = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND)
         self._valid_length: int | None = None
         self._record_count = 0
@@ -262,13 +286,12 @@ class _FileLease(Lease):
         self._tail_checked = True
 
     def pending(self) -> list[InboxMessage]:
-        return self._store.pending(self.instance_id)
+        return _read_inbox(self._inbox)
 
     def discard(self, message_ids: Sequence[str]) -> None:
-        folder = self._store.inbox_path(self.instance_id)
         wanted = {f"{message_id}.json" for message_id in message_ids}
         with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(folder):
+            for entry in os.scandir(self._inbox):
                 if entry.name.partition("-")[2] in wanted:
                     os.unlink(entry.path)
 
@@ -309,6 +332,10 @@ class FileStore(JournalStore):
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         self.root = Path(root)
+        # Paths as text: every status, list and step builds some, and pathlib is slow at it.
+        self._journals = str(self.root / "journals")
+        self._locks = str(self.root / "locks")
+        self._inboxes = str(self.root / "inbox")
         self.durable = durable
         self.max_line_bytes = max_line_bytes
         self._last_order = 0
@@ -328,6 +355,18 @@ class FileStore(JournalStore):
 
     def inbox_path(self, instance_id: str) -> Path:
         return self.root / "inbox" / validate_instance_id(instance_id)
+
+    def _journal_file(self, instance_id: str) -> str:
+        """:meth:`journal_path` as text."""
+        return f"{self._journals}/{validate_instance_id(instance_id)}.jsonl"
+
+    def _lock_file(self, instance_id: str) -> str:
+        """:meth:`lock_path` as text."""
+        return f"{self._locks}/{validate_instance_id(instance_id)}.lock"
+
+    def _inbox_folder(self, instance_id: str) -> str:
+        """:meth:`inbox_path` as text."""
+        return f"{self._inboxes}/{validate_instance_id(instance_id)}"
 
     def _prepare(self) -> None:
         if self._ready:
@@ -368,14 +407,14 @@ class FileStore(JournalStore):
             _fsync_dir(target.parent)
 
     def exists(self, instance_id: str) -> bool:
-        return self.journal_path(instance_id).exists()
+        return os.path.exists(self._journal_file(instance_id))
 
     def read(self, instance_id: str) -> list[Record]:
         return self.read_with_length(instance_id)[0]
 
     def read_with_length(self, instance_id: str) -> tuple[list[Record], int]:
         """Records plus the byte length of the journal's complete lines."""
-        path = self.journal_path(instance_id)
+        path = self._journal_file(instance_id)
         try:
             with open(path, "rb") as journal:
                 data = journal.read(self.max_line_bytes + 1)
@@ -386,7 +425,7 @@ class FileStore(JournalStore):
         self._check_line_lengths(path, data)
         return _parse_journal(path, data, instance_id)
 
-    def _check_line_lengths(self, path: Path, data: bytes) -> None:
+    def _check_line_lengths(self, path: str, data: bytes) -> None:
         if len(data) <= self.max_line_bytes:
             return
         start = 0
@@ -396,7 +435,7 @@ class FileStore(JournalStore):
                 end < 0 and len(data) - start > self.max_line_bytes
             ):
                 raise JournalCorruptError(
-                    str(path), line_no, f"line longer than {self.max_line_bytes} bytes"
+                    path, line_no, f"line longer than {self.max_line_bytes} bytes"
                 )
             if end < 0:
                 return
@@ -449,7 +488,7 @@ class FileStore(JournalStore):
 
     def holder(self, instance_id: str) -> LockOwner | None:
         try:
-            fd = os.open(self.lock_path(instance_id), os.O_RDONLY)
+            fd = os.open(self._lock_file(instance_id), os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:
@@ -478,24 +517,7 @@ class FileStore(JournalStore):
             _fsync_dir(folder)
 
     def pending(self, instance_id: str) -> list[InboxMessage]:
-        folder = self.inbox_path(instance_id)
-        try:
-            names = sorted(name for name in os.listdir(folder) if not name.startswith("."))
-        except FileNotFoundError:
-            return []
-        messages = []
-        for name in names:
-            try:
-                text = (folder / name).read_text(encoding="utf-8")
-            except FileNotFoundError:
-                continue  # applied and discarded by the lease holder meanwhile
-            except UnicodeDecodeError:
-                raise JournalCorruptError(str(folder / name), 1, "not UTF-8") from None
-            try:
-                messages.append(InboxMessage.decode(text))
-            except RecordError as error:
-                raise JournalCorruptError(str(folder / name), 1, error.reason) from None
-        return messages
+        return _read_inbox(self._inbox_folder(instance_id))
 
 
 # --- memory ---------------------------------------------------------------------------
