@@ -1,0 +1,200 @@
+"""How costs grow with journal length and store size (issue 6, items 4 and 7).
+
+Long journals are made by running the workflows (relaxed store, same format);
+big stores are made by copying one real journal under new instance IDs, which
+gives byte-for-byte the files wfcli writes, in seconds instead of minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from wfcli import FileStore, WorkflowClient
+
+from .harness import (
+    Report,
+    Sample,
+    Sizes,
+    child_env,
+    run_process,
+    time_process,
+    wf_command,
+    write_project,
+)
+from .workloads import ParkedWorkflow, StepsWorkflow
+
+__all__ = ["clone_store", "growth", "list_and_replay", "run_memory"]
+
+_GROWTH = "4 growth"
+_MEMORY = "7 memory"
+_TEMPLATE_ID = "template-instance"
+
+
+def _read_and_parse(path: Path) -> float:
+    """Seconds to read a journal and ``json.loads`` every line: the floor of any resume."""
+    started = time.perf_counter()
+    with open(path, "rb") as journal:
+        records = [json.loads(line) for line in journal]
+    elapsed = time.perf_counter() - started
+    assert records
+    return elapsed
+
+
+def _resume_times(store: Path, instance_id: str, runs: int, *, durable: bool) -> list[float]:
+    """Seconds per resume of a parked instance: replay every step, suspend at the wait."""
+    times = []
+    for _ in range(runs):
+        client = WorkflowClient(FileStore(store, durable=durable), {"parked": ParkedWorkflow})
+        started = time.perf_counter()
+        outcome = client.execute(instance_id)
+        times.append(time.perf_counter() - started)
+        if outcome.status != "waiting":
+            raise RuntimeError(f"{instance_id} resumed to {outcome.status}, not waiting")
+    return times
+
+
+def growth(report: Report, work: Path, sizes: Sizes) -> Path:
+    """Resume time at each journal length, and ``wf status``/``history`` on the longest.
+
+    Returns the project folder whose store holds the parked instances.
+    """
+    project = work / "growth"
+    write_project(project, fsync=False)
+    store = project / "store"
+    builder = WorkflowClient(FileStore(store, durable=False), {"parked": ParkedWorkflow})
+    per_step = {}
+    for steps in sizes.growth_steps:
+        instance_id = f"parked-{steps}"
+        builder.create("parked", params={"steps": steps}, instance_id=instance_id)
+        builder.execute(instance_id)
+        parse = Sample.of(
+            "ms",
+            (
+                _read_and_parse(store / "journals" / f"{instance_id}.jsonl") * 1000
+                for _ in range(sizes.runs)
+            ),
+        )
+        report.add(_GROWTH, f"read + json.loads the journal, {steps:,} steps", parse)
+        relaxed = Sample.of(
+            "ms", (t * 1000 for t in _resume_times(store, instance_id, sizes.runs, durable=False))
+        )
+        report.add(_GROWTH, f"resume, {steps:,} steps (relaxed store)", relaxed)
+        durable = Sample.of(
+            "ms", (t * 1000 for t in _resume_times(store, instance_id, sizes.runs, durable=True))
+        )
+        report.add(
+            _GROWTH,
+            f"resume, {steps:,} steps (durable store)",
+            durable,
+            note="adds two synced records",
+        )
+        report.ratio(
+            _GROWTH,
+            f"resume (relaxed) / read + parse, {steps:,} steps",
+            relaxed.median / parse.median,
+            target=2.0,
+        )
+        per_step[steps] = relaxed.median / steps
+    smallest, largest = min(per_step), max(per_step)
+    report.ratio(
+        _GROWTH,
+        f"resume time per step, {largest:,} vs {smallest:,} steps",
+        per_step[largest] / per_step[smallest],
+        note="1.0 is linear",
+    )
+    env = child_env()
+    longest = f"parked-{largest}"
+    for command in ("status", "history"):
+        sample, _ = time_process(
+            [*wf_command(), command, longest, "--json"],
+            cwd=project,
+            env=env,
+            runs=sizes.process_runs,
+            warmups=min(1, sizes.warmups),
+        )
+        report.add(_GROWTH, f"`wf {command} --json`, {largest:,} steps", sample)
+    return project
+
+
+def clone_store(template: Path, store: Path, count: int) -> None:
+    """Fill ``store`` with ``count`` copies of the journal ``template`` under new IDs."""
+    journals = store / "journals"
+    journals.mkdir(parents=True, exist_ok=True)
+    for folder in ("locks", "inbox", "tmp"):
+        (store / folder).mkdir(exist_ok=True)
+    data = template.read_bytes()
+    needle = f'"instance_id":"{_TEMPLATE_ID}"'.encode()
+    if data.count(needle) != 1:
+        raise RuntimeError(f"{template} does not name its instance exactly once")
+    for index in range(count):
+        instance_id = f"inst-{index:06d}"
+        copy = data.replace(needle, f'"instance_id":"{instance_id}"'.encode())
+        (journals / f"{instance_id}.jsonl").write_bytes(copy)
+
+
+def list_and_replay(report: Report, work: Path, sizes: Sizes) -> None:
+    """``wf list --json`` over big stores, and ``wf replay --all``."""
+    template_store = work / "template"
+    client = WorkflowClient(FileStore(template_store, durable=False), {"steps": StepsWorkflow})
+    client.create("steps", params={"steps": 3}, instance_id=_TEMPLATE_ID)
+    client.execute(_TEMPLATE_ID)
+    template = template_store / "journals" / f"{_TEMPLATE_ID}.jsonl"
+    env = child_env()
+    for count in sizes.list_sizes:
+        project = work / f"list-{count}"
+        write_project(project)
+        clone_store(template, project / "store", count)
+        sample, runs = time_process(
+            [*wf_command(), "list", "--json"],
+            cwd=project,
+            env=env,
+            runs=sizes.process_runs,
+            warmups=min(1, sizes.warmups),
+        )
+        listed = json.loads(runs[-1].stdout)["instances"]
+        if len(listed) != count:
+            raise RuntimeError(f"wf list showed {len(listed)} of {count} instances")
+        largest = count == max(sizes.list_sizes)
+        report.add(
+            _GROWTH,
+            f"`wf list --json`, {count:,} instances",
+            sample,
+            target=1000.0 if largest else None,
+        )
+        if largest:
+            report.add(
+                _MEMORY,
+                f"peak RSS, `wf list --json`, {count:,} instances",
+                Sample.of("MiB", (run.peak_rss_mib for run in runs)),
+            )
+    project = work / "replay"
+    write_project(project)
+    clone_store(template, project / "store", sizes.replay_instances)
+    sample, _ = time_process(
+        [*wf_command(), "replay", "--all", "--json"],
+        cwd=project,
+        env=env,
+        runs=max(1, sizes.process_runs // 3),
+        warmups=min(1, sizes.warmups),
+    )
+    report.add(_GROWTH, f"`wf replay --all --json`, {sizes.replay_instances:,} instances", sample)
+
+
+def run_memory(report: Report, work: Path, sizes: Sizes) -> None:
+    """Peak RSS (and wall time) of ``wf run`` on a long instance (relaxed store)."""
+    project = work / "memory"
+    write_project(project, fsync=False)
+    steps = sizes.memory_steps
+    run = run_process(
+        [*wf_command(), "run", "steps", "--params", json.dumps({"steps": steps}), "--json"],
+        cwd=project,
+        env=child_env(),
+    )
+    report.add(
+        _MEMORY,
+        f"peak RSS, `wf run --json`, {steps:,} steps",
+        Sample.of("MiB", [run.peak_rss_mib]),
+        note=f"one run, {run.seconds:.1f} s wall, fsync off",
+    )

@@ -1,0 +1,95 @@
+"""Per-instance overhead and worker throughput (issue 6, item 3)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from wfcli import FileStore, WorkflowClient
+
+from .harness import Report, Sample, Sizes, child_env, time_process, wf_command, write_project
+from .workloads import StepsWorkflow
+
+__all__ = ["instance_overhead", "worker_throughput"]
+
+_SECTION = "3 per instance"
+
+
+def _in_process(root: Path, steps: int, count: int) -> Sample:
+    """Milliseconds to create and execute one instance to completion (durable store)."""
+    client = WorkflowClient(FileStore(root), {"steps": StepsWorkflow})
+    times = []
+    for index in range(count + 3):  # the first three warm up
+        started = time.perf_counter()
+        instance = client.create("steps", params={"steps": steps})
+        outcome = client.execute(instance.id)
+        elapsed = time.perf_counter() - started
+        if outcome.status != "complete":
+            raise RuntimeError(f"instance {instance.id} ended {outcome.status}")
+        if index >= 3:
+            times.append(elapsed * 1000)
+    return Sample.of("ms", times)
+
+
+def instance_overhead(report: Report, work: Path, sizes: Sizes) -> None:
+    """Create + run + complete of 0- and 3-step workflows, in-process and via ``wf run``."""
+    project = work / "instances"
+    write_project(project)
+    env = child_env()
+    for steps in (0, 3):
+        report.add(
+            _SECTION,
+            f"{steps}-step instance, in-process (create + execute)",
+            _in_process(work / f"inproc-{steps}", steps, sizes.instances),
+        )
+        sample, _ = time_process(
+            [*wf_command(), "run", "steps", "--params", f'{{"steps": {steps}}}', "--json"],
+            cwd=project,
+            env=env,
+            runs=sizes.process_runs,
+            warmups=sizes.warmups,
+        )
+        report.add(_SECTION, f"{steps}-step instance, `wf run --json` as a process", sample)
+
+
+def _worker_round(project: Path, instances: int, processes: int) -> float:
+    """Instances per second that ``processes`` ``wf worker --once`` processes get through."""
+    store = project / "store"
+    client = WorkflowClient(FileStore(store), {"steps": StepsWorkflow})
+    for _ in range(instances):
+        client.create("steps", params={"steps": 3})
+    env = child_env()
+    argv = [*wf_command(), "worker", "--once", "--concurrency", "1"]
+    started = time.perf_counter()
+    workers = [
+        subprocess.Popen(
+            argv, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(processes)
+    ]
+    codes = [worker.wait() for worker in workers]
+    elapsed = time.perf_counter() - started
+    if any(codes):
+        raise RuntimeError(f"wf worker exited {codes}")
+    unfinished = [s.id for s in client.list_instances() if s.status != "complete"]
+    if unfinished:
+        raise RuntimeError(f"{len(unfinished)} instances not complete after the workers")
+    return instances / elapsed
+
+
+def worker_throughput(report: Report, work: Path, sizes: Sizes) -> None:
+    """3-step instances per second through ``wf worker --once`` with 1 and 2 processes."""
+    for processes in (1, 2):
+        rates = []
+        for run in range(sizes.worker_rounds):
+            project = work / f"worker-{processes}-{run}"
+            write_project(project)
+            rates.append(_worker_round(project, sizes.worker_instances, processes))
+        report.add(
+            _SECTION,
+            f"`wf worker --once` x{processes} process{'es' if processes > 1 else ''}, "
+            f"{sizes.worker_instances} queued 3-step instances",
+            Sample.of("inst/s", rates),
+            note="wall time includes the workers' start-up",
+        )

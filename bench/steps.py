@@ -1,0 +1,94 @@
+"""Per-step overhead of a journaled ``step.do`` against the disk's floor (issue 6, items 1-2).
+
+The floor is what any durable log must pay for one step: encode one JSON line
+like a ``step_completed`` record, append it, and (durable mode) sync it with the
+call wfcli uses (``fdatasync`` where there is one). Floor and product runs
+alternate so that a burst of noise from other processes hits both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from wfcli import FileStore, WorkflowClient
+
+from .harness import Report, Sample, Sizes
+from .workloads import TimedStepsWorkflow
+
+__all__ = ["append_floor", "measure_steps", "step_overhead"]
+
+_sync = getattr(os, "fdatasync", os.fsync)
+
+
+def append_floor(path: Path, lines: int, *, sync: bool, sync_call: object = None) -> float:
+    """Microseconds per line to encode, append and (if ``sync``) sync one JSON line."""
+    call = sync_call or _sync
+    assert callable(call)
+    record = {
+        "v": 1,
+        "type": "step_completed",
+        "at": "2025-01-01T00:00:00.000000+00:00",
+        "step": "",
+        "kind": "do",
+        "attempt": 1,
+        "output": 1,
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        started = time.perf_counter()
+        for index in range(lines):
+            record["step"] = f"step-{index}"
+            os.write(fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+            if sync:
+                call(fd)
+        elapsed = time.perf_counter() - started
+    finally:
+        os.close(fd)
+    return elapsed / lines * 1e6
+
+
+def measure_steps(root: Path, steps: int, *, durable: bool) -> float:
+    """Microseconds per ``step.do`` (trivial callback) in a fresh instance and store."""
+    client = WorkflowClient(FileStore(root, durable=durable), {"timed": TimedStepsWorkflow})
+    instance = client.create("timed", params={"steps": steps})
+    client.execute(instance.id)
+    return TimedStepsWorkflow.elapsed.pop(instance.id) / steps * 1e6
+
+
+def step_overhead(report: Report, work: Path, sizes: Sizes) -> None:
+    """Items 1 and 2: durable and relaxed ``step.do`` against their floors."""
+    for durable, steps, target in (
+        (True, sizes.step_count_durable, 1.3),
+        (False, sizes.step_count_relaxed, 4.0),
+    ):
+        mode = "durable" if durable else "relaxed"
+        section = f"1-2 per step ({mode})"
+        floors, products, fsync_floors = [], [], []
+        for run in range(sizes.runs):
+            folder = work / f"steps-{mode}-{run}"
+            folder.mkdir(parents=True)
+            floors.append(append_floor(folder / "floor.jsonl", steps, sync=durable))
+            products.append(measure_steps(folder / "store", steps, durable=durable))
+            if durable:
+                fsync_floors.append(
+                    append_floor(folder / "fsync.jsonl", steps, sync=True, sync_call=os.fsync)
+                )
+        floor = report.add(
+            section,
+            "floor: encode + append one JSON line" + (" + fdatasync" if durable else ""),
+            Sample.of("us", floors),
+        )
+        if durable:
+            report.add(section, "floor with os.fsync instead", Sample.of("us", fsync_floors))
+        product = report.add(
+            section,
+            f"step.do, trivial callback, FileStore(durable={durable})",
+            Sample.of("us", products),
+        )
+        report.ratio(
+            section, "step.do / floor (medians)", product.median / floor.median, target=target
+        )
+        report.section_info(section, steps_per_run=steps)
