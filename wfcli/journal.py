@@ -43,6 +43,7 @@ from .errors import (
     InstanceExistsError,
     InstanceNotFoundError,
     JournalCorruptError,
+    WorkflowInputError,
 )
 from .ids import validate_instance_id
 
@@ -215,6 +216,14 @@ def _parse_journal(path: str, data: bytes, expected_id: str) -> tuple[list[Recor
     if not records:
         raise JournalCorruptError(path, 1, "no complete record (torn first line)")
     return records, end
+
+
+def _is_instance_id(name: str) -> bool:
+    try:
+        validate_instance_id(name)
+    except WorkflowInputError:
+        return False
+    return True
 
 
 def _read_inbox(folder: str) -> list[InboxMessage]:
@@ -447,7 +456,10 @@ class FileStore(JournalStore):
             names = os.listdir(folder)
         except FileNotFoundError:
             return []
-        return sorted(name[:-6] for name in names if name.endswith(".jsonl"))
+        # A file whose name is not an ID is not a journal (wf doctor names it).
+        return sorted(
+            name[:-6] for name in names if name.endswith(".jsonl") and _is_instance_id(name[:-6])
+        )
 
     def acquire(self, instance_id: str, owner: LockOwner) -> Lease:
         if not self.exists(instance_id):

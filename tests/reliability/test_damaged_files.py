@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
 from tests.cli_support import Project
+from tests.reliability.damage import flip_sweep, torn_sweep
 from tests.reliability.support import (
     Outcome,
     assert_one_line_error,
@@ -27,11 +27,9 @@ from tests.reliability.support import (
     run_wf,
     snapshot,
 )
-from wfcli.cli import app
 from wfcli.config import load_project, open_client
 
 SEED = 5
-runner = CliRunner()
 Damage = Callable[[list[bytes]], bytes]
 
 
@@ -45,40 +43,16 @@ def copy_of(project: Project, folder: Path) -> Project:
     return Project(project.config, folder / "store", project.effects)
 
 
-def wf_inside(project: Project, *args: str) -> Result:
-    """``wf ARGS`` in this process, on the project's config and store."""
-    return runner.invoke(app, [*args, *project.options()])
-
-
 # --- torn tails ---------------------------------------------------------------------------
 
 
 def test_a_torn_last_record_reads_as_not_written_at_every_byte_offset(
     finished: Project, tmp_path: Path
 ) -> None:
-    project = copy_of(finished, tmp_path)
-    path = journal(project)
-    whole = path.read_bytes()
-    last_start = whole.rstrip(b"\n").rfind(b"\n") + 1
-    path.write_bytes(whole[:last_start])
-    expected_status = json.loads(wf_inside(project, "status", "victim", "--json").stdout)
-    expected_history = json.loads(wf_inside(project, "history", "victim", "--json").stdout)
-    assert expected_status["status"] == "running"  # the last record was ``finished``
+    figures = torn_sweep(copy_of(finished, tmp_path), "victim", sample_every=8)
 
-    for offset in range(last_start + 1, len(whole)):
-        torn = whole[:offset]
-        path.write_bytes(torn)
-        shown = wf_inside(project, "status", "victim", "--json")
-        assert shown.exit_code == 0, (offset, shown.output)
-        assert json.loads(shown.stdout) == expected_status, offset
-        if offset % 8 == 0:  # the other readers at a sample of offsets
-            history = wf_inside(project, "history", "victim", "--json")
-            assert json.loads(history.stdout) == expected_history, offset
-            checked = wf_inside(project, "doctor", "--json")
-            report = json.loads(checked.stdout)
-            assert (checked.exit_code, report["problems"]) == (0, 0), (offset, report)
-            assert any(f["kind"] == "torn-tail" for f in report["findings"]), offset
-        assert path.read_bytes() == torn, offset
+    assert figures.failures == []
+    assert figures.tried > 40
 
 
 def test_a_real_wf_tolerates_a_torn_tail_and_the_next_run_cuts_it_off(
@@ -237,32 +211,28 @@ def test_a_flipped_byte_anywhere_is_reported_or_reads_as_valid_records(
     letter of a name) can leave a valid record; it then reads as that record.
     """
     project = copy_of(finished, tmp_path)
-    path = journal(project)
-    whole = path.read_bytes()
-    first_end = whole.find(b"\n") + 1
-    last_start = whole.rstrip(b"\n").rfind(b"\n") + 1
+    whole = journal(project).read_bytes()
+    middle = range(whole.find(b"\n") + 1, whole.rstrip(b"\n").rfind(b"\n") + 1)
     rng = random.Random(SEED)
-    positions = rng.sample(range(first_end, last_start), 60)
-    reported = 0
-    for position in positions:
-        flipped = bytearray(whole)
-        flipped[position] ^= 1 << rng.randrange(8)
-        path.write_bytes(bytes(flipped))
-        for args in (("status", "victim", "--json"), ("history", "victim", "--json"))[
-            : 1 + position % 2
-        ]:
-            result = wf_inside(project, *args)
-            assert result.exception is None or isinstance(result.exception, SystemExit), (
-                position,
-                result.exception,
-            )
-            assert path.read_bytes() == flipped, position
-            if result.exit_code == 2:
-                line = whole[:position].count(b"\n") + 1
-                assert f"{path}:" in result.stderr, (position, result.stderr)
-                reported_line = int(result.stderr.split(f"{path}:")[1].split(":")[0])
-                assert reported_line in (line, line + 1), (position, result.stderr)
-            else:
-                assert result.exit_code == 0, (position, result.output)
-        reported += result.exit_code == 2
-    assert reported > len(positions) // 4  # most flips in keys and syntax are caught
+
+    figures = flip_sweep(project, "victim", rng.sample(middle, 60), rng)
+
+    assert figures.failures == []
+    assert figures.reported > figures.tried // 4  # flips in keys and syntax are caught
+
+
+def test_stray_files_in_the_journals_folder_do_not_hide_the_instances(
+    finished: Project, tmp_path: Path
+) -> None:
+    project = copy_of(finished, tmp_path)
+    journals = project.store / "journals"
+    (journals / "copy of victim.jsonl").write_bytes((journals / "victim.jsonl").read_bytes())
+    (journals / "notes.txt").write_text("mine", encoding="utf-8")
+
+    listed = run_wf(project, "list", "--json", *project.options())
+    checked = run_wf(project, "doctor", *project.options())
+
+    assert listed.code == 0, listed.describe()
+    assert "victim" in [i["id"] for i in json.loads(listed.stdout)["instances"]]
+    assert checked.code == 1
+    assert f"problem: {journals / 'copy of victim.jsonl'}: not a journal" in checked.stdout
