@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from .codec import (
     Created,
@@ -50,6 +51,7 @@ from .ids import validate_instance_id
 __all__ = ["FileStore", "JournalStore", "Lease", "LockOwner", "MemoryStore"]
 
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
+_READ_CHUNK_BYTES = 1024 * 1024
 _BUSY_RETRY_SECONDS = 0.1  # rides out a status probe holding the lock for microseconds
 
 
@@ -426,13 +428,34 @@ class FileStore(JournalStore):
         path = self._journal_file(instance_id)
         try:
             with open(path, "rb") as journal:
-                data = journal.read(self.max_line_bytes + 1)
-                if len(data) > self.max_line_bytes:
-                    data += journal.read()
+                data = self._read_journal(path, journal)
         except FileNotFoundError:
             raise InstanceNotFoundError(instance_id) from None
-        self._check_line_lengths(path, data)
         return _parse_journal(path, data, instance_id)
+
+    def _read_journal(self, path: str, journal: BinaryIO) -> bytes:
+        """The journal's bytes; a line over ``max_line_bytes`` raises before the rest is read,
+        so a hostile file (one endless line) cannot exhaust memory."""
+        if os.fstat(journal.fileno()).st_size <= self.max_line_bytes:
+            data = journal.read()
+            self._check_line_lengths(path, data)  # in case it grew since
+            return data
+        chunks: list[bytes] = []
+        line_no, line_length = 1, 0
+        while chunk := journal.read(_READ_CHUNK_BYTES):
+            chunks.append(chunk)
+            start = 0
+            while True:
+                end = chunk.find(b"\n", start)
+                line_length += (len(chunk) if end < 0 else end) - start
+                if line_length > self.max_line_bytes:
+                    raise JournalCorruptError(
+                        path, line_no, f"line longer than {self.max_line_bytes} bytes"
+                    )
+                if end < 0:
+                    break
+                line_no, line_length, start = line_no + 1, 0, end + 1
+        return b"".join(chunks)
 
     def _check_line_lengths(self, path: str, data: bytes) -> None:
         if len(data) <= self.max_line_bytes:

@@ -15,6 +15,7 @@ from tests.cli_support import Project
 from tests.reliability.support import (
     assert_one_line_error,
     make_chaos_project,
+    memory_cap,
     run_wf,
     snapshot,
 )
@@ -24,6 +25,7 @@ WFCLI = Path(__file__).resolve().parents[2] / "wfcli"
 # Modules and builtins that turn bytes into code or objects.
 UNSAFE_MODULES = {"pickle", "cPickle", "marshal", "shelve", "dill", "cloudpickle", "jsonpickle"}
 UNSAFE_CALLS = {"eval", "exec", "compile", "__import__"}
+MEMORY_CAP = 320 * 1024 * 1024
 HOSTILE_IDS = ["..", "../outside", "/etc/passwd", "a/b", ".hidden", "x" * 101, "\uff58", "\u0430"]
 
 
@@ -126,3 +128,53 @@ def test_store_files_are_private_whatever_the_umask(project: Project) -> None:
         if stat.S_IMODE(mode) != (0o700 if path.endswith("/") else 0o600)
     }
     assert wrong == {}
+
+
+# --- a hostile journal fails cleanly, in bounded memory ------------------------------------------
+
+
+def hostile_store(project: Project, line: bytes, *, sparse_size: int = 0) -> Path:
+    """A store whose instance ``evil`` has a valid first line, then ``line``."""
+    ran = run_wf(project, "run", "slow", "--id", "evil", "--params", base_params(project, steps=0))
+    assert ran.code == 0, ran.describe()
+    path = project.store / "journals" / "evil.jsonl"
+    first = path.read_bytes().split(b"\n")[0] + b"\n"
+    path.write_bytes(first + line)
+    if sparse_size:
+        os.truncate(path, sparse_size)  # a hole: NUL bytes that cost no disk
+    return path
+
+
+HOSTILE_LINES = {
+    "a huge line": (b"", 1000 * 1024 * 1024, "line longer than"),
+    "deep nesting": (b"[" * 2_000_000 + b"\n", 0, "nested too deeply"),
+    "wrong field types": (
+        b'{"v":1,"n":2,"type":"run_started","at":"2030-01-01T00:00:00+00:00","pid":"1","host":7}\n',
+        0,
+        "expected a non-negative integer",
+    ),
+    "a negative count": (
+        b'{"v":1,"n":2,"type":"attempt_started","at":"2030-01-01T00:00:00+00:00",'
+        b'"step":"s","attempt":-1}\n',
+        0,
+        "expected a non-negative integer",
+    ),
+    "an integer too long to read": (b'{"v":1,"n":' + b"9" * 5000 + b"}\n", 0, "not JSON"),
+}
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_LINES)
+def test_a_hostile_journal_fails_with_one_line_in_bounded_memory(
+    project: Project, hostile: str
+) -> None:
+    line, sparse_size, reason = HOSTILE_LINES[hostile]
+    path = hostile_store(project, line, sparse_size=sparse_size)
+    for args in (("status", "evil"), ("resume", "evil"), ("doctor",)):
+        outcome = run_wf(project, *args, preexec=memory_cap(MEMORY_CAP))
+        if args[0] == "doctor":
+            assert outcome.code == 1, outcome.describe()
+            assert f"problem: {path}:2: " in outcome.stdout, outcome.describe()
+            assert reason in outcome.stdout, outcome.describe()
+        else:
+            error = assert_one_line_error(outcome, mentions=f"{path}:2: corrupt journal: ")
+            assert reason in error, outcome.describe()
