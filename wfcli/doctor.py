@@ -370,6 +370,11 @@ class _Checker:
         self.messages += 1
         self.check_private(path)
         match = _MESSAGE_NAME.fullmatch(path.name)
+        limit = self.store.max_line_bytes
+        if path.stat().st_size > limit:
+            reason = f"message longer than {limit} bytes"
+            self.add("problem", "damaged-inbox", path, reason, line=1, instance_id=instance_id)
+            return
         try:
             message = InboxMessage.decode(path.read_bytes().decode("utf-8"))
         except UnicodeDecodeError:

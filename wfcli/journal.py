@@ -228,8 +228,9 @@ def _is_instance_id(name: str) -> bool:
     return True
 
 
-def _read_inbox(folder: str) -> list[InboxMessage]:
-    """The messages in an inbox folder, oldest first."""
+def _read_inbox(folder: str, max_bytes: int) -> list[InboxMessage]:
+    """The messages in an inbox folder, oldest first; each at most ``max_bytes`` long
+    (a message becomes one journal line), so a hostile file cannot exhaust memory."""
     try:
         names = sorted(name for name in os.listdir(folder) if not name.startswith("."))
     except FileNotFoundError:
@@ -238,8 +239,10 @@ def _read_inbox(folder: str) -> list[InboxMessage]:
     for name in names:
         path = os.path.join(folder, name)
         try:
-            with open(path, encoding="utf-8") as message:
-                text = message.read()
+            with open(path, "rb") as message:  # in place, a message file never changes
+                if os.fstat(message.fileno()).st_size > max_bytes:
+                    raise JournalCorruptError(path, 1, f"message longer than {max_bytes} bytes")
+                text = message.read().decode("utf-8")
         except FileNotFoundError:
             continue  # applied and discarded by the lease holder meanwhile
         except UnicodeDecodeError:
@@ -297,7 +300,7 @@ class _FileLease(Lease):
         self._tail_checked = True
 
     def pending(self) -> list[InboxMessage]:
-        return _read_inbox(self._inbox)
+        return _read_inbox(self._inbox, self._store.max_line_bytes)
 
     def discard(self, message_ids: Sequence[str]) -> None:
         wanted = {f"{message_id}.json" for message_id in message_ids}
@@ -552,7 +555,7 @@ class FileStore(JournalStore):
             _fsync_dir(folder)
 
     def pending(self, instance_id: str) -> list[InboxMessage]:
-        return _read_inbox(self._inbox_folder(instance_id))
+        return _read_inbox(self._inbox_folder(instance_id), self.max_line_bytes)
 
 
 # --- memory ---------------------------------------------------------------------------

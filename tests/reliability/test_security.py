@@ -178,3 +178,20 @@ def test_a_hostile_journal_fails_with_one_line_in_bounded_memory(
         else:
             error = assert_one_line_error(outcome, mentions=f"{path}:2: corrupt journal: ")
             assert reason in error, outcome.describe()
+
+
+def test_a_huge_inbox_message_fails_with_one_line_in_bounded_memory(project: Project) -> None:
+    params = base_params(project, event_timeout="1 hour")
+    assert run_wf(project, "run", "approval", "--id", "evil", "--params", params).code == 3
+    message = project.store / "inbox" / "evil" / f"{'0' * 20}-{'a' * 32}.json"
+    message.parent.mkdir(exist_ok=True)
+    message.write_bytes(b'{"v":1,"payload":"')
+    os.truncate(message, 1000 * 1024 * 1024)
+
+    for args in (("status", "evil"), ("resume", "evil"), ("doctor",)):
+        outcome = run_wf(project, *args, preexec=memory_cap(MEMORY_CAP))
+        if args[0] == "doctor":
+            assert outcome.code == 1, outcome.describe()
+            assert f"problem: {message}:1: message longer than" in outcome.stdout
+        else:
+            assert_one_line_error(outcome, mentions=f"{message}:1: corrupt journal: message longer")
