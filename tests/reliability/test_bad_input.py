@@ -22,7 +22,7 @@ def test_every_bad_input_is_one_line_exit_2_and_changes_nothing(
     tried = try_all(template, tmp_path)
 
     assert [t.failure for t in tried if t.failure] == []
-    assert len(tried) >= 50
+    assert len(tried) >= 50, len(tried)
 
 
 def test_a_bad_input_on_a_project_without_a_store_creates_no_store(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """SIGKILL real ``wf`` processes at seeded random moments; every invariant must hold.
 
-The CI sample makes 36 kills; ``scripts/reliability_run.py --kills 1000`` is the
+The CI sample makes 30 kills; ``scripts/reliability_run.py --kills 1000`` is the
 long run. :mod:`tests.reliability.chaos` says what is checked. The last tests
 prove that the checker itself catches what it is there to catch.
 """
@@ -19,7 +19,7 @@ from tests.reliability.support import run_wf
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL and flock are POSIX")
 
 SEED = 20261123
-CI_KILLS = 36
+CI_KILLS = 30
 
 
 def test_seeded_kills_anywhere_keep_every_invariant(tmp_path: Path) -> None:
