@@ -437,12 +437,12 @@ class Lane:
         """SIGKILL ``process``; True if the signal is what ended it."""
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=PATIENCE_SECONDS)
+        stdout, stderr = process.communicate(timeout=PATIENCE_SECONDS)
         if process.returncode == -signal.SIGKILL:
             self.killed.add(process.pid)
             self.figures.kills += 1
             return True
-        self.check_exit(process, process.returncode, "", "")
+        self.check_exit(process, process.returncode, stdout, stderr)  # it ended by itself first
         return False
 
     def reap(self, process: subprocess.Popen[str]) -> None:
