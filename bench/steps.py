@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from wfcli import FileStore, WorkflowClient
@@ -23,12 +24,11 @@ __all__ = ["append_floor", "measure_steps", "step_overhead"]
 _sync = getattr(os, "fdatasync", os.fsync)
 
 
-def append_floor(path: Path, lines: int, *, sync: bool, sync_call: object = None) -> float:
-    """Microseconds per line to encode, append and (if ``sync``) sync one JSON line."""
-    call = sync_call or _sync
-    assert callable(call)
-    record = {
+def append_floor(path: Path, lines: int, *, sync: Callable[[int], None] | None) -> float:
+    """Microseconds per line to encode, append and (with ``sync``) sync one JSON line."""
+    record: dict[str, object] = {
         "v": 1,
+        "n": 1,
         "type": "step_completed",
         "at": "2025-01-01T00:00:00.000000+00:00",
         "step": "",
@@ -40,10 +40,11 @@ def append_floor(path: Path, lines: int, *, sync: bool, sync_call: object = None
     try:
         started = time.perf_counter()
         for index in range(lines):
+            record["n"] = index + 1
             record["step"] = f"step-{index}"
             os.write(fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
-            if sync:
-                call(fd)
+            if sync is not None:
+                sync(fd)
         elapsed = time.perf_counter() - started
     finally:
         os.close(fd)
@@ -70,12 +71,12 @@ def step_overhead(report: Report, work: Path, sizes: Sizes) -> None:
         for run in range(sizes.runs):
             folder = work / f"steps-{mode}-{run}"
             folder.mkdir(parents=True)
-            floors.append(append_floor(folder / "floor.jsonl", steps, sync=durable))
+            floors.append(
+                append_floor(folder / "floor.jsonl", steps, sync=_sync if durable else None)
+            )
             products.append(measure_steps(folder / "store", steps, durable=durable))
             if durable:
-                fsync_floors.append(
-                    append_floor(folder / "fsync.jsonl", steps, sync=True, sync_call=os.fsync)
-                )
+                fsync_floors.append(append_floor(folder / "fsync.jsonl", steps, sync=os.fsync))
         floor = report.add(
             section,
             "floor: encode + append one JSON line" + (" + fdatasync" if durable else ""),
