@@ -248,7 +248,10 @@ class _Checker:
         self.check_private(self.root)
 
     def check_private(self, path: Path | str) -> None:
-        mode = os.lstat(path).st_mode
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return  # removed while we looked (a live store)
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             self.add(
                 "note",
@@ -354,7 +357,11 @@ class _Checker:
                     instance_id=instance_id,
                 )
             applied = self.applied.get(instance_id, set())
-            for entry in sorted(os.scandir(folder.path), key=lambda e: e.name):
+            try:
+                entries = sorted(os.scandir(folder.path), key=lambda e: e.name)
+            except FileNotFoundError:
+                continue  # the instance was deleted while we looked
+            for entry in entries:
                 self.check_message(Path(entry.path), instance_id, applied)
 
     def check_message(self, path: Path, instance_id: str, applied: set[str]) -> None:
@@ -367,16 +374,20 @@ class _Checker:
                 instance_id=instance_id,
             )
             return
+        limit = self.store.max_line_bytes
+        try:
+            data = None if path.stat().st_size > limit else path.read_bytes()
+        except FileNotFoundError:
+            return  # applied and discarded while we looked
         self.messages += 1
         self.check_private(path)
-        match = _MESSAGE_NAME.fullmatch(path.name)
-        limit = self.store.max_line_bytes
-        if path.stat().st_size > limit:
+        if data is None:
             reason = f"message longer than {limit} bytes"
             self.add("problem", "damaged-inbox", path, reason, line=1, instance_id=instance_id)
             return
+        match = _MESSAGE_NAME.fullmatch(path.name)
         try:
-            message = InboxMessage.decode(path.read_bytes().decode("utf-8"))
+            message = InboxMessage.decode(data.decode("utf-8"))
         except UnicodeDecodeError:
             self.add("problem", "damaged-inbox", path, "not UTF-8", line=1, instance_id=instance_id)
             return

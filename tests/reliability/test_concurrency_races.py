@@ -30,6 +30,7 @@ from tests.workflows_for_tests import assert_journal_sane, wait_until
 from wfcli import FileStore
 from wfcli.codec import EventReceived, Paused, RunStarted, StepCompleted, Terminated
 from wfcli.config import load_project, open_client
+from wfcli.doctor import check_store
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="flock and signals are POSIX")
 
@@ -167,11 +168,15 @@ def test_events_sent_at_once_to_a_running_executor_are_all_taken_once(project: P
         for i in range(6)
     ]
 
+    problems_seen = []
+    while executor.poll() is None:  # wf doctor's checker, on the live store meanwhile
+        problems_seen += check_store(project.store).problems
     sent = [finish(p) for p in senders]
     code, _, stderr = finish(executor)
 
     assert [c for c, _, _ in sent] == [0] * 6, sent
     assert code == 0, stderr
+    assert problems_seen == []
     output = json.loads(run_wf(project, "status", "inbox", "--json").stdout)["output"]
     assert sorted(output) == list(range(6))
     journal = records(project, "inbox")
