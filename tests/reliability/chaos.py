@@ -63,7 +63,16 @@ from wfcli.codec import (
     Terminated,
 )
 
-__all__ = ["KINDS", "ChaosRun", "Figures", "Kind", "reference_output"]
+__all__ = [
+    "KINDS",
+    "ChaosRun",
+    "Figures",
+    "Instance",
+    "Kind",
+    "Lane",
+    "instance_params",
+    "reference_output",
+]
 
 MAX_RESULT_BYTES = 16 * 1024 * 1024
 EVENT_PAYLOAD = {"by": "reviewer"}
@@ -214,6 +223,11 @@ class Instance:
     snapshots: list[list[str]] = field(default_factory=list)
     seen: tuple[int, int] | None = None  # (size, mtime_ns) at the last check
 
+    def number(self, key: str) -> float:
+        value = self.params[key]
+        assert isinstance(value, (int, float))
+        return float(value)
+
     def calls(self) -> Counter[tuple[int, str]]:
         """Real callback calls: (pid, step) -> count."""
         found: Counter[tuple[int, str]] = Counter()
@@ -221,6 +235,36 @@ class Instance:
             for line in path.read_text(encoding="utf-8").splitlines():
                 found[int(line.split()[0]), path.stem] += 1
         return found
+
+
+# Exit codes a command may end with when nobody kills it: 3 when it stops at a pause or a
+# wait, 5 when a sender or another resumer holds the instance (SPEC §5).
+_ALLOWED_EXITS = {
+    "run": {0, 3},
+    "resume": {0, 3, 5},
+    "worker": {0},
+    "send-event": {0, 3, 5},
+    "pause": {0},
+    "doctor": {0},
+}
+
+
+def command_of(process: subprocess.Popen[str]) -> list[str]:
+    """The ``wf`` arguments a process was started with."""
+    assert isinstance(process.args, list)
+    return [str(arg) for arg in process.args[1:]]
+
+
+def run_args(instance: Instance) -> list[str]:
+    """``wf run`` arguments creating the instance and running it in the foreground."""
+    params = json.dumps(instance.params)
+    return ["run", instance.kind.name, "--id", instance.id, "--params", params]
+
+
+def send_event_args(instance_id: str) -> list[str]:
+    """``wf send-event`` arguments delivering the event an approval waits for."""
+    payload = json.dumps(EVENT_PAYLOAD)
+    return ["send-event", instance_id, "--type", "approve", "--payload", payload]
 
 
 @dataclass
@@ -271,6 +315,7 @@ class Lane:
         self.project = make_chaos_project(folder, max_step_result_bytes=MAX_RESULT_BYTES)
         self.rng = random.Random(f"{self.seed}-{number}")
         self.killed.clear()
+        self.launched.clear()
         self._trace_offset = 0
         self._trace = []
         self.instances = []
@@ -353,7 +398,7 @@ class Lane:
         kind = target.kind
         ident = target.id
         if status is None:
-            args = ["run", kind.name, "--id", ident, "--params", json.dumps(target.params)]
+            args = run_args(target)
         elif status.status in ("paused", "waitingForPause") or rng.random() < 0.7:
             args = ["resume", ident]
         else:
@@ -365,42 +410,28 @@ class Lane:
             event_there = bool(status.state.events) or "event" in status.pending_messages
             if not event_there and "prepare" not in open_steps:
                 # It waits (suspended) for its event: the sender is the one who executes it.
-                send = [
-                    "send-event",
-                    ident,
-                    "--type",
-                    "approve",
-                    "--payload",
-                    json.dumps(EVENT_PAYLOAD),
-                ]
+                send = send_event_args(ident)
                 return Plan("event", send, delay=rng.uniform(0.3, 1.3))
         if phase == "anywhere" or not open_steps:
             return Plan("anywhere", args, delay=rng.uniform(0.0, 1.5))
         step = rng.choice(open_steps)
-        work = float(target.params["work"])  # type: ignore[arg-type]
+        work = target.number("work")
         if phase == "mid-write" and "blob" in open_steps:
             return Plan(phase, args, trigger=("return", "blob"), mid_write=True)
         nap, flaky = steps.get("nap"), steps.get("flaky")
         if phase == "sleep" and (nap is None or nap.status != "completed"):
-            length = float(target.params["nap"])  # type: ignore[arg-type]
+            length = target.number("nap")
             if "before" in open_steps:
                 return Plan(phase, args, trigger=("return", "before"), delay=rng.uniform(0, length))
             return Plan(phase, args, wait_run_started=True, delay=rng.uniform(0, length))
         if phase == "retry" and "flaky" in open_steps:
-            delay = float(target.params["delay"])  # type: ignore[arg-type]
+            delay = target.number("delay")
             if flaky is not None and flaky.status == "waiting":  # a retry wait is under way
                 return Plan(phase, args, wait_run_started=True, delay=rng.uniform(0, delay))
             if flaky is None or flaky.attempts < 2 or flaky.status == "running":
                 return Plan(phase, args, trigger=("raise", "flaky"), delay=rng.uniform(0, delay))
         if phase == "event" and "prepare" in open_steps:
-            send = [
-                "send-event",
-                ident,
-                "--type",
-                "approve",
-                "--payload",
-                json.dumps(EVENT_PAYLOAD),
-            ]
+            send = send_event_args(ident)
             return Plan(
                 phase,
                 args,
@@ -437,41 +468,32 @@ class Lane:
         """SIGKILL ``process``; True if the signal is what ended it."""
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
-        stdout, stderr = process.communicate(timeout=PATIENCE_SECONDS)
+        _, stderr = process.communicate(timeout=PATIENCE_SECONDS)
         if process.returncode == -signal.SIGKILL:
             self.killed.add(process.pid)
             self.figures.kills += 1
             return True
-        self.check_exit(process, process.returncode, stdout, stderr)  # it ended by itself first
+        self.check_exit(process, stderr)  # it ended by itself first
         return False
 
     def reap(self, process: subprocess.Popen[str]) -> None:
         try:
-            stdout, stderr = process.communicate(timeout=PATIENCE_SECONDS)
+            _, stderr = process.communicate(timeout=PATIENCE_SECONDS)
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
-            self.violation(f"wf {' '.join(map(str, process.args[1:]))} hung")  # type: ignore[index]
+            self.violation(f"wf {' '.join(command_of(process))} hung")
             return
-        self.check_exit(process, process.returncode, stdout, stderr)
+        self.check_exit(process, stderr)
 
-    def check_exit(
-        self, process: subprocess.Popen[str], code: int, stdout: str, stderr: str
-    ) -> None:
-        args = [str(a) for a in process.args[1:]]  # type: ignore[index]
-        allowed = {
-            "run": {0, 3},
-            "resume": {0, 3, 5},
-            "worker": {0},
-            "send-event": {0, 3},
-            "pause": {0},
-        }
-        ok = code in allowed.get(args[0], {0})
+    def check_exit(self, process: subprocess.Popen[str], stderr: str) -> None:
+        """A ``wf`` that ended by itself must end with a code its command may give."""
+        args = command_of(process)
+        code = process.returncode
+        ok = code in _ALLOWED_EXITS[args[0]] and "Traceback" not in stderr
         if code == 2 and args[0] in ("resume", "send-event", "pause") and "cannot" in stderr:
             ok = True  # the instance finished (or was paused) meanwhile
-        if code == 5 and args[0] == "send-event":
-            ok = True
-        if not ok or "Traceback" in stderr:
+        if not ok:
             self.figures.unexpected_exits += 1
             self.violation(f"wf {' '.join(args)} exited {code}: {stderr.strip()[-2000:]}")
 
@@ -560,28 +582,14 @@ class Lane:
             if status is not None and status.finished:
                 return
             if status is None:
-                args = [
-                    "run",
-                    instance.kind.name,
-                    "--id",
-                    instance.id,
-                    "--params",
-                    json.dumps(instance.params),
-                ]
+                args = run_args(instance)
             elif (
                 instance.kind.name == "approval"
                 and not status.state.events
                 and "event" not in status.pending_messages
                 and status.status != "paused"
             ):
-                args = [
-                    "send-event",
-                    instance.id,
-                    "--type",
-                    "approve",
-                    "--payload",
-                    json.dumps(EVENT_PAYLOAD),
-                ]
+                args = send_event_args(instance.id)
             else:
                 args = ["resume", instance.id]
             self.reap(self.launch(args))
@@ -597,14 +605,7 @@ class Lane:
                     executing.add(record.pid)
         self.figures.kills_while_executing += len(executing)
         assert self.project is not None
-        doctor = start_wf(self.project, ["doctor", "--json"])
-        self.reap_doctor(doctor)
-
-    def reap_doctor(self, process: subprocess.Popen[str]) -> None:
-        stdout, stderr = process.communicate(timeout=PATIENCE_SECONDS)
-        self.figures.processes += 1
-        if process.returncode != 0:
-            self.violation(f"wf doctor exited {process.returncode}: {stdout} {stderr}")
+        self.reap(self.launch(["doctor"]))
 
     def check_instance(self, instance: Instance) -> None:
         figures = self.figures

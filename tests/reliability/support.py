@@ -19,6 +19,7 @@ from tests.reliability.chaos_workflows import CHAOS_WORKFLOWS
 
 __all__ = [
     "CHAOS_MODULE",
+    "PATIENCE_SECONDS",
     "WF",
     "Outcome",
     "assert_one_line_error",
