@@ -426,7 +426,22 @@ def _optional_time(value: object) -> datetime | None:
 
 
 def _json(value: object) -> object:
-    return value  # json.loads only ever produces JSON values
+    _check_nesting(value)
+    return value  # otherwise, json.loads only ever produces JSON values
+
+
+def _check_nesting(value: object) -> None:
+    """Refuse a parsed value nested deeper than wfcli ever writes (``MAX_NESTING``), so
+    nothing that walks it later (replay, a workflow's params) runs out of stack."""
+    if not isinstance(value, (dict, list)):
+        return
+    stack: list[tuple[dict[str, object] | list[object], int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth >= MAX_NESTING:
+            raise RecordError(f"nested deeper than {MAX_NESTING} levels")
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 
 def _error(value: object) -> ErrorInfo:
@@ -572,11 +587,13 @@ class InboxMessage:
         if not isinstance(document, dict) or document.get("v") != FORMAT_VERSION:
             raise RecordError("not a version 1 inbox message")
         action = _choice(*_ACTIONS)(document.get("action"))
+        payload = document.get("payload")
+        _check_nesting(payload)
         return cls(
             message_id=_text(document.get("message_id")),
             action=action,  # type: ignore[arg-type]
             sent_at=_time(document.get("sent_at")),
             event_type=_optional_text(document.get("event_type")),
-            payload=document.get("payload"),
+            payload=payload,
             from_step=_optional_text(document.get("from_step")),
         )

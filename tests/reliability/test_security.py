@@ -153,6 +153,14 @@ def hostile_store(project: Project, line: bytes, *, sparse_size: int = 0) -> Pat
 HOSTILE_LINES = {
     "a huge line": (b"", 1000 * 1024 * 1024, "line longer than"),
     "deep nesting": (b"[" * 2_000_000 + b"\n", 0, "nested too deeply"),
+    # Deeper than wfcli ever writes, shallow enough for json.loads: refused on reading,
+    # not left to overflow the stack of whoever walks the value later (replay, resume).
+    "a value nested 900 deep": (
+        b'{"v":1,"n":2,"type":"event_received","at":"2030-01-01T00:00:00+00:00",'
+        b'"message_id":"m","event_type":"e","payload":' + b"[" * 900 + b"]" * 900 + b"}\n",
+        0,
+        "nested deeper than 256 levels",
+    ),
     "wrong field types": (
         b'{"v":1,"n":2,"type":"run_started","at":"2030-01-01T00:00:00+00:00","pid":"1","host":7}\n',
         0,
@@ -178,6 +186,8 @@ def test_a_hostile_journal_fails_with_one_line_in_bounded_memory(
     commands = [("status", "evil")]
     if sparse_size:
         commands += [("resume", "evil"), ("doctor",)]
+    elif "900" in hostile:
+        commands += [("replay", "evil")]
     for args in commands:
         outcome = run_wf(project, *args, preexec=memory_cap(MEMORY_CAP))
         if args[0] == "doctor":
