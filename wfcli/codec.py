@@ -44,6 +44,7 @@ __all__ = [
     "Terminated",
     "WaitStarted",
     "Warned",
+    "check_event_output",
     "check_json",
     "decode_record",
     "encode_record",
@@ -537,6 +538,27 @@ def decode_record(document: object) -> Record:
         except RecordError as error:
             raise RecordError(f"{tag}.{name}: {error.reason}") from None
     return cls(**values)
+
+
+_EVENT_OUTPUT_KEYS = frozenset({"id", "type", "payload", "timestamp"})
+
+
+def check_event_output(output: object) -> None:
+    """An event step's result is the event it took: id, type, payload and timestamp.
+
+    Raises :class:`RecordError` otherwise (a journal damaged or written by hand).
+    """
+    if not isinstance(output, dict) or output.keys() != _EVENT_OUTPUT_KEYS:
+        raise RecordError(
+            "step_completed.output: an event step's result must be an object with "
+            "id, type, payload and timestamp"
+        )
+    try:
+        _text(output["id"])
+        _text(output["type"])
+        _time(output["timestamp"])
+    except RecordError as error:
+        raise RecordError(f"step_completed.output: {error.reason}") from None
 
 
 def record_to_json(record: Record) -> dict[str, object]:

@@ -36,6 +36,8 @@ from .codec import (
     InboxMessage,
     Record,
     RecordError,
+    StepCompleted,
+    check_event_output,
     decode_record,
     encode_record,
 )
@@ -192,6 +194,8 @@ def _parse_journal(path: str, data: bytes, expected_id: str) -> tuple[list[Recor
         try:
             document = json.loads(raw)
             record = decode_record(document)
+            if isinstance(record, StepCompleted) and record.kind == "event":
+                check_event_output(record.output)  # replay hands it back as the event
         except RecordError as error:
             raise JournalCorruptError(path, line_no, error.reason) from None
         except (ValueError, RecursionError) as error:

@@ -172,6 +172,12 @@ HOSTILE_LINES = {
         0,
         "expected a non-negative integer",
     ),
+    "an event result of the wrong shape": (
+        b'{"v":1,"n":2,"type":"step_completed","at":"2030-01-01T00:00:00+00:00",'
+        b'"step":"approval","kind":"event","attempt":1,"output":5}\n',
+        0,
+        "an event step's result must be an object",
+    ),
     "an integer too long to read": (b'{"v":1,"n":' + b"9" * 5000 + b"}\n", 0, "not JSON"),
 }
 
@@ -186,7 +192,7 @@ def test_a_hostile_journal_fails_with_one_line_in_bounded_memory(
     commands = [("status", "evil")]
     if sparse_size:
         commands += [("resume", "evil"), ("doctor",)]
-    elif "900" in hostile:
+    elif "900" in hostile or "event" in hostile:
         commands += [("replay", "evil")]
     for args in commands:
         outcome = run_wf(project, *args, preexec=memory_cap(MEMORY_CAP))
