@@ -139,6 +139,17 @@ def kinds(report: dict[str, object]) -> list[tuple[str, str]]:
     return sorted((f["severity"], f["kind"]) for f in findings)
 
 
+def message(message_id: str) -> InboxMessage:
+    """An event message for instance ``c``, as ``wf send-event`` would post it."""
+    return InboxMessage(
+        message_id=message_id,
+        action="event",
+        sent_at=datetime(2030, 1, 1, tzinfo=timezone.utc),
+        event_type="other",
+        payload=None,
+    )
+
+
 def test_a_healthy_store_is_healthy(project: Project) -> None:
     code, report = doctor(project)
 
@@ -227,16 +238,6 @@ def test_a_message_whose_name_does_not_match_its_id_is_a_problem(project: Projec
 
     assert code == 1
     assert kinds(report) == [("problem", "damaged-inbox")]
-
-
-def message(message_id: str) -> InboxMessage:
-    return InboxMessage(
-        message_id=message_id,
-        action="event",
-        sent_at=datetime(2030, 1, 1, tzinfo=timezone.utc),
-        event_type="other",
-        payload=None,
-    )
 
 
 def test_plain_output_names_each_finding_then_sums_up(project: Project) -> None:
