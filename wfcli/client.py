@@ -37,7 +37,7 @@ from .errors import (
     WorkflowInputError,
 )
 from .executor import Executor
-from .ids import new_instance_id, validate_instance_id, validate_step_name
+from .ids import new_instance_id, validate_event_type, validate_instance_id, validate_step_name
 from .journal import JournalStore, LockOwner
 from .settings import Settings
 from .state import STATUSES, InstanceState, StepState, WaitInfo, fold
@@ -392,10 +392,7 @@ class WorkflowClient:
         self, instance_id: str, event_type: str, payload: object = None
     ) -> InstanceStatus:
         """Deliver an event; a waiting instance takes it, others buffer it by type."""
-        try:
-            validate_step_name(event_type)
-        except WorkflowInputError as error:
-            raise WorkflowInputError("event type", error.reason) from None
+        validate_event_type(event_type)
         encoded = check_json(payload, "event payload", self.settings.max_value_bytes)
         self._require_live(instance_id, "send an event to")
         return self._post(instance_id, "event", event_type=event_type, payload=json.loads(encoded))

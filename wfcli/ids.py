@@ -7,7 +7,13 @@ import uuid
 
 from .errors import WorkflowInputError
 
-__all__ = ["MAX_STEP_NAME", "new_instance_id", "validate_instance_id", "validate_step_name"]
+__all__ = [
+    "MAX_STEP_NAME",
+    "new_instance_id",
+    "validate_event_type",
+    "validate_instance_id",
+    "validate_step_name",
+]
 
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -46,6 +52,14 @@ def validate_step_name(name: object) -> str:
     if _SURROGATE.search(name):
         raise WorkflowInputError("step name", f"{name!r} contains an unpaired surrogate")
     return name
+
+
+def validate_event_type(event_type: object) -> str:
+    """Return ``event_type`` if it follows the step-name rules; errors name the event type."""
+    try:
+        return validate_step_name(event_type)
+    except WorkflowInputError as error:
+        raise WorkflowInputError("event type", error.reason) from None
 
 
 def new_instance_id() -> str:

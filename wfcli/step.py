@@ -45,7 +45,7 @@ from .errors import (
     WorkflowInputError,
     WorkflowTimeoutError,
 )
-from .ids import validate_step_name
+from .ids import validate_event_type, validate_step_name
 from .journal import Lease
 from .retry import RetryPolicy, backoff_delay
 from .settings import Settings
@@ -243,13 +243,6 @@ def _event_from_output(output: JsonValue) -> ReceivedEvent:
     return ReceivedEvent(
         type=event_type, payload=_copy_json(output.get("payload")), timestamp=parse_time(timestamp)
     )
-
-
-def _validate_event_type(event_type: object) -> str:
-    try:
-        return validate_step_name(event_type)
-    except WorkflowInputError as error:
-        raise WorkflowInputError("event type", error.reason) from None
 
 
 # --- one run of one instance -------------------------------------------------------
@@ -677,7 +670,7 @@ class WorkflowStep:
 
         Raises :class:`WorkflowTimeoutError` if none arrives within ``timeout``.
         """
-        event_type = _validate_event_type(type)
+        event_type = validate_event_type(type)
         limit = parse_duration(timeout, "timeout")
         checked, _ = self._enter(name, "event")
         return self._run.wait_for_event(checked, event_type, limit)

@@ -42,7 +42,7 @@ from .codec import (
 )
 from .durations import Duration, parse_duration
 from .errors import StepTimeoutError, WorkflowInputError
-from .ids import validate_step_name
+from .ids import validate_event_type, validate_step_name
 from .journal import JournalStore, MemoryStore
 from .settings import Settings
 from .state import StepState, WaitInfo
@@ -300,10 +300,7 @@ class WorkflowHarness:
 
         It is buffered until a ``wait_for_event`` of its type takes it.
         """
-        try:
-            checked = validate_step_name(type)
-        except WorkflowInputError as error:
-            raise WorkflowInputError("event type", error.reason) from None
+        checked = validate_event_type(type)
         self._events.append((checked, json.loads(check_json(payload, "mocked event payload"))))
 
     def force_event_timeout(self, name: str) -> None:
