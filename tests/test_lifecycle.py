@@ -24,6 +24,7 @@ from wfcli import (
     FileStore,
     InstanceBusyError,
     InstanceExistsError,
+    InstanceHandle,
     InvalidStateError,
     StepContext,
     WorkflowClient,
@@ -95,6 +96,32 @@ def test_terminate_ends_an_instance_for_good(
             refused()
     with pytest.raises(InvalidStateError):
         handle.send_event("anything")
+
+
+def test_execute_returns_what_a_fresh_read_of_the_journal_says(
+    client: WorkflowClient, effects: Effects, clock: FakeClock
+) -> None:
+    """``execute`` builds its answer from the executor's state, not a second read: they agree."""
+    statuses: list[str] = []
+
+    def execute(handle: InstanceHandle) -> None:
+        ending = handle.execute()
+        assert ending.to_json() == client.status(handle.id).to_json()
+        statuses.append(ending.status)
+
+    folder = str(effects.folder)
+    sleeper = client.create("sleeper", params={"dir": folder, "seconds": 60})
+    approval = client.create("approval", params={"dir": folder})
+    flaky = client.create("flaky", params={"dir": folder})
+    pipeline = client.create("pipeline", params={})  # no "dir": run itself raises
+    for handle in (sleeper, approval, flaky, pipeline):
+        execute(handle)
+    approval.send_event("approve", {"by": "ana"})
+    clock.advance(timedelta(hours=2))
+    for handle in (sleeper, approval, flaky):
+        execute(handle)
+
+    assert statuses == ["waiting"] * 3 + ["errored"] + ["complete"] * 3
 
 
 def test_restart_runs_again_with_the_same_id_and_params_keeping_history(

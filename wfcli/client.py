@@ -219,14 +219,15 @@ class WorkflowClient:
         ``interceptor`` is for :mod:`wfcli.testing`.
         """
         validate_instance_id(instance_id)
-        self.executor.execute(
+        state = self.executor.execute(
             instance_id,
             observer=observer,
             max_inline_wait=max_inline_wait,
             cancel=cancel,
             interceptor=interceptor,
         )
-        return self.status(instance_id)
+        # The executor's state is the journal as it left it: no second read and fold.
+        return self._snapshot(state)
 
     def get(self, instance_id: str) -> InstanceHandle:
         """A handle to an existing instance."""

@@ -85,8 +85,7 @@ class Executor:
             state = self._execute(lease, settings, observer or NullObserver(), cancel, interceptor)
         finally:
             lease.release()
-        self.settle_inbox(instance_id)
-        return state
+        return self.settle_inbox(instance_id) or state
 
     def _execute(
         self,
@@ -162,14 +161,17 @@ class Executor:
             StepRun(lease, state, self.clock, self.settings, NullObserver()).apply_inbox()
             return state
 
-    def settle_inbox(self, instance_id: str) -> None:
+    def settle_inbox(self, instance_id: str) -> InstanceState | None:
         """Apply messages posted while the lease was being released.
 
         A sender posts first and then tries the lock, and a lease holder looks at
-        the inbox after releasing, so no message is left unapplied.
+        the inbox after releasing, so no message is left unapplied. Returns the
+        state after the last message applied here, None if none was.
         """
+        state = None
         while self.store.pending(instance_id):
             try:
-                self.apply_inbox(instance_id)
+                state = self.apply_inbox(instance_id)
             except (InstanceBusyError, InstanceNotFoundError):
-                return
+                break
+        return state
