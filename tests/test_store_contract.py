@@ -296,6 +296,57 @@ class TestJournalStoreContract:
         assert isinstance(store.location(), str)
         assert store.location()
 
+    def test_a_journal_version_changes_with_every_append_and_only_then(
+        self, store: JournalStore
+    ) -> None:
+        assert store.journal_versions() == {}
+        store.create(created("order-1"))
+        store.create(created("order-2"))
+        seen = [store.journal_versions()]
+        assert sorted(seen[0]) == ["order-1", "order-2"]
+        with store.acquire("order-1", OWNER) as lease:
+            for record in step_records(3):
+                lease.append([record], sync=False)
+                seen.append(store.journal_versions())
+        store.read("order-1")
+        store.post("order-1", message(1))
+        assert store.journal_versions() == seen[-1]  # reads and inbox messages change nothing
+
+        assert len({versions["order-1"] for versions in seen}) == 4
+        assert len({versions["order-2"] for versions in seen}) == 1
+
+    def test_a_journal_created_again_under_a_deleted_id_has_a_new_version(
+        self, store: JournalStore
+    ) -> None:
+        store.create(created("order-1"))
+        before = store.journal_versions()["order-1"]
+        with store.acquire("order-1", OWNER) as lease:
+            lease.delete_instance()
+        assert store.journal_versions() == {}
+        store.create(created("order-1"))
+
+        assert store.journal_versions()["order-1"] != before
+
+    def test_a_cache_keeps_the_last_data_saved_under_its_name(self, store: JournalStore) -> None:
+        assert store.load_cache("index-v1.json") is None
+
+        store.save_cache("index-v1.json", b"first")
+        store.save_cache("index-v1.json", b"second")
+        store.save_cache("other", b"")
+
+        assert store.load_cache("index-v1.json") == b"second"
+        assert store.load_cache("other") == b""
+        assert store.instance_ids() == []
+
+    @pytest.mark.parametrize("name", ["", "..", "../journals", "a/b", "x\x00"])
+    def test_a_cache_name_that_is_not_a_plain_file_name_is_refused(
+        self, store: JournalStore, name: str
+    ) -> None:
+        with pytest.raises(ValueError, match="bad cache name"):
+            store.save_cache(name, b"data")
+        with pytest.raises(ValueError, match="bad cache name"):
+            store.load_cache(name)
+
 
 # --- the file store: torn tails, damage, and never overwriting ---------------------------------
 

@@ -168,6 +168,31 @@ class JournalStore(ABC):
     def pending(self, instance_id: str) -> list[InboxMessage]:
         """Inbox messages not yet applied, oldest first (read-only, no lock)."""
 
+    @abstractmethod
+    def journal_versions(self) -> dict[str, str]:
+        """Every instance's ID with a token that changes whenever its journal does.
+
+        Reads no journal, so it costs far less than :meth:`read` of each.
+        """
+
+    @abstractmethod
+    def load_cache(self, name: str) -> bytes | None:
+        """Data kept by :meth:`save_cache`, or None. It may be stale or damaged:
+        whoever saved it must be able to check it (see :meth:`journal_versions`)."""
+
+    @abstractmethod
+    def save_cache(self, name: str, data: bytes) -> None:
+        """Keep derived data (an index) under ``name``, replacing what was there.
+
+        Not durable and not journaled: losing it only costs time.
+        """
+
+
+def _check_cache_name(name: str) -> str:
+    if not name.replace("-", "").replace(".", "").isalnum():
+        raise ValueError(f"bad cache name {name!r}")
+    return name
+
 
 # --- files ------------------------------------------------------------------------
 
@@ -339,7 +364,8 @@ class FileStore(JournalStore):
 
     Layout: ``journals/ID.jsonl``, ``locks/ID.lock`` (``flock`` target holding
     the owner's pid and host), ``inbox/ID/*.json`` (one file per message, written
-    to a temporary name and renamed into place). Files are private to the owner.
+    to a temporary name and renamed into place), ``cache/`` (indexes that only
+    save time, see :meth:`save_cache`). Files are private to the owner.
     """
 
     def __init__(
@@ -561,6 +587,53 @@ class FileStore(JournalStore):
     def pending(self, instance_id: str) -> list[InboxMessage]:
         return _read_inbox(self._inbox_folder(instance_id), self.max_line_bytes)
 
+    def journal_versions(self) -> dict[str, str]:
+        # Journals only grow (or lose a torn tail), and every write moves the mtime:
+        # inode, size and mtime together tell a changed journal from an unchanged one.
+        versions: dict[str, str] = {}
+        try:
+            entries = os.scandir(self._journals)
+        except FileNotFoundError:
+            return versions
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if not name.endswith(".jsonl") or not _is_instance_id(name[:-6]):
+                    continue
+                try:
+                    info = entry.stat()
+                except FileNotFoundError:
+                    continue  # deleted since the listing
+                versions[name[:-6]] = f"{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+        return versions
+
+    def load_cache(self, name: str) -> bytes | None:
+        try:
+            with open(self.root / "cache" / _check_cache_name(name), "rb") as cache:
+                return cache.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def save_cache(self, name: str, data: bytes) -> None:
+        _check_cache_name(name)
+        self._prepare()
+        folder = self.root / "cache"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        temporary = folder / f".tmp-{uuid.uuid4().hex}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.replace(temporary, folder / name)  # readers see the old file or the new, whole
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+
 
 # --- memory ---------------------------------------------------------------------------
 
@@ -568,6 +641,7 @@ class FileStore(JournalStore):
 @dataclass
 class _MemoryInstance:
     records: list[Record]
+    generation: int
     inbox: list[InboxMessage] = field(default_factory=list)
     owner: LockOwner | None = None
 
@@ -619,6 +693,8 @@ class MemoryStore(JournalStore):
 
     def __init__(self) -> None:
         self._instances: dict[str, _MemoryInstance] = {}
+        self._caches: dict[str, bytes] = {}
+        self._generations = itertools.count(1)  # tells a re-created ID from the old one
         self._mutex = threading.Lock()
 
     def location(self) -> str:
@@ -629,7 +705,9 @@ class MemoryStore(JournalStore):
         with self._mutex:
             if record.instance_id in self._instances:
                 raise InstanceExistsError(record.instance_id)
-            self._instances[record.instance_id] = _MemoryInstance(records=[record])
+            self._instances[record.instance_id] = _MemoryInstance(
+                records=[record], generation=next(self._generations)
+            )
 
     def exists(self, instance_id: str) -> bool:
         return instance_id in self._instances
@@ -669,3 +747,18 @@ class MemoryStore(JournalStore):
         with self._mutex:
             instance = self._instances.get(instance_id)
             return list(instance.inbox) if instance else []
+
+    def journal_versions(self) -> dict[str, str]:
+        with self._mutex:
+            return {
+                instance_id: f"{instance.generation}:{len(instance.records)}"
+                for instance_id, instance in self._instances.items()
+            }
+
+    def load_cache(self, name: str) -> bytes | None:
+        with self._mutex:
+            return self._caches.get(_check_cache_name(name))
+
+    def save_cache(self, name: str, data: bytes) -> None:
+        with self._mutex:
+            self._caches[_check_cache_name(name)] = bytes(data)
