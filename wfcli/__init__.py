@@ -29,7 +29,13 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .client import InstanceHandle, InstanceStatus, WorkflowBinding, WorkflowClient
+    from .client import (
+        InstanceHandle,
+        InstanceStatus,
+        InstanceSummary,
+        WorkflowBinding,
+        WorkflowClient,
+    )
     from .clock import Clock, FakeClock, SystemClock
     from .journal import FileStore, JournalStore, MemoryStore
     from .retry import RetryPolicy
@@ -48,6 +54,7 @@ _LAZY_NAMES = {
     "FileStore": "journal",
     "InstanceHandle": "client",
     "InstanceStatus": "client",
+    "InstanceSummary": "client",
     "JournalStore": "journal",
     "MemoryStore": "journal",
     "ReceivedEvent": "workflow",
@@ -98,6 +105,7 @@ __all__ = [
     "InstanceHandle",
     "InstanceNotFoundError",
     "InstanceStatus",
+    "InstanceSummary",
     "InvalidStateError",
     "JournalCorruptError",
     "JournalStore",

@@ -454,7 +454,7 @@ def list_instances(
     if json_output:
         screen.json(
             {
-                "instances": [s.to_json(steps=False) for s in found],
+                "instances": [s.to_json() for s in found],
                 "damaged": [str(error) for error in damaged],
             }
         )
@@ -909,7 +909,7 @@ def prune(
     old = [
         s.id
         for s in client.list_instances(statuses=wanted)
-        if s.state.ended is not None and s.state.ended <= cutoff
+        if s.ended is not None and s.ended <= cutoff
     ]
     deleted = _delete_all(client, reversed(old), screen)
     screen.say(f"pruned {len(deleted)} instance{'' if len(deleted) == 1 else 's'}")

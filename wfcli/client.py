@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +30,6 @@ from .codec import (
 )
 from .errors import (
     InstanceBusyError,
-    InstanceNotFoundError,
     InvalidStateError,
     JournalCorruptError,
     UnknownWorkflowError,
@@ -39,12 +38,19 @@ from .errors import (
 from .executor import Executor
 from .ids import new_instance_id, validate_event_type, validate_instance_id, validate_step_name
 from .journal import JournalStore, LockOwner
+from .listing import InstanceIndex, JournalSummary
 from .settings import Settings
-from .state import STATUSES, InstanceState, StepState, WaitInfo, fold
+from .state import STATUSES, TERMINAL_STATUSES, InstanceState, StepState, WaitInfo, fold
 from .step import RunObserver, StepInterceptor
 from .workflow import Env, WorkflowEntrypoint
 
-__all__ = ["InstanceHandle", "InstanceStatus", "WorkflowBinding", "WorkflowClient"]
+__all__ = [
+    "InstanceHandle",
+    "InstanceStatus",
+    "InstanceSummary",
+    "WorkflowBinding",
+    "WorkflowClient",
+]
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -72,13 +78,122 @@ def _step_json(step: StepState) -> dict[str, JsonValue]:
 
 
 @dataclass(frozen=True, slots=True)
-class InstanceStatus:
-    """A snapshot of an instance as ``wf status`` shows it.
+class _Live:
+    """What the lock and the inbox add to a journal's status."""
+
+    status: str
+    interrupted: bool
+    holder: LockOwner | None
+    pending_messages: tuple[str, ...]
+
+    @classmethod
+    def look(cls, store: JournalStore, instance_id: str, journal_status: str) -> _Live:
+        holder = store.holder(instance_id)
+        pending = store.pending(instance_id)
+        status = journal_status
+        if status == "running" and any(m.action == "pause" for m in pending):
+            status = "waitingForPause"
+        return cls(
+            status=status,
+            interrupted=journal_status == "running" and holder is None,
+            holder=holder,
+            pending_messages=tuple(m.action for m in pending),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSummary:
+    """An instance as ``wf list`` shows it: its status without the steps.
 
     ``status`` is one of Cloudflare's statuses. ``interrupted`` is true when the
     journal says ``running`` but no process holds the instance (it crashed);
     ``wf resume`` recovers it. A pause requested while a step is in flight
     shows as ``waitingForPause``.
+    """
+
+    journal: JournalSummary
+    status: str
+    interrupted: bool
+    holder: LockOwner | None
+    pending_messages: tuple[str, ...]
+
+    @classmethod
+    def _of(cls, journal: JournalSummary, live: _Live) -> InstanceSummary:
+        return cls(journal, live.status, live.interrupted, live.holder, live.pending_messages)
+
+    @property
+    def id(self) -> str:
+        return self.journal.instance_id
+
+    @property
+    def workflow(self) -> str:
+        return self.journal.workflow
+
+    @property
+    def created(self) -> datetime:
+        return self.journal.created
+
+    @property
+    def started(self) -> datetime | None:
+        return self.journal.started
+
+    @property
+    def ended(self) -> datetime | None:
+        return self.journal.ended
+
+    @property
+    def output(self) -> JsonValue:
+        return self.journal.output
+
+    @property
+    def error(self) -> ErrorInfo | None:
+        return self.journal.error
+
+    @property
+    def waiting(self) -> WaitInfo | None:
+        return self.journal.waiting if self.status == "waiting" else None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """The document of ``wf list --json`` (schema in ``docs/cli-json.md``)."""
+        journal = self.journal
+        wait = self.waiting
+        return {
+            "id": journal.instance_id,
+            "workflow": journal.workflow,
+            "status": self.status,
+            "interrupted": self.interrupted,
+            "params": journal.params,
+            "output": journal.output,
+            "error": _error(journal.error),
+            "created": _time(journal.created),
+            "started": _time(journal.started),
+            "ended": _time(journal.ended),
+            "waiting": None
+            if wait is None
+            else {
+                "kind": wait.kind,
+                "step": wait.step,
+                "until": _time(wait.until),
+                "event_type": wait.event_type,
+            },
+            "holder": None
+            if self.holder is None
+            else {"pid": self.holder.pid, "host": self.holder.host},
+            "pending": list(self.pending_messages),
+            "warnings": list(journal.warnings),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceStatus:
+    """A snapshot of an instance as ``wf status`` shows it: its summary and its steps.
+
+    ``status``, ``interrupted``, ``holder`` and ``pending_messages`` mean what
+    they mean in :class:`InstanceSummary`.
     """
 
     state: InstanceState
@@ -115,34 +230,20 @@ class InstanceStatus:
     def finished(self) -> bool:
         return self.state.terminal
 
+    def summary(self) -> InstanceSummary:
+        """The same snapshot without the steps."""
+        return InstanceSummary(
+            JournalSummary.of(self.state),
+            self.status,
+            self.interrupted,
+            self.holder,
+            self.pending_messages,
+        )
+
     def to_json(self, *, steps: bool = True) -> dict[str, JsonValue]:
-        """The document of ``wf status --json`` (schema in ``docs/cli-json.md``)."""
-        wait = self.waiting
-        document: dict[str, JsonValue] = {
-            "id": self.id,
-            "workflow": self.workflow,
-            "status": self.status,
-            "interrupted": self.interrupted,
-            "params": self.state.params,
-            "output": self.state.output,
-            "error": _error(self.state.error),
-            "created": _time(self.state.created),
-            "started": _time(self.state.started),
-            "ended": _time(self.state.ended),
-            "waiting": None
-            if wait is None
-            else {
-                "kind": wait.kind,
-                "step": wait.step,
-                "until": _time(wait.until),
-                "event_type": wait.event_type,
-            },
-            "holder": None
-            if self.holder is None
-            else {"pid": self.holder.pid, "host": self.holder.host},
-            "pending": list(self.pending_messages),
-            "warnings": [w.message for w in self.state.warnings],
-        }
+        """The document of ``wf status --json`` (schema in ``docs/cli-json.md``):
+        :meth:`InstanceSummary.to_json` plus the steps."""
+        document = self.summary().to_json()
         if steps:
             document["steps"] = [_step_json(step) for step in self.steps]
         return document
@@ -173,6 +274,7 @@ class WorkflowClient:
         self.clock = clock or SystemClock()
         self.settings = settings or Settings()
         self.executor = Executor(store, self._resolve, self._env, self.clock, self.settings)
+        self._index = InstanceIndex(store)
 
     def _resolve(self, workflow: str) -> type[WorkflowEntrypoint]:
         try:
@@ -240,18 +342,9 @@ class WorkflowClient:
         return fold(self.store.read(validate_instance_id(instance_id)))
 
     def _snapshot(self, state: InstanceState) -> InstanceStatus:
-        holder = self.store.holder(state.instance_id)
-        pending = self.store.pending(state.instance_id)
-        status: str = state.status
-        interrupted = status == "running" and holder is None
-        if status == "running" and any(m.action == "pause" for m in pending):
-            status = "waitingForPause"
+        live = _Live.look(self.store, state.instance_id, state.status)
         return InstanceStatus(
-            state=state,
-            status=status,
-            interrupted=interrupted,
-            holder=holder,
-            pending_messages=tuple(m.action for m in pending),
+            state, live.status, live.interrupted, live.holder, live.pending_messages
         )
 
     def status(self, instance_id: str) -> InstanceStatus:
@@ -265,11 +358,13 @@ class WorkflowClient:
         statuses: Iterable[str] = (),
         limit: int | None = None,
         damaged: list[JournalCorruptError] | None = None,
-    ) -> list[InstanceStatus]:
+    ) -> list[InstanceSummary]:
         """Instances, newest first, optionally filtered by workflow and status.
 
-        A damaged journal raises :class:`JournalCorruptError`, unless ``damaged``
-        is given: then it is skipped and its error appended there.
+        Only journals changed since the last listing are read (see
+        :mod:`wfcli.listing`). A damaged journal raises
+        :class:`JournalCorruptError`, unless ``damaged`` is given: then it is
+        skipped and its error appended there.
         """
         wanted = set(statuses)
         unknown = wanted - set(STATUSES)
@@ -279,34 +374,22 @@ class WorkflowClient:
             )
         if limit is not None and limit < 1:
             raise WorkflowInputError("limit", f"must be at least 1, got {limit}")
-        found: list[InstanceStatus] = []
-        for state in self._readable_states(damaged):
-            if workflow is not None and state.workflow != workflow:
+        found: list[InstanceSummary] = []
+        summaries = self._index.summaries(damaged)
+        self._index.save()
+        for journal in summaries:
+            if workflow is not None and journal.workflow != workflow:
                 continue
-            snapshot = self._snapshot(state)
-            if wanted and snapshot.status not in wanted:
+            live = _Live.look(self.store, journal.instance_id, journal.status)
+            if wanted and live.status not in wanted:
                 continue
-            found.append(snapshot)
-        found.sort(key=lambda s: (s.state.created, s.id), reverse=True)
+            found.append(InstanceSummary._of(journal, live))
+        found.sort(key=lambda s: (s.created, s.id), reverse=True)
         return found[:limit] if limit is not None else found
 
     def history(self, instance_id: str) -> list[Record]:
         """Every journaled record of the instance, oldest first."""
         return self.store.read(validate_instance_id(instance_id))
-
-    def _readable_states(
-        self, damaged: list[JournalCorruptError] | None
-    ) -> Iterator[InstanceState]:
-        """The state of every instance; damaged journals go to ``damaged`` or raise."""
-        for instance_id in self.store.instance_ids():
-            try:
-                yield self._state(instance_id)
-            except JournalCorruptError as error:
-                if damaged is None:
-                    raise
-                damaged.append(error)
-            except InstanceNotFoundError:
-                continue  # deleted since the listing
 
     def due(self, *, damaged: list[JournalCorruptError] | None = None) -> list[str]:
         """Instances a worker should execute now, oldest first.
@@ -314,29 +397,27 @@ class WorkflowClient:
         Queued ones, interrupted ones (journal says running, no process holds
         them), waiting ones whose time has come or whose event has arrived, and
         any with unapplied inbox messages. Damaged journals are handled as in
-        :meth:`list_instances`.
+        :meth:`list_instances`. The index is kept in memory, not saved: a
+        worker calls this every time it has a free slot.
         """
         now = self.clock.now()
         ready: list[tuple[datetime, str]] = []
-        for state in self._readable_states(damaged):
-            snapshot = self._snapshot(state)
-            if self._is_due(snapshot, now):
-                ready.append((state.created, state.instance_id))
+        for journal in self._index.summaries(damaged):
+            live = _Live.look(self.store, journal.instance_id, journal.status)
+            if self._is_due(journal, live, now):
+                ready.append((journal.created, journal.instance_id))
         return [instance_id for _, instance_id in sorted(ready)]
 
     @staticmethod
-    def _is_due(snapshot: InstanceStatus, now: datetime) -> bool:
-        state = snapshot.state
-        if snapshot.holder is not None:
+    def _is_due(journal: JournalSummary, live: _Live, now: datetime) -> bool:
+        if live.holder is not None:
             return False
-        if snapshot.pending_messages or state.status == "queued" or snapshot.interrupted:
+        if live.pending_messages or journal.status == "queued" or live.interrupted:
             return True
-        wait = state.waiting
-        if state.status != "waiting" or wait is None:
+        wait = journal.waiting
+        if journal.status != "waiting" or wait is None:
             return False
-        if wait.until <= now:
-            return True
-        return wait.event_type is not None and bool(state.buffered_events(wait.event_type))
+        return wait.until <= now or journal.event_ready
 
     # controlling -------------------------------------------------------------------------
 

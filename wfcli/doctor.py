@@ -50,7 +50,7 @@ from .state import fold
 __all__ = ["Finding", "Severity", "StoreReport", "check_store", "journal_order_problems"]
 
 Severity = Literal["problem", "note"]
-_STORE_FOLDERS = ("journals", "locks", "inbox", "tmp")
+_STORE_FOLDERS = ("journals", "locks", "inbox", "tmp", "cache")
 _MESSAGE_NAME = re.compile(r"\d{20}-(?P<message_id>.+)\.json")
 _STEP_RECORDS = (AttemptStarted, StepCompleted, AttemptFailed, StepFailed, WaitStarted, Suspended)
 _MESSAGE_RECORDS = (EventReceived, Paused, Resumed, Terminated, Restarted)

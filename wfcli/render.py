@@ -24,7 +24,7 @@ from .codec import ErrorInfo, Record, StepKind, record_to_json
 from .durations import format_duration
 
 if TYPE_CHECKING:
-    from .client import InstanceStatus
+    from .client import InstanceStatus, InstanceSummary
     from .replay import ReplayReport, ReplaySummary
     from .state import StepState
 
@@ -271,7 +271,7 @@ def run_summary(status: InstanceStatus, elapsed: timedelta, plain: bool) -> Rend
 
 
 def instances_table(
-    statuses: Sequence[InstanceStatus], now: datetime, plain: bool
+    statuses: Sequence[InstanceSummary], now: datetime, plain: bool
 ) -> RenderableType:
     """``wf list``: one row per instance (newest first, as given)."""
     if not statuses:
@@ -281,8 +281,8 @@ def instances_table(
             s.id,
             s.workflow,
             _status_cell(s.status, plain, s.status + (" (interrupted)" if s.interrupted else "")),
-            _cell_time(s.state.created, now, plain),
-            _cell_time(s.state.ended, now, plain),
+            _cell_time(s.created, now, plain),
+            _cell_time(s.ended, now, plain),
         ]
         for s in statuses
     ]

@@ -247,6 +247,15 @@ class _ReadOnlyStore(JournalStore):
     def pending(self, instance_id: str) -> list[InboxMessage]:
         return self._store.pending(instance_id)
 
+    def journal_versions(self) -> dict[str, str]:
+        return self._store.journal_versions()
+
+    def load_cache(self, name: str) -> bytes | None:
+        return self._store.load_cache(name)
+
+    def save_cache(self, name: str, data: bytes) -> None:
+        pass  # replay leaves the store as it found it; a cache only saves time
+
 
 # --- the replay-only step engine ----------------------------------------------------------
 
@@ -575,5 +584,6 @@ def replay_many(
             replayer.replay(fold(client.store.read(validate_instance_id(instance_id))))
             for instance_id in instance_ids
         ]
-    snapshots = client.list_instances(workflow=workflow, statuses=statuses)
-    return [replayer.replay(snapshot.state) for snapshot in snapshots]
+    reader = replayer.client  # its store writes nothing, not even the listing index
+    selected = reader.list_instances(workflow=workflow, statuses=statuses)
+    return [replayer.replay(fold(reader.store.read(summary.id))) for summary in selected]

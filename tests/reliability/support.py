@@ -153,12 +153,18 @@ def assert_one_line_error(outcome: Outcome, code: int = 2, *, mentions: str = ""
     return lines[0]
 
 
-def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
-    """Every file and folder under ``root``: relative path -> (mode, bytes; b"" for folders)."""
+def snapshot(root: Path, *, with_cache: bool = False) -> dict[str, tuple[int, bytes]]:
+    """Every file and folder under ``root``: relative path -> (mode, bytes; b"" for folders).
+
+    A store's ``cache/`` (the listing index, which `wf list` refreshes: derived data,
+    never the record) is left out unless ``with_cache``.
+    """
     found: dict[str, tuple[int, bytes]] = {}
     if not root.exists():
         return found
     for folder, dirs, files in os.walk(root):
+        if not with_cache and "cache" in dirs and "journals" in dirs:
+            dirs.remove("cache")
         for name in dirs:
             path = Path(folder, name)
             found[str(path.relative_to(root)) + "/"] = (path.stat().st_mode, b"")

@@ -151,6 +151,9 @@ def message(message_id: str) -> InboxMessage:
 
 
 def test_a_healthy_store_is_healthy(project: Project) -> None:
+    assert runner.invoke(app, ["list", *project.options()]).exit_code == 0  # writes the index
+    assert (project.store / "cache").is_dir()
+
     code, report = doctor(project)
 
     assert code == 0

@@ -119,14 +119,15 @@ def test_store_files_are_private_whatever_the_umask(project: Project) -> None:
         ("run", "approval", "--id", "private", "--params", params),
         ("pause", "private"),
         ("send-event", "private", "--type", "approve", "--payload", '{"by": "x"}'),
+        ("list",),
     ]
     for args in steps:
         assert run_wf(project, *args, preexec=permissive).code in (0, 3)
     inbox_message = project.store / "inbox" / "private"
     assert inbox_message.is_dir()  # messages passed through it
 
-    found = snapshot(project.store)
-    assert found
+    found = snapshot(project.store, with_cache=True)
+    assert "cache/" in found  # `wf list` wrote the listing index
     wrong = {
         path: f"{stat.S_IMODE(mode):o}"
         for path, (mode, _) in {"./": (project.store.stat().st_mode, b""), **found}.items()
