@@ -22,9 +22,9 @@ EXPECTED_SECTIONS = {
     "1-2 per step (durable)": 4,
     "1-2 per step (relaxed)": 3,
     "3 per instance": 6,
-    "4 growth": 18,
+    "4 growth": 20,
     "5 cold start": 4,
-    "7 memory": 2,
+    "7 memory": 3,
 }
 PEER_SECTION = "6 peer: DBOS"
 
