@@ -7,6 +7,7 @@ does not match the store.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -84,6 +86,21 @@ def listed(client: WorkflowClient) -> list[dict[str, JsonValue]]:
 
 def index_file(store_dir: Path) -> Path:
     return store_dir / "cache" / INDEX_NAME
+
+
+def checksum(payload: bytes) -> bytes:
+    """The index file's first line: BLAKE2b-128 of the rest, in hex."""
+    return hashlib.blake2b(payload, digest_size=16).hexdigest().encode()
+
+
+def read_index(store_dir: Path) -> Any:
+    first, _, payload = index_file(store_dir).read_bytes().partition(b"\n")
+    assert first == checksum(payload)
+    return json.loads(payload)
+
+
+def write_index(store_dir: Path, payload: bytes) -> None:
+    index_file(store_dir).write_bytes(checksum(payload) + b"\n" + payload)
 
 
 def test_a_listing_says_what_reading_every_journal_says_cold_warm_and_in_a_new_process(
@@ -196,11 +213,11 @@ def test_an_id_created_again_after_a_delete_is_not_taken_for_the_old_instance(
 
     (again,) = client.list_instances()
 
-    assert (again.status, again.journal.params) == ("queued", {"dir": folder, "n": 2})
+    assert (again.status, again.to_json()["params"]) == ("queued", {"dir": folder, "n": 2})
 
 
 @pytest.mark.parametrize(
-    "content",
+    "payload",
     [
         b"",
         b"not json",
@@ -222,18 +239,17 @@ def test_an_id_created_again_after_a_delete_is_not_taken_for_the_old_instance(
         "deep",
     ],
 )
-def test_a_damaged_or_foreign_index_is_ignored_and_rebuilt(
-    client: WorkflowClient, store_dir: Path, effects: Effects, content: bytes
+def test_an_index_of_another_shape_is_ignored_and_rebuilt(
+    client: WorkflowClient, store_dir: Path, effects: Effects, payload: bytes
 ) -> None:
     for n in range(2):
         client.create("pipeline", params={"dir": str(effects.folder), "n": n}, instance_id=f"p{n}")
     expected = read_everything(client)
     client.list_instances()
-    index_file(store_dir).write_bytes(content)
+    write_index(store_dir, payload)
 
     assert listed(make_client(store_dir)) == expected
-    rebuilt = json.loads(index_file(store_dir).read_bytes())
-    assert sorted(rebuilt["instances"]) == ["p0", "p1"]
+    assert sorted(read_index(store_dir)["instances"]) == ["p0", "p1"]
 
 
 def test_an_index_entry_with_a_matching_version_but_a_bad_field_spoils_the_whole_index(
@@ -242,9 +258,30 @@ def test_an_index_entry_with_a_matching_version_but_a_bad_field_spoils_the_whole
     client.create("pipeline", params={"dir": str(effects.folder), "n": 1}, instance_id="p")
     expected = read_everything(client)
     client.list_instances()
-    document = json.loads(index_file(store_dir).read_bytes())
+    document = read_index(store_dir)
     document["instances"]["p"][1]["status"] = "exploded"
-    index_file(store_dir).write_text(json.dumps(document))
+    write_index(store_dir, json.dumps(document).encode())
+
+    assert listed(make_client(store_dir)) == expected
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "emptied", "no-checksum"])
+def test_an_index_that_fails_its_checksum_is_ignored_even_if_it_still_parses(
+    client: WorkflowClient, store_dir: Path, effects: Effects, damage: str
+) -> None:
+    for n in range(2):
+        client.create("pipeline", params={"dir": str(effects.folder), "n": n}, instance_id=f"p{n}")
+    expected = read_everything(client)
+    client.list_instances()
+    data = index_file(store_dir).read_bytes()
+    damaged = {
+        "flipped": data.replace(b'"queued"', b'"paused"', 1),  # same length, still JSON
+        "truncated": data[: len(data) // 2],
+        "emptied": b"",
+        "no-checksum": data.partition(b"\n")[2],
+    }[damage]
+    assert damaged != data
+    index_file(store_dir).write_bytes(damaged)
 
     assert listed(make_client(store_dir)) == expected
 
@@ -263,7 +300,7 @@ def test_a_damaged_journal_is_never_indexed_and_is_reported_at_every_listing(
         assert [(e.line, e.reason) for e in damaged] == [(2, "not JSON")]
         with pytest.raises(JournalCorruptError):
             lister.list_instances()
-    assert sorted(json.loads(index_file(store_dir).read_bytes())["instances"]) == ["p1"]
+    assert sorted(read_index(store_dir)["instances"]) == ["p1"]
 
 
 def test_due_uses_the_index_and_the_clock_of_the_moment(

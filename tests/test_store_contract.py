@@ -327,6 +327,21 @@ class TestJournalStoreContract:
 
         assert store.journal_versions()["order-1"] != before
 
+    def test_every_instance_with_a_pending_message_is_among_the_inbox_ids(
+        self, store: JournalStore
+    ) -> None:
+        for instance_id in ("quiet", "posted", "applied"):
+            store.create(created(instance_id))
+        assert store.inbox_ids() == set()
+        store.post("posted", message(1))
+        store.post("applied", message(2))
+        with store.acquire("applied", OWNER) as lease:
+            lease.discard([message(2).message_id])
+
+        assert "posted" in store.inbox_ids()
+        assert "quiet" not in store.inbox_ids()
+        assert store.pending("applied") == []
+
     def test_a_cache_keeps_the_last_data_saved_under_its_name(self, store: JournalStore) -> None:
         assert store.load_cache("index-v1.json") is None
 

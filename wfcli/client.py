@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from .clock import Clock, SystemClock
 from .codec import (
@@ -27,6 +27,7 @@ from .codec import (
     Record,
     check_json,
     format_time,
+    parse_time,
 )
 from .errors import (
     InstanceBusyError,
@@ -87,9 +88,18 @@ class _Live:
     pending_messages: tuple[str, ...]
 
     @classmethod
-    def look(cls, store: JournalStore, instance_id: str, journal_status: str) -> _Live:
+    def look(
+        cls,
+        store: JournalStore,
+        instance_id: str,
+        journal_status: str,
+        inbox_ids: set[str] | None = None,
+    ) -> _Live:
+        """Ask the store; ``inbox_ids`` (:meth:`JournalStore.inbox_ids`) saves asking
+        instances without an inbox for their messages."""
         holder = store.holder(instance_id)
-        pending = store.pending(instance_id)
+        has_inbox = inbox_ids is None or instance_id in inbox_ids
+        pending = store.pending(instance_id) if has_inbox else []
         status = journal_status
         if status == "running" and any(m.action == "pause" for m in pending):
             status = "waitingForPause"
@@ -135,19 +145,24 @@ class InstanceSummary:
 
     @property
     def started(self) -> datetime | None:
-        return self.journal.started
+        return self._time_shown("started")
 
     @property
     def ended(self) -> datetime | None:
-        return self.journal.ended
+        return self._time_shown("ended")
+
+    def _time_shown(self, key: str) -> datetime | None:
+        text = self.journal.shown[key]
+        return None if text is None else parse_time(cast(str, text))
 
     @property
     def output(self) -> JsonValue:
-        return self.journal.output
+        return self.journal.shown["output"]
 
     @property
     def error(self) -> ErrorInfo | None:
-        return self.journal.error
+        error = self.journal.shown["error"]
+        return None if not isinstance(error, dict) else ErrorInfo(**cast(dict[str, str], error))
 
     @property
     def waiting(self) -> WaitInfo | None:
@@ -159,19 +174,19 @@ class InstanceSummary:
 
     def to_json(self) -> dict[str, JsonValue]:
         """The document of ``wf list --json`` (schema in ``docs/cli-json.md``)."""
-        journal = self.journal
+        shown = self.journal.shown
         wait = self.waiting
         return {
-            "id": journal.instance_id,
-            "workflow": journal.workflow,
+            "id": self.journal.instance_id,
+            "workflow": self.journal.workflow,
             "status": self.status,
             "interrupted": self.interrupted,
-            "params": journal.params,
-            "output": journal.output,
-            "error": _error(journal.error),
-            "created": _time(journal.created),
-            "started": _time(journal.started),
-            "ended": _time(journal.ended),
+            "params": shown["params"],
+            "output": shown["output"],
+            "error": shown["error"],
+            "created": shown["created"],
+            "started": shown["started"],
+            "ended": shown["ended"],
             "waiting": None
             if wait is None
             else {
@@ -184,7 +199,7 @@ class InstanceSummary:
             if self.holder is None
             else {"pid": self.holder.pid, "host": self.holder.host},
             "pending": list(self.pending_messages),
-            "warnings": list(journal.warnings),
+            "warnings": list(cast(list[str], shown["warnings"])),
         }
 
 
@@ -375,12 +390,13 @@ class WorkflowClient:
         if limit is not None and limit < 1:
             raise WorkflowInputError("limit", f"must be at least 1, got {limit}")
         found: list[InstanceSummary] = []
+        inbox_ids = self.store.inbox_ids()
         summaries = self._index.summaries(damaged)
         self._index.save()
         for journal in summaries:
             if workflow is not None and journal.workflow != workflow:
                 continue
-            live = _Live.look(self.store, journal.instance_id, journal.status)
+            live = _Live.look(self.store, journal.instance_id, journal.status, inbox_ids)
             if wanted and live.status not in wanted:
                 continue
             found.append(InstanceSummary._of(journal, live))
@@ -402,8 +418,9 @@ class WorkflowClient:
         """
         now = self.clock.now()
         ready: list[tuple[datetime, str]] = []
+        inbox_ids = self.store.inbox_ids()
         for journal in self._index.summaries(damaged):
-            live = _Live.look(self.store, journal.instance_id, journal.status)
+            live = _Live.look(self.store, journal.instance_id, journal.status, inbox_ids)
             if self._is_due(journal, live, now):
                 ready.append((journal.created, journal.instance_id))
         return [instance_id for _, instance_id in sorted(ready)]

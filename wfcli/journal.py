@@ -169,6 +169,13 @@ class JournalStore(ABC):
         """Inbox messages not yet applied, oldest first (read-only, no lock)."""
 
     @abstractmethod
+    def inbox_ids(self) -> set[str]:
+        """IDs whose inbox may hold messages: every ID with a pending message, maybe more.
+
+        Lets a scan of many instances skip :meth:`pending` for the rest.
+        """
+
+    @abstractmethod
     def journal_versions(self) -> dict[str, str]:
         """Every instance's ID with a token that changes whenever its journal does.
 
@@ -587,6 +594,12 @@ class FileStore(JournalStore):
     def pending(self, instance_id: str) -> list[InboxMessage]:
         return _read_inbox(self._inbox_folder(instance_id), self.max_line_bytes)
 
+    def inbox_ids(self) -> set[str]:
+        try:
+            return set(os.listdir(self._inboxes))  # a folder per instance ever posted to
+        except FileNotFoundError:
+            return set()
+
     def journal_versions(self) -> dict[str, str]:
         # Journals only grow (or lose a torn tail), and every write moves the mtime:
         # inode, size and mtime together tell a changed journal from an unchanged one.
@@ -747,6 +760,10 @@ class MemoryStore(JournalStore):
         with self._mutex:
             instance = self._instances.get(instance_id)
             return list(instance.inbox) if instance else []
+
+    def inbox_ids(self) -> set[str]:
+        with self._mutex:
+            return {instance_id for instance_id, i in self._instances.items() if i.inbox}
 
     def journal_versions(self) -> dict[str, str]:
         with self._mutex:

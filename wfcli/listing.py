@@ -7,46 +7,52 @@ the journal version it was folded from (:meth:`JournalStore.journal_versions`),
 so a listing reads again only the journals that changed since the last one.
 
 An entry whose version no longer matches is never used; an index that is
-missing, damaged or written by another wfcli is ignored and rebuilt. It only
-ever saves time: the journals stay the one source of truth.
+missing, fails its checksum or was written by another wfcli is ignored and
+rebuilt. It only ever saves time: the journals stay the one source of truth.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from .codec import ErrorInfo, JsonValue, format_time, parse_time
+from .codec import JsonValue, format_time, parse_time
 from .errors import InstanceNotFoundError, JournalCorruptError
 from .journal import JournalStore
 from .state import STATUSES, InstanceState, Status, WaitInfo, fold
 
-__all__ = ["INDEX_NAME", "InstanceIndex", "JournalSummary"]
+__all__ = ["INDEX_NAME", "SHOWN_KEYS", "InstanceIndex", "JournalSummary"]
 
 INDEX_NAME = "instances-v1.json"
 _WAIT_KINDS = ("sleep", "retry", "event")
 
 
+# The keys of ``JournalSummary.shown``, in the order `wf list --json` prints them.
+SHOWN_KEYS = ("params", "output", "error", "created", "started", "ended", "warnings")
+_ENTRY_KEYS = frozenset({"workflow", "status", "waiting", "event_ready", *SHOWN_KEYS})
+
+
 @dataclass(frozen=True, slots=True)
 class JournalSummary:
-    """What an instance's journal says about it, without its steps."""
+    """What an instance's journal says about it, without its steps.
+
+    ``shown`` holds the rest as ``wf list --json`` prints it (times as text), so a
+    listing from the index neither parses nor formats them; only its
+    :data:`SHOWN_KEYS` are read.
+    """
 
     instance_id: str
     workflow: str
     status: Status
-    params: JsonValue
-    output: JsonValue
-    error: ErrorInfo | None
     created: datetime
-    started: datetime | None
-    ended: datetime | None
     waiting: WaitInfo | None
-    warnings: tuple[str, ...]
     event_ready: bool
     """It waits for an event of a type that has one buffered already."""
+    shown: dict[str, JsonValue]
 
     @classmethod
     def of(cls, state: InstanceState) -> JournalSummary:
@@ -55,17 +61,20 @@ class JournalSummary:
             instance_id=state.instance_id,
             workflow=state.workflow,
             status=state.status,
-            params=state.params,
-            output=state.output,
-            error=state.error,
             created=state.created,
-            started=state.started,
-            ended=state.ended,
             waiting=wait,
-            warnings=tuple(warning.message for warning in state.warnings),
             event_ready=wait is not None
             and wait.event_type is not None
             and bool(state.buffered_events(wait.event_type)),
+            shown={
+                "params": state.params,
+                "output": state.output,
+                "error": None if state.error is None else state.error.to_json(),
+                "created": format_time(state.created),
+                "started": _optional_time_text(state.started),
+                "ended": _optional_time_text(state.ended),
+                "warnings": [warning.message for warning in state.warnings],
+            },
         )
 
     def to_json(self) -> dict[str, JsonValue]:
@@ -74,71 +83,49 @@ class JournalSummary:
         return {
             "workflow": self.workflow,
             "status": self.status,
-            "params": self.params,
-            "output": self.output,
-            "error": None if self.error is None else self.error.to_json(),
-            "created": format_time(self.created),
-            "started": _optional_time_text(self.started),
-            "ended": _optional_time_text(self.ended),
             "waiting": None
             if wait is None
             else [wait.kind, wait.step, format_time(wait.until), wait.event_type],
-            "warnings": list(self.warnings),
             "event_ready": self.event_ready,
+            **{key: self.shown[key] for key in SHOWN_KEYS},
         }
 
     @classmethod
     def from_json(cls, instance_id: str, document: Any) -> JournalSummary:
-        """Raises ValueError, TypeError or KeyError if ``document`` is not an index entry."""
+        """Raises ValueError, TypeError or KeyError if ``document`` is not an index entry.
+
+        The index file's checksum vouches for the entry's content, so only its
+        shape is checked here.
+        """
+        if not document.keys() >= _ENTRY_KEYS:
+            raise KeyError(sorted(_ENTRY_KEYS - document.keys())[0])
         status = document["status"]
         if status not in STATUSES:
             raise ValueError(f"status {status!r}")
-        error = document["error"]
         wait = document["waiting"]
-        warnings = document["warnings"]
-        if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
-            raise TypeError("warnings")
         return cls(
             instance_id=instance_id,
-            workflow=_text(document["workflow"]),
+            workflow=document["workflow"],
             status=status,
-            params=document["params"],
-            output=document["output"],
-            error=None
-            if error is None
-            else ErrorInfo(_text(error["name"]), _text(error["message"])),
-            created=parse_time(_text(document["created"])),
-            started=_optional_time(document["started"]),
-            ended=_optional_time(document["ended"]),
+            created=parse_time(document["created"]),
             waiting=None if wait is None else _wait(*wait),
-            warnings=tuple(warnings),
             event_ready=document["event_ready"] is True,
+            shown=document,  # has more keys than SHOWN_KEYS: only those are read
         )
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected text, got {type(value).__name__}")
-    return value
 
 
 def _optional_time_text(moment: datetime | None) -> str | None:
     return None if moment is None else format_time(moment)
 
 
-def _optional_time(value: object) -> datetime | None:
-    return None if value is None else parse_time(_text(value))
-
-
-def _wait(kind: object, step: object, until: object, event_type: object) -> WaitInfo:
+def _wait(kind: Any, step: str, until: str, event_type: str | None) -> WaitInfo:
     if kind not in _WAIT_KINDS:
         raise ValueError(f"wait kind {kind!r}")
-    return WaitInfo(
-        cast(Any, kind),
-        _text(step),
-        parse_time(_text(until)),
-        None if event_type is None else _text(event_type),
-    )
+    return WaitInfo(kind, step, parse_time(until), event_type)
+
+
+def _checksum(payload: bytes) -> bytes:
+    return hashlib.blake2b(payload, digest_size=16).hexdigest().encode()
 
 
 _Entry = tuple[str, JournalSummary]  # the journal version it was folded from, and the summary
@@ -197,9 +184,9 @@ class InstanceIndex:
                 for instance_id, (version, summary) in self._entries.items()
             }
         }
-        data = json.dumps(document, separators=(",", ":")).encode()
+        payload = json.dumps(document, separators=(",", ":")).encode()
         with contextlib.suppress(OSError):
-            self._store.save_cache(INDEX_NAME, data)
+            self._store.save_cache(INDEX_NAME, _checksum(payload) + b"\n" + payload)
             self._changed = False
 
     def _known(self) -> dict[str, _Entry]:
@@ -208,17 +195,21 @@ class InstanceIndex:
         return self._entries
 
     def _load(self) -> dict[str, _Entry]:
+        """The saved index; empty if there is none or it is not whole (checksum) or not ours."""
         try:
             data = self._store.load_cache(INDEX_NAME)
         except OSError:
             return {}  # unreadable: listed from the journals, as if there were none
         if data is None:
             return {}
+        checksum, _, payload = data.partition(b"\n")
+        if checksum != _checksum(payload):
+            return {}
         try:
-            document = json.loads(data)
+            document = json.loads(payload)
             return {
-                instance_id: (_text(version), JournalSummary.from_json(instance_id, summary))
+                instance_id: (version, JournalSummary.from_json(instance_id, summary))
                 for instance_id, (version, summary) in document["instances"].items()
             }
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
-            return {}  # damaged or foreign: rebuilt from the journals
+            return {}  # not an index this wfcli wrote: rebuilt from the journals

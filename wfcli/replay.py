@@ -247,6 +247,9 @@ class _ReadOnlyStore(JournalStore):
     def pending(self, instance_id: str) -> list[InboxMessage]:
         return self._store.pending(instance_id)
 
+    def inbox_ids(self) -> set[str]:
+        return self._store.inbox_ids()
+
     def journal_versions(self) -> dict[str, str]:
         return self._store.journal_versions()
 
