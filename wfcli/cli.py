@@ -7,8 +7,9 @@ into one red ``error: ...`` line and an exit code (SPEC §5), in one place:
 :func:`open_session` and renders with :mod:`wfcli.render`.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: typer reads every command's annotations at
+# each start, and string annotations cost an ``eval`` per parameter (~10 ms in all). Names
+# imported only for type checking are quoted instead.
 import functools
 import json
 import os
@@ -83,7 +84,7 @@ class Screen:
 
     # The consoles (and rich) are made on first use: JSON output needs neither.
     @functools.cached_property
-    def out(self) -> Console:
+    def out(self) -> "Console":
         from rich.console import Console
 
         console = Console(highlight=False)
@@ -91,7 +92,7 @@ class Screen:
         return console
 
     @functools.cached_property
-    def err(self) -> Console:
+    def err(self) -> "Console":
         from rich.console import Console
 
         return Console(stderr=True, highlight=False, soft_wrap=True)
@@ -100,7 +101,7 @@ class Screen:
     def plain(self) -> bool:
         return not self.out.is_terminal
 
-    def show(self, renderable: RenderableType) -> None:
+    def show(self, renderable: "RenderableType") -> None:
         self.out.print(renderable)
 
     def say(self, text: str) -> None:
@@ -204,9 +205,9 @@ StatusFilter = Annotated[
 class Session:
     """What a command works with: the project (None with ``--store`` alone) and a client."""
 
-    project: Project | None
+    project: "Project | None"
     store_dir: Path
-    client: WorkflowClient
+    client: "WorkflowClient"
 
 
 def open_session(config: Path | None, store: Path | None, *, load: bool) -> Session:
@@ -281,13 +282,13 @@ def parse_duration_option(text: str, option: str) -> timedelta:
 
 
 def execute_foreground(
-    client: WorkflowClient,
+    client: "WorkflowClient",
     instance_id: str,
     screen: Screen,
     *,
     max_wait: timedelta | None,
     quiet: bool,
-) -> InstanceStatus:
+) -> "InstanceStatus":
     """Execute until the instance completes, errors or suspends, showing it live.
 
     On a terminal a rich live view; otherwise one line per event; ``quiet``
@@ -410,14 +411,14 @@ def status(
 _WATCH_INTERVAL = 0.5
 
 
-def _settled(current: InstanceStatus) -> bool:
+def _settled(current: "InstanceStatus") -> bool:
     """Whether ``--watch`` can stop: finished, suspended, or interrupted."""
     return current.finished or current.status in ("waiting", "paused") or current.interrupted
 
 
 def _watch_plain(
-    client: WorkflowClient, current: InstanceStatus, screen: Screen, *, announce: bool
-) -> InstanceStatus:
+    client: "WorkflowClient", current: "InstanceStatus", screen: Screen, *, announce: bool
+) -> "InstanceStatus":
     from .render import status_line
 
     shown = ""
@@ -710,7 +711,7 @@ def worker(
 
 
 def _work_loop(
-    client: WorkflowClient,
+    client: "WorkflowClient",
     screen: Screen,
     *,
     execute: Callable[[str], None],
@@ -855,7 +856,7 @@ def delete(
     raise typer.Exit(EXIT_OK if len(deleted) == len(targets) else EXIT_BUSY)
 
 
-def _delete_all(client: WorkflowClient, instance_ids: Iterable[str], screen: Screen) -> list[str]:
+def _delete_all(client: "WorkflowClient", instance_ids: Iterable[str], screen: Screen) -> list[str]:
     """Delete each instance, skipping (and reporting) those another process executes."""
     deleted = []
     for instance_id in instance_ids:
