@@ -14,7 +14,6 @@ the user's data directory).
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -30,8 +29,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeAlias, TypeVar, Union
 
-import platformdirs
-
 from .client import WorkflowClient
 from .clock import Clock
 from .codec import JsonValue
@@ -41,11 +38,6 @@ from .journal import DEFAULT_MAX_LINE_BYTES, FileStore
 from .retry import RetryPolicy
 from .settings import Settings
 from .workflow import WorkflowEntrypoint
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -200,10 +192,24 @@ def _parse_key(line: str, column: int, end: str) -> tuple[list[str], int] | None
         column += 1
 
 
+def _parse_toml(text: str) -> dict[str, Any]:
+    """Parse TOML text; the parser is imported on first use (``wf --store DIR`` reads none).
+
+    Raises ``ValueError``: ``TOMLDecodeError`` is one, and so is Python's error for an
+    integer with more digits than it converts.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+    document: dict[str, Any] = tomllib.loads(text)
+    return document
+
+
 def _unescape(raw: str) -> str:
     try:
-        decoded: str = tomllib.loads(f'k = "{raw}"')["k"]
-    except tomllib.TOMLDecodeError:
+        decoded: str = _parse_toml(f'k = "{raw}"')["k"]
+    except ValueError:
         return raw
     return decoded
 
@@ -345,6 +351,8 @@ class Project:
         file = _absolute(main, self.path.parent)
         if not file.is_file():
             raise self._error(key, f"file not found: {file}")
+        import hashlib
+
         digest = hashlib.sha256(str(file).encode()).hexdigest()[:12]
         stem = re.sub(r"\W", "_", file.stem)
         name = f"_wfcli_main_{stem}_{digest}"
@@ -423,8 +431,8 @@ def load_project(path: Path) -> Project:
     except OSError as error:
         raise ConfigError(str(path), f"cannot read the file: {error.strerror or error}") from None
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
+        document = _parse_toml(text)
+    except ValueError as error:
         reason, line = _syntax_error(error, text)
         raise ConfigError(str(path), f"invalid TOML: {reason}", line=line) from None
     return _ProjectReader(path, _LineScanner(text).scan()).read(document)
@@ -433,7 +441,7 @@ def load_project(path: Path) -> Project:
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (?P<line>\d+), column \d+|end of document)\)$")
 
 
-def _syntax_error(error: tomllib.TOMLDecodeError, text: str) -> tuple[str, int]:
+def _syntax_error(error: ValueError, text: str) -> tuple[str, int]:
     """The message and line of a ``tomllib`` error (its message carries the position)."""
     message = str(error)
     line: int = getattr(error, "lineno", None) or text.count("\n") + 1
@@ -688,6 +696,10 @@ def default_store_dir(project: Project) -> Path:
 
     One folder per project file location, so two checkouts never share a store.
     """
+    import hashlib
+
+    import platformdirs  # only here: a store that is given or configured needs neither
+
     folder = str(project.path.parent.resolve())
     digest = hashlib.sha256(folder.encode()).hexdigest()[:8]
     data = platformdirs.user_data_path("wfcli", appauthor=False)
