@@ -11,7 +11,6 @@ into one red ``error: ...`` line and an exit code (SPEC §5), in one place:
 # each start, and string annotations cost an ``eval`` per parameter (~10 ms in all). Names
 # imported only for type checking are quoted instead.
 import functools
-import json
 import os
 import sys
 import threading
@@ -117,6 +116,8 @@ class Screen:
 
     @staticmethod
     def json(document: object) -> None:
+        import json
+
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         sys.stdout.flush()
 
@@ -239,6 +240,8 @@ def open_session(config: Path | None, store: Path | None, *, load: bool) -> Sess
 
 def parse_json_input(text: str | None, option: str) -> object:
     """The value of ``--params``/``--payload``: JSON text, ``@path`` or ``-`` (stdin)."""
+    import json
+
     if text is None:
         return None
     source = option
@@ -295,13 +298,13 @@ def execute_foreground(
     (``--json``) shows nothing. Then a summary, unless quiet. Ctrl-C says how
     to resume and exits 130.
     """
-    from . import render
-
     started = time.monotonic()
     try:
         if quiet:
-            status = client.execute(instance_id, max_inline_wait=max_wait)
-        elif screen.plain:
+            return client.execute(instance_id, max_inline_wait=max_wait)
+        from . import render
+
+        if screen.plain:
             log = render.LineRunLog(screen.out, client.clock.now)
             status = client.execute(instance_id, observer=log, max_inline_wait=max_wait)
         else:
@@ -316,9 +319,8 @@ def execute_foreground(
     except KeyboardInterrupt:
         screen.note(f"interrupted: continue with `wf resume {instance_id}`")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    if not quiet:
-        elapsed = timedelta(seconds=time.monotonic() - started)
-        screen.show(render.run_summary(status, elapsed, screen.plain))
+    elapsed = timedelta(seconds=time.monotonic() - started)
+    screen.show(render.run_summary(status, elapsed, screen.plain))
     return status
 
 
@@ -476,7 +478,6 @@ def history(
     store: StoreOption = None,
 ) -> None:
     """Show every journal record of an instance, oldest first."""
-    from . import render
     from .codec import record_to_json
 
     screen = Screen()
@@ -485,7 +486,9 @@ def history(
     if json_output:
         screen.json({"id": instance_id, "records": [record_to_json(r) for r in records]})
     else:
-        screen.show(render.history_table(records, client.clock.now(), screen.plain))
+        from .render import history_table
+
+        screen.show(history_table(records, client.clock.now(), screen.plain))
 
 
 @command()
@@ -773,7 +776,6 @@ def replay(
     Every step is served from the record: no callback runs, nothing waits, nothing
     is written. Use it in CI before deploying a change to instances in flight.
     """
-    from . import render
     from .replay import ReplaySummary, replay_many
 
     ids = instance_ids or []
@@ -793,7 +795,9 @@ def replay(
             {"instances": [report.to_json() for report in reports], "summary": summary.to_json()}
         )
     else:
-        for line in render.replay_lines(reports, summary):
+        from .render import replay_lines
+
+        for line in replay_lines(reports, summary):
             screen.say(line)
     if summary.divergent:
         raise typer.Exit(EXIT_ERRORED)
@@ -805,35 +809,27 @@ def workflows(
 ) -> None:
     """List the workflows bound in workflows.toml, and where the store is."""
     from .errors import ConfigError
-    from .render import WorkflowRow, workflows_view
 
     screen = Screen()
     session = open_session(config, store, load=True)
     project = session.project
     if project is None:
         raise ConfigError("workflows.toml", "not found")
-    rows = [
-        WorkflowRow(w.name, w.binding, w.class_name, w.main or project.main)
-        for w in project.workflows
-    ]
+    bound = [(w.name, w.binding, w.class_name, w.main or project.main) for w in project.workflows]
     location = session.client.store.location()
     if json_output:
+        keys = ("name", "binding", "class_name", "main")
         screen.json(
             {
                 "config": str(project.path),
                 "store": location,
-                "workflows": [
-                    {
-                        "name": r.name,
-                        "binding": r.binding,
-                        "class_name": r.class_name,
-                        "main": r.main,
-                    }
-                    for r in rows
-                ],
+                "workflows": [dict(zip(keys, entry, strict=True)) for entry in bound],
             }
         )
     else:
+        from .render import WorkflowRow, workflows_view
+
+        rows = [WorkflowRow(*entry) for entry in bound]
         screen.show(workflows_view(rows, str(project.path), location, screen.plain))
 
 

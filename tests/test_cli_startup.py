@@ -1,0 +1,128 @@
+"""What the real ``wf`` imports at start-up, per kind of command (issue 6, cold start).
+
+Each process runs with ``PYTHONPROFILEIMPORTTIME=1``, so its stderr names every module
+it imported. ``wf --help`` and the ``--json`` commands must not load pydantic (typer
+0.29 does for every parameter), rich (only human output draws tables) or platformdirs
+(only a store that is neither given nor configured needs it). The control cases show
+the same probe does see those modules when a command really needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.cli_support import Project, make_project, wf_executable
+from tests.workflows_for_tests import PATIENCE_SECONDS
+from wfcli.config import load_project, open_client
+
+WF = wf_executable()
+_IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", re.MULTILINE)
+_NEVER_AT_START = {"pydantic", "rich", "platformdirs"}
+
+
+def imports_of(*args: str, cwd: Path, **extra_env: str) -> set[str]:
+    """Top-level packages that ``wf ARGS`` imported; the command must succeed."""
+    env = {k: v for k, v in os.environ.items() if k not in ("WF_CONFIG", "WF_STORE")}
+    env.update(PYTHONPROFILEIMPORTTIME="1", **extra_env)
+    done = subprocess.run(
+        [WF, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE_SECONDS,
+        check=False,
+    )
+    errors = _IMPORTED.sub("", done.stderr).strip()
+    assert done.returncode == 0, errors
+    return {name.split(".")[0] for name in _IMPORTED.findall(done.stderr)}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A project whose workflows.toml sets ``[store] dir``, with one complete instance."""
+    made = make_project(tmp_path_factory.mktemp("startup") / "project")
+    client = open_client(load_project(made.config), made.store)
+    client.create("pipeline", params={"dir": str(made.effects), "n": 1}, instance_id="p1")
+    client.execute("p1")
+    return made
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path) -> Path:
+    """A folder with no workflows.toml in it or above it."""
+    assert not any((folder / "workflows.toml").exists() for folder in (tmp_path, *tmp_path.parents))
+    return tmp_path
+
+
+def test_help_loads_typer_and_wfcli_only(elsewhere: Path) -> None:
+    imported = imports_of("--help", cwd=elsewhere)
+    assert {"typer", "wfcli"} <= imported
+    assert not imported & _NEVER_AT_START, imported & _NEVER_AT_START
+
+
+@pytest.mark.parametrize(
+    "command", [["status", "p1", "--json"], ["list", "--json"], ["history", "p1", "--json"]]
+)
+def test_json_commands_given_the_store_read_no_config_and_draw_nothing(
+    project: Project, elsewhere: Path, command: list[str]
+) -> None:
+    imported = imports_of(*command, "--store", str(project.store), cwd=elsewhere)
+    unwanted = _NEVER_AT_START | {"tomllib", "tomli"}
+    assert not imported & unwanted, imported & unwanted
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status", "p1", "--json"],
+        ["replay", "p1", "--json"],
+        ["workflows", "--json"],
+        ["run", "pipeline", "--id", "r1", "--json"],
+    ],
+)
+def test_json_commands_in_a_project_with_its_store_set_draw_nothing(
+    project: Project, command: list[str]
+) -> None:
+    params = ["--params", project.params(n=1)] if command[0] == "run" else []
+    imported = imports_of(*command, *params, cwd=project.config.parent)
+    assert "tomllib" in imported or "tomli" in imported  # the config was read
+    assert not imported & _NEVER_AT_START, imported & _NEVER_AT_START
+
+
+def test_the_probe_sees_rich_for_human_output_and_platformdirs_for_the_default_store(
+    project: Project, tmp_path: Path
+) -> None:
+    assert "rich" in imports_of("status", "p1", "--store", str(project.store), cwd=tmp_path)
+    unstored = tmp_path / "unstored"
+    unstored.mkdir()
+    text = project.config.read_text(encoding="utf-8")
+    (unstored / "workflows.toml").write_text(
+        text.replace('[store]\ndir = "store"\n', "[store]\n"), encoding="utf-8"
+    )
+    imported = imports_of("list", "--json", cwd=unstored, XDG_DATA_HOME=str(tmp_path / "data"))
+    assert "platformdirs" in imported
+
+
+def test_an_integer_too_long_for_python_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "workflows.toml").write_text(
+        f'name = "big"\nmain = "flows"\n\n[vars]\nHUGE = {"9" * 5000}\n', encoding="utf-8"
+    )
+    done = subprocess.run(
+        [WF, "list"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE_SECONDS,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {tmp_path / 'workflows.toml'}")
+    assert "invalid TOML" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1
