@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from enum import IntEnum
+from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wfcli import ValueTooLargeError, WorkflowInputError, codec
+from wfcli import FileStore, JournalCorruptError, ValueTooLargeError, WorkflowInputError, codec
 from wfcli.codec import (
     FORMAT_VERSION,
     MAX_NESTING,
+    AttemptFailed,
+    AttemptStarted,
+    Created,
     ErrorInfo,
+    Finished,
     InboxMessage,
     Record,
     RecordError,
+    StepCompleted,
     StepFailed,
     WaitStarted,
     Warned,
@@ -26,9 +35,11 @@ from wfcli.codec import (
     decode_record,
     encode_record,
     format_time,
+    parse_line,
     parse_time,
     record_to_json,
 )
+from wfcli.journal import LockOwner
 
 # --- strategies -------------------------------------------------------------------------------
 
@@ -156,6 +167,69 @@ def test_the_record_types_are_those_the_format_documents() -> None:
     )
 
 
+def documented_line(record: Record, number: int | None) -> str:
+    """The line docs/journal-format.md describes: compact JSON, ``v``, ``n``, ``type``,
+    then the fields in order, non-ASCII characters as they are."""
+    document: dict[str, object] = {"v": FORMAT_VERSION}
+    if number is not None:
+        document["n"] = number
+    document.update(record_to_json(record))
+    return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+@given(
+    record=st.one_of([records_of(cls) for cls in RECORD_TYPES]),
+    number=st.none() | st.integers(min_value=1, max_value=2**53),
+)
+def test_a_record_is_written_as_the_documented_line(record: Record, number: int | None) -> None:
+    assert encode_record(record, number) == documented_line(record, number)
+
+
+class Colour(IntEnum):
+    RED = 1
+
+
+AT = datetime(2030, 1, 1, tzinfo=timezone.utc)
+ODD_VALUES: list[Any] = [
+    True,
+    Colour.RED,
+    (1, 2.5, None),
+    -0.0,
+    1e300,
+    2**70,
+    'quote " backslash \\ line\u2028separator \x00 é 🎉',
+    {"nested": [{"deep": [Colour.RED, False, ""]}]},
+]
+
+
+@pytest.mark.parametrize("value", ODD_VALUES, ids=repr)
+def test_values_of_unusual_types_are_written_as_json_would_write_them(value: Any) -> None:
+    for record in (
+        Finished(at=AT, output=value),
+        AttemptStarted(at=AT, step="s", attempt=value),  # a wrong type still encodes as before
+        Warned(at=AT, step=value, message="m"),
+    ):
+        assert encode_record(record, 7) == documented_line(record, 7)
+
+
+def test_times_in_other_zones_and_naive_times_are_written_in_utc() -> None:
+    india = timezone(timedelta(hours=5, minutes=30))
+    record = AttemptFailed(
+        at=datetime(2030, 1, 1, 5, 30, tzinfo=india),
+        step="s",
+        attempt=1,
+        error=ErrorInfo("E", "m"),
+        retry_at=datetime(2030, 1, 1, 0, 0, 1, 5, tzinfo=india),
+    )
+    line = json.loads(encode_record(record, 2))
+    assert (line["at"], line["retry_at"]) == (
+        "2030-01-01T00:00:00.000000+00:00",
+        "2029-12-31T18:30:01.000005+00:00",
+    )
+    naive = datetime(2030, 6, 1, 12, 0)
+    assert format_time(naive) == format_time(naive.astimezone())
+
+
 @given(moments)
 def test_times_round_trip_as_utc(moment: datetime) -> None:
     parsed = parse_time(format_time(moment))
@@ -164,6 +238,13 @@ def test_times_round_trip_as_utc(moment: datetime) -> None:
 
 
 # --- check_json -------------------------------------------------------------------------------
+
+
+@given(json_values)
+def test_check_json_writes_what_json_dumps_writes(value: object) -> None:
+    assert check_json(value, "value") == json.dumps(
+        value, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    )
 
 
 def test_check_json_encodes_compactly_and_tuples_as_arrays() -> None:
@@ -315,6 +396,218 @@ def test_a_wait_record_cannot_be_of_kind_do() -> None:
         decode_record(document)
 
 
+def deeply_nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+STEP_COMPLETED = {
+    "v": 1,
+    "n": 4,
+    "type": "step_completed",
+    "at": "2030-01-01T00:00:00.000000+00:00",
+    "step": "charge",
+    "kind": "do",
+    "attempt": 1,
+    "output": {"ok": True},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (
+            {"at": "2030-01-01T00:00:00"},
+            "step_completed.at: timestamp '2030-01-01T00:00:00' has no",
+        ),
+        ({"at": 5}, "step_completed.at: expected text, got int"),
+        ({"at": "soon"}, "step_completed.at: bad timestamp 'soon'"),
+        ({"step": None}, "step_completed.step: expected text, got NoneType"),
+        ({"kind": "loop"}, "step_completed.kind: expected one of do, sleep, event, got 'loop'"),
+        ({"kind": ["do"]}, "step_completed.kind: expected one of do, sleep, event, got ['do']"),
+        ({"attempt": -1}, "step_completed.attempt: expected a non-negative integer, got -1"),
+        ({"attempt": True}, "step_completed.attempt: expected a non-negative integer, got True"),
+        ({"attempt": 2.0}, "step_completed.attempt: expected a non-negative integer, got 2.0"),
+        (
+            {"output": deeply_nested(MAX_NESTING + 1)},
+            f"step_completed.output: nested deeper than {MAX_NESTING} levels",
+        ),
+        ({"at": "soon", "output": None, "extra": 1}, "record has unexpected field 'extra'"),
+    ],
+)
+def test_a_damaged_step_record_is_refused_saying_why(
+    change: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(RecordError) as refused:
+        decode_record({**STEP_COMPLETED, **change})
+    assert reason in refused.value.reason
+
+
+def test_the_first_bad_or_missing_field_in_order_is_the_one_reported() -> None:
+    damaged = {key: value for key, value in STEP_COMPLETED.items() if key != "output"}
+    with pytest.raises(RecordError, match=r"^step_completed\.at: bad timestamp 'soon'$"):
+        decode_record({**damaged, "at": "soon"})
+    with pytest.raises(RecordError, match=r"^step_completed record lacks field 'output'$"):
+        decode_record(damaged)
+
+
+def test_a_time_with_another_offset_is_read_as_the_same_moment_in_utc() -> None:
+    record = decode_record({**STEP_COMPLETED, "at": "2030-01-01T05:30:00.000000+05:30"})
+    assert record.at == datetime(2030, 1, 1, tzinfo=timezone.utc)
+    assert record.at.utcoffset() == timedelta(0)
+
+
+# The two record types of every ``do`` step are decoded by a fast path when they look
+# ordinary; whatever the document, the outcome must be the general decoder's.
+EDGE_VALUES: list[Any] = [
+    "2030-01-01T00:00:00.000000+00:00",
+    "2030-01-01T05:30:00.000000+05:30",
+    "2030-01-01T00:00:00",
+    "2030-01-01T00:00:00Z",
+    "2030-01-01",
+    "yesterday",
+    "",
+    "do",
+    "sleep",
+    "event",
+    "loop",
+    ["do"],
+    -1,
+    -3,
+    0,
+    2.0,
+    True,
+    False,
+    None,
+    [],
+    {},
+    deeply_nested(MAX_NESTING + 1),
+    deeply_nested(MAX_NESTING - 1),
+]
+
+
+def any_field_value() -> st.SearchStrategy[Any]:
+    return (
+        st.sampled_from(EDGE_VALUES) | moments.map(format_time) | st.text(max_size=8) | json_values
+    )
+
+
+def outcome(decode: Callable[[dict[str, Any]], Record], document: dict[str, Any]) -> object:
+    try:
+        return decode(document)
+    except RecordError as error:
+        return error.reason
+
+
+def general_decoding(cls: type[Record]) -> Callable[[dict[str, Any]], Record]:
+    """The general decoder alone, for a document with every key of ``cls`` and no other."""
+    return lambda document: codec._decode_fields(document, codec._LAYOUTS[cls], complete=True)
+
+
+@pytest.mark.parametrize("cls", [AttemptStarted, StepCompleted], ids=lambda cls: cls.TYPE)
+def test_each_odd_field_of_a_step_record_is_decoded_as_the_general_decoder_does(
+    cls: type[Record],
+) -> None:
+    good = {k: v for k, v in STEP_COMPLETED.items() if k in codec._LAYOUTS[cls].keys}
+    good["type"] = cls.TYPE
+    for name in codec._LAYOUTS[cls].names:
+        for value in EDGE_VALUES:
+            document = {**good, name: value}
+            assert outcome(decode_record, document) == outcome(general_decoding(cls), document)
+
+
+@pytest.mark.parametrize("cls", [AttemptStarted, StepCompleted], ids=lambda cls: cls.TYPE)
+@given(data=st.data(), numbered=st.booleans())
+def test_step_records_decode_as_the_general_decoder_decodes_them(
+    cls: type[Record], data: st.DataObject, numbered: bool
+) -> None:
+    layout = codec._LAYOUTS[cls]
+    document: dict[str, Any] = {"v": 1, "n": 3} if numbered else {"v": 1}
+    document["type"] = cls.TYPE
+    for name in layout.names:
+        # Mostly good values, so that one bad field among good ones is common.
+        good = FIELD_VALUES[name].map(lambda v: format_time(v) if isinstance(v, datetime) else v)
+        document[name] = data.draw(st.one_of(good, good, good, any_field_value()), label=name)
+    assert outcome(decode_record, document) == outcome(general_decoding(cls), document)
+
+
+# --- parse_line -------------------------------------------------------------------------------
+
+
+def parsed(line: bytes, parse: Callable[[bytes], object]) -> tuple[object, ...]:
+    """What ``parse`` makes of ``line``: the value (as repr, so NaN equals NaN) or the error."""
+    try:
+        value = parse(line)
+    except (ValueError, RecursionError) as error:
+        return (type(error), str(error))
+    return ("value", repr(value))
+
+
+AFFIXES = st.sampled_from(
+    [
+        b"",
+        b" ",
+        b"\t",
+        b"\r",
+        b"\n",
+        b"x",
+        b"{",
+        b"}",
+        b",",
+        b"\x00",
+        b"\xef\xbb\xbf",
+        b"\xff",
+        b"\xed\xa0\x80",
+    ]
+)
+LINES = (
+    st.binary(max_size=40)
+    | st.builds(
+        lambda before, value, after: (
+            before + json.dumps(value, ensure_ascii=False).encode() + after
+        ),
+        AFFIXES,
+        json_values,
+        AFFIXES,
+    )
+    | st.builds(
+        lambda before, record, after: before + encode_record(record, 9).encode() + after,
+        AFFIXES,
+        st.one_of([records_of(cls) for cls in RECORD_TYPES]),
+        AFFIXES,
+    )
+    | st.builds(
+        lambda record, encoding: encode_record(record, 9).encode(encoding, "surrogatepass"),
+        st.one_of([records_of(cls) for cls in RECORD_TYPES]),
+        st.sampled_from(["utf-16-le", "utf-16-be", "utf-16", "utf-32", "utf-8-sig"]),
+    )
+)
+
+
+@given(LINES)
+def test_parse_line_makes_of_any_line_what_json_loads_makes_of_it(line: bytes) -> None:
+    assert parsed(line, parse_line) == parsed(line, json.loads)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"surrogate":"\xed\xa0\x80"}',
+        b'{"a":1} ',
+        b'{"a":1}{"b":2}',
+        b'{"a":NaN,"b":-Infinity}',
+        b"{\x00",
+        b"{",
+    ],
+    ids=["deep", "surrogate", "trailing space", "two objects", "nan", "utf-16 guess", "torn"],
+)
+def test_parse_line_agrees_with_json_loads_on_odd_lines(line: bytes) -> None:
+    assert parsed(line, parse_line) == parsed(line, json.loads)
+
+
 # --- inbox messages ---------------------------------------------------------------------------
 
 
@@ -353,3 +646,77 @@ def test_inbox_messages_round_trip(
 def test_a_damaged_inbox_message_is_refused(text: str, reason: str) -> None:
     with pytest.raises(RecordError, match=reason):
         InboxMessage.decode(text)
+
+
+# --- through real journal files ---------------------------------------------------------------
+
+OWNER = LockOwner(pid=1, host="test")
+CREATED = Created(at=AT, instance_id="i", workflow="w", params={"p": 1})
+
+
+def is_journalable(record: Record) -> bool:
+    """Any record but ``created`` (line 1 only) and an event step's result not shaped
+    like an event (the store refuses it on reading)."""
+    return not isinstance(record, Created) and not (
+        isinstance(record, StepCompleted) and record.kind == "event"
+    )
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batches=st.lists(
+        st.lists(
+            st.one_of([records_of(cls) for cls in RECORD_TYPES]).filter(is_journalable),
+            min_size=1,
+            max_size=4,
+        ),
+        max_size=5,
+    )
+)
+def test_records_appended_to_a_file_journal_are_the_documented_lines_and_read_back_equal(
+    batches: list[list[Record]],
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        store = FileStore(folder, durable=False)
+        store.create(CREATED)
+        with store.acquire("i", OWNER) as lease:
+            for batch in batches:
+                lease.append(batch, sync=False)
+        written = [CREATED, *(record for batch in batches for record in batch)]
+        assert store.read("i") == written
+        lines = store.journal_path("i").read_text(encoding="utf-8").split("\n")
+        assert lines == [
+            *(documented_line(record, number) for number, record in enumerate(written, start=1)),
+            "",
+        ]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"attempt": -1}, "step_completed.attempt: expected a non-negative integer, got -1"),
+        ({"at": "2030-01-01T00:00:00"}, "step_completed.at: timestamp '2030-01-01T00:00:00' has"),
+        ({"kind": "loop"}, "step_completed.kind: expected one of do, sleep, event, got 'loop'"),
+        ({"output": deeply_nested(MAX_NESTING + 1)}, "step_completed.output: nested deeper"),
+        ({"n": 5}, "record number 5 where 3 belongs"),
+        ({"type": "attempt_started"}, "attempt_started record has unexpected field 'kind'"),
+    ],
+)
+def test_a_damaged_step_line_in_a_file_is_reported_with_file_line_and_reason(
+    tmp_path: Path, change: dict[str, object], reason: str
+) -> None:
+    store = FileStore(tmp_path, durable=False)
+    store.create(CREATED)
+    with store.acquire("i", OWNER) as lease:
+        lease.append([AttemptStarted(at=AT, step="charge", attempt=1)], sync=False)
+    path = store.journal_path("i")
+    damaged = json.dumps({**STEP_COMPLETED, "n": 3, **change}, separators=(",", ":"))
+    good = encode_record(AttemptStarted(at=AT, step="next", attempt=1), 4)
+    with path.open("a", encoding="utf-8") as journal:
+        journal.write(f"{damaged}\n{good}\n")
+
+    with pytest.raises(JournalCorruptError) as refused:
+        store.read("i")
+
+    assert (refused.value.path, refused.value.line) == (str(path), 3)
+    assert refused.value.reason.startswith(reason)

@@ -13,7 +13,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Literal, TypeAlias, Union
+from json.encoder import encode_basestring as _encode_text
+from operator import attrgetter
+from typing import ClassVar, Literal, TypeAlias, Union
 
 from .errors import NonRetryableError, ValueTooLargeError, WorkflowInputError
 
@@ -49,6 +51,7 @@ __all__ = [
     "decode_record",
     "encode_record",
     "format_time",
+    "parse_line",
     "parse_time",
     "record_to_json",
 ]
@@ -88,7 +91,7 @@ def check_json(value: object, what: str, limit: int | None = None) -> str:
     """
     _check_json_item(value, what, "", 0)
     try:
-        encoded = _DUMPS(value)
+        encoded = _encode_value(value)  # _DUMPS(value), the common scalars done directly
     except ValueError:  # the only cause left: an int longer than int-to-text allows
         raise WorkflowInputError(what, "an integer has too many digits to write") from None
     if limit is not None:
@@ -142,12 +145,38 @@ def _check_json_item(value: object, what: str, path: str, depth: int) -> None:
     )
 
 
+_RAW_DECODE = json.JSONDecoder().raw_decode  # what json.loads uses, without its wrapping
+
+
+def parse_line(line: bytes) -> object:
+    """``json.loads(line)`` for one journal line: the same value, or the same error.
+
+    ``json.loads`` of bytes guesses the encoding, decodes, skips whitespace on
+    both sides and then parses; for a line as wfcli writes it (UTF-8, an object,
+    nothing around it) the parse is all that is needed, at less than half the
+    cost per line. Any other line is handed to ``json.loads`` itself.
+    """
+    # json.detect_encoding says UTF-8 for bytes starting "{" unless a NUL follows.
+    if line[:1] == b"{" and line[1:2] != b"\x00":
+        try:
+            text = line.decode("utf-8", "surrogatepass")  # the error handler json.loads uses
+            value, end = _RAW_DECODE(text)
+        except (ValueError, RecursionError):  # json.loads says what is wrong
+            pass
+        else:
+            if end == len(text):
+                return value
+    return json.loads(line)
+
+
 # --- times ------------------------------------------------------------------
 
 
 def format_time(moment: datetime) -> str:
     """ISO 8601 in UTC with microseconds, as stored in journals and JSON output."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    return moment.isoformat(timespec="microseconds")
 
 
 def parse_time(text: str) -> datetime:
@@ -156,7 +185,10 @@ def parse_time(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise RecordError(f"bad timestamp {text!r}") from None
-    if moment.tzinfo is None:
+    zone = moment.tzinfo
+    if zone is timezone.utc:  # what wfcli writes: nothing to convert
+        return moment
+    if zone is None:
         raise RecordError(f"timestamp {text!r} has no time zone")
     return moment.astimezone(timezone.utc)
 
@@ -382,19 +414,36 @@ def _encode_field(value: object) -> object:
     return value
 
 
+def _encode_value(value: object) -> str:
+    """``_DUMPS(_encode_field(value))``: a field's JSON, the common types without the encoder."""
+    if isinstance(value, str):
+        return _encode_text(value)
+    if type(value) is int:  # not a bool, which is an int too
+        return repr(value)
+    if value is None:
+        return "null"
+    if isinstance(value, datetime):
+        return f'"{format_time(value)}"'
+    return _DUMPS(_encode_field(value))
+
+
+_OPENING = f'{{"v":{FORMAT_VERSION},'
+
+
 def encode_record(record: Record, number: int | None = None) -> str:
     """One journal line for ``record``, without the trailing newline.
 
     ``number`` is the record's 1-based line number in its journal (``"n"``); the
     journal store writes it so that a missing or duplicated line is detected.
     """
-    document: dict[str, object] = {"v": FORMAT_VERSION}
-    if number is not None:
-        document["n"] = number
-    document["type"] = record.TYPE
-    for field in _FIELD_NAMES[type(record)]:
-        document[field] = _encode_field(getattr(record, field))
-    return _DUMPS(document)
+    layout = _LAYOUTS[type(record)]
+    parts = [_OPENING if number is None else f'{_OPENING}"n":{_encode_value(number)},']
+    parts.append(layout.type_part)
+    for key_part, value in zip(layout.key_parts, layout.values(record), strict=True):
+        parts.append(key_part)
+        parts.append(_encode_value(value))
+    parts.append("}")
+    return "".join(parts)
 
 
 # --- decoding ---------------------------------------------------------------
@@ -419,7 +468,9 @@ def _count(value: object) -> int:
 
 
 def _time(value: object) -> datetime:
-    return parse_time(_text(value))
+    if not isinstance(value, str):
+        raise RecordError(f"expected text, got {type(value).__name__}")
+    return parse_time(value)
 
 
 def _optional_time(value: object) -> datetime | None:
@@ -427,7 +478,8 @@ def _optional_time(value: object) -> datetime | None:
 
 
 def _json(value: object) -> object:
-    _check_nesting(value)
+    if isinstance(value, (dict, list)):
+        _check_nesting(value)
     return value  # otherwise, json.loads only ever produces JSON values
 
 
@@ -495,17 +547,56 @@ _OVERRIDES: dict[tuple[type[Record], str], _Decoder] = {
     (WaitStarted, "kind"): _choice("sleep", "event"),
     (StepFailed, "kind"): _choice("do", "event"),
 }
-_FIELD_NAMES: dict[type[Record], tuple[str, ...]] = {
-    cls: tuple(f.name for f in fields(cls)) for cls in _RECORD_TYPES.values()
-}
-# Looked up once per record type rather than once per field: journals are decoded
-# record by record on every resume, status and list.
-_DECODERS: dict[type[Record], tuple[tuple[str, _Decoder], ...]] = {
-    cls: tuple((name, _OVERRIDES.get((cls, name)) or _FIELD_DECODERS[name]) for name in names)
-    for cls, names in _FIELD_NAMES.items()
-}
-_ALLOWED_KEYS: dict[type[Record], frozenset[str]] = {
-    cls: frozenset({"v", "n", "type", *names}) for cls, names in _FIELD_NAMES.items()
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """One record type as its journal lines lay it out, worked out once per type:
+    journals are encoded and decoded record by record on every step, resume,
+    status and list."""
+
+    record_type: type[Record]
+    names: tuple[str, ...]
+    """Its fields, in the order lines list them."""
+    decoding: tuple[tuple[str, _Decoder, Callable[[object, object], None]], ...]
+    """Each field's name, decoder and slot setter."""
+    keys: frozenset[str]
+    """Every key of a line: ``v``, ``n``, ``type`` and the fields."""
+    keys_unnumbered: frozenset[str]
+    """The same without ``n`` (a line numbered by the store is checked there)."""
+    type_part: str
+    """``"type":"..."`` as lines have it."""
+    key_parts: tuple[str, ...]
+    """``,"name":`` of each field, to go before its JSON value."""
+    values: Callable[[Record], tuple[object, ...]]
+    """A record's field values, in order."""
+
+    @classmethod
+    def of(cls, record_type: type[Record]) -> _Layout:
+        names = tuple(f.name for f in fields(record_type))
+        assert len(names) > 1, "attrgetter of one name returns a bare value"
+        keys = frozenset({"v", "n", "type", *names})
+        return cls(
+            record_type=record_type,
+            names=names,
+            decoding=tuple(
+                (
+                    name,
+                    _OVERRIDES.get((record_type, name)) or _FIELD_DECODERS[name],
+                    getattr(record_type, name).__set__,
+                )
+                for name in names
+            ),
+            keys=keys,
+            keys_unnumbered=keys - {"n"},
+            type_part=f'"type":{_DUMPS(record_type.TYPE)}',
+            key_parts=tuple(f",{_DUMPS(name)}:" for name in names),
+            values=attrgetter(*names),
+        )
+
+
+_LAYOUTS: dict[type[Record], _Layout] = {
+    record_type: _Layout.of(record_type) for record_type in _RECORD_TYPES.values()
 }
 
 
@@ -522,22 +613,115 @@ def decode_record(document: object) -> Record:
             f"format version {version!r} is not supported (this wfcli reads {FORMAT_VERSION})"
         )
     tag = document.get("type")
-    cls = _RECORD_TYPES.get(tag) if isinstance(tag, str) else None
-    if cls is None:
+    record_type = _RECORD_TYPES.get(tag) if isinstance(tag, str) else None
+    if record_type is None:
         raise RecordError(f"unknown record type {tag!r}")
-    allowed = _ALLOWED_KEYS[cls]
-    if not document.keys() <= allowed:
-        extra = sorted(set(document) - allowed)[0]
+    layout = _LAYOUTS[record_type]
+    keys = document.keys()
+    complete = keys in (layout.keys, layout.keys_unnumbered)
+    if complete:
+        plain = _PLAIN_DECODERS.get(record_type)
+        record = None if plain is None else plain(document)
+        if record is not None:
+            return record
+    elif not keys <= layout.keys:
+        extra = sorted(set(document) - layout.keys)[0]
         raise RecordError(f"{tag} record has unexpected field {extra!r}")
-    values: dict[str, Any] = {}
-    for name, decoder in _DECODERS[cls]:
-        if name not in document:
+    return _decode_fields(document, layout, complete)
+
+
+def _decode_fields(document: dict[str, object], layout: _Layout, complete: bool) -> Record:
+    """Decode the fields of a line with no unexpected key; ``complete`` if none is missing."""
+    tag = layout.record_type.TYPE
+    # Built slot by slot: a frozen dataclass's __init__ sets each field through
+    # object.__setattr__ and costs as much again as decoding the fields.
+    record = object.__new__(layout.record_type)
+    for name, decode, set_field in layout.decoding:
+        if not complete and name not in document:
             raise RecordError(f"{tag} record lacks field {name!r}")
         try:
-            values[name] = decoder(document[name])
+            set_field(record, decode(document[name]))
         except RecordError as error:
             raise RecordError(f"{tag}.{name}: {error.reason}") from None
-    return cls(**values)
+    return record
+
+
+# The two records of every ``do`` step, as wfcli writes them, decoded without a call
+# per field: they are most of any long journal. Given a line with every key and no
+# other, each returns the record, or None for anything unusual, which the general
+# decoder above then accepts or refuses with its reason.
+
+
+def _plain_time(value: object) -> datetime | None:
+    if type(value) is str:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if moment.tzinfo is timezone.utc:
+            return moment
+    return None
+
+
+def _plain_attempt_started(document: dict[str, object]) -> Record | None:
+    at = _plain_time(document["at"])
+    step = document["step"]
+    attempt = document["attempt"]
+    if at is None or type(step) is not str or type(attempt) is not int or attempt < 0:
+        return None
+    record = object.__new__(AttemptStarted)
+    _set_attempt_started_at(record, at)
+    _set_attempt_started_step(record, step)
+    _set_attempt_started_attempt(record, attempt)
+    return record
+
+
+def _plain_step_completed(document: dict[str, object]) -> Record | None:
+    at = _plain_time(document["at"])
+    step = document["step"]
+    kind = document["kind"]
+    attempt = document["attempt"]
+    output = document["output"]
+    if (
+        at is None
+        or type(step) is not str
+        or kind not in _STEP_KINDS
+        or type(attempt) is not int
+        or attempt < 0
+        or (isinstance(output, (dict, list)) and not _within_nesting(output))
+    ):
+        return None
+    record = object.__new__(StepCompleted)
+    _set_step_completed_at(record, at)
+    _set_step_completed_step(record, step)
+    _set_step_completed_kind(record, kind)
+    _set_step_completed_attempt(record, attempt)
+    _set_step_completed_output(record, output)
+    return record
+
+
+def _within_nesting(value: object) -> bool:
+    try:
+        _check_nesting(value)
+    except RecordError:
+        return False
+    return True
+
+
+(_set_attempt_started_at, _set_attempt_started_step, _set_attempt_started_attempt) = (
+    setter for _, _, setter in _LAYOUTS[AttemptStarted].decoding
+)
+(
+    _set_step_completed_at,
+    _set_step_completed_step,
+    _set_step_completed_kind,
+    _set_step_completed_attempt,
+    _set_step_completed_output,
+) = (setter for _, _, setter in _LAYOUTS[StepCompleted].decoding)
+_PLAIN_DECODERS: dict[type[Record], Callable[[dict[str, object]], Record | None]] = {
+    AttemptStarted: _plain_attempt_started,
+    StepCompleted: _plain_step_completed,
+}
 
 
 _EVENT_OUTPUT_KEYS = frozenset({"id", "type", "payload", "timestamp"})
@@ -564,7 +748,7 @@ def check_event_output(output: object) -> None:
 def record_to_json(record: Record) -> dict[str, object]:
     """The record as a JSON-ready dict (the journal line's content)."""
     result: dict[str, object] = {"type": record.TYPE}
-    for name in _FIELD_NAMES[type(record)]:
+    for name in _LAYOUTS[type(record)].names:
         result[name] = _encode_field(getattr(record, name))
     return result
 
