@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,7 +29,9 @@ from wfcli import (
 )
 from wfcli.codec import (
     AttemptStarted,
+    Paused,
     Record,
+    RunStarted,
     StepCompleted,
     StepFailed,
     Suspended,
@@ -108,6 +113,85 @@ def test_results_are_json_copies_so_a_tuple_is_a_list_on_first_run_and_replay(
     assert ReportsValueTypes.seen == [("list", [1, "two"]), ("list", [1, "two"])]
     assert final.output == {"tags": ["x", "y", "changed by the workflow"]}
     assert final.state.steps["record"].output == {"tags": ["x", "y"]}
+
+
+class Colour(IntEnum):
+    RED = 1
+
+
+class Text(str):
+    pass
+
+
+ODD_SCALARS: list[Any] = [Colour.RED, Text("é"), True, -0.0, 1e16, 2**70, None, 1.5, "plain"]
+
+
+class ReturnsOddScalars(WorkflowEntrypoint):
+    seen: ClassVar[list[list[tuple[str, str]]]] = []
+
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        values = [
+            step.do(f"v{i}", lambda value=value: value) for i, value in enumerate(ODD_SCALARS)
+        ]
+        self.seen.append([(type(value).__name__, repr(value)) for value in values])
+        step.sleep("pause", "1 hour")
+
+
+def test_a_scalar_result_of_a_subclass_comes_back_as_its_json_copy_on_first_run_and_replay(
+    store_dir: Path, clock: FakeClock
+) -> None:
+    ReturnsOddScalars.seen = []
+    handle = start(store_dir, clock, ReturnsOddScalars)
+
+    handle.execute()
+    clock.advance(2 * HOUR)
+    handle.execute()
+
+    copies = [json.loads(json.dumps(value)) for value in ODD_SCALARS]
+    expected = [(type(copy).__name__, repr(copy)) for copy in copies]
+    assert expected[:2] == [("int", "1"), ("str", "'é'")]
+    assert ReturnsOddScalars.seen == [expected, expected]
+
+
+class PausedWhileReplaying(WorkflowEntrypoint):
+    """Twenty steps, then ``last``; ``during_replay`` is called after the tenth."""
+
+    during_replay: ClassVar[Callable[[], object] | None] = None
+
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        effects = Effects(event.payload["dir"])
+        for index in range(20):
+            step.do(f"step-{index}", lambda index=index: effects.call(f"step-{index}", index))
+            if index == 9 and PausedWhileReplaying.during_replay is not None:
+                PausedWhileReplaying.during_replay()
+        return step.do("last", lambda: effects.call("last", "done"))
+
+
+def test_a_pause_posted_during_a_long_replay_is_applied_before_the_next_step_runs(
+    store_dir: Path, clock: FakeClock, effects: Effects
+) -> None:
+    handle = start(store_dir, clock, PausedWhileReplaying, {"dir": str(effects.folder)})
+    # The first run stops just before "last", as a worker that is shutting down does.
+    handle.execute(cancel=lambda: effects.count("step-19") == 1)
+    sender = WorkflowClient(
+        FileStore(store_dir, durable=False), {"wf": PausedWhileReplaying}, clock=clock
+    )
+    PausedWhileReplaying.during_replay = lambda: sender.pause(handle.id)
+    try:
+        paused = handle.execute()  # replays 20 steps; the pause is posted after the tenth
+    finally:
+        PausedWhileReplaying.during_replay = None
+
+    assert paused.status == "paused"
+    assert effects.count("last") == 0
+    assert [effects.count(f"step-{index}") for index in range(20)] == [1] * 20
+    history = handle.client.history(handle.id)
+    second_run = max(i for i, record in enumerate(history) if isinstance(record, RunStarted))
+    assert [type(record) for record in history[second_run + 1 :]] == [Paused]
+
+    handle.resume()
+    assert handle.execute().output == "done"
+    assert effects.count("last") == 1
 
 
 class UsesContext(WorkflowEntrypoint):

@@ -137,9 +137,22 @@ class Restart(RunSignal):
     """The instance was restarted; the executor runs it again from the top."""
 
 
+# A step whose journal says "completed" or "failed" is replayed, not run.
+_SETTLED = ("completed", "failed")
+_NO_TIME = timedelta(0)
+
+
 # --- callbacks run on a worker thread so that a timeout can abandon them -------------
 
-_callback_thread = threading.local()
+
+class _ThreadFlags(threading.local):
+    """Per-thread flags; class attributes give every thread its defaults (a missing
+    attribute of a ``threading.local`` costs an exception on every look)."""
+
+    active = False  # this thread is running a step callback
+
+
+_callback_thread = _ThreadFlags()
 
 
 @dataclass(slots=True)
@@ -232,6 +245,18 @@ def _copy_json(value: JsonValue) -> Any:
     if isinstance(value, list):
         return [_copy_json(item) for item in value]
     return value
+
+
+_SELF_COPYING = (str, int, float, bool, type(None))
+
+
+def _decoded_copy(value: object, encoded: str) -> Any:
+    """A fresh JSON-decoded copy of ``value``, whose JSON is ``encoded``.
+
+    A value of exactly one of the immutable JSON scalar types decodes to an equal
+    value of the same type, so it is its own copy and ``json.loads`` is skipped.
+    """
+    return value if type(value) in _SELF_COPYING else json.loads(encoded)
 
 
 def _event_from_output(output: JsonValue) -> ReceivedEvent:
@@ -329,6 +354,11 @@ class StepRun:
                 )
             )
 
+    def replays(self, name: str) -> bool:
+        """Whether a call of step ``name`` now only hands back its journaled outcome."""
+        step = self.state.steps.get(name)
+        return step is not None and step.status in _SETTLED
+
     def note_call(self, name: str, kind: StepKind) -> int:
         """Count calls of ``name`` in this run; warn once about a duplicate name."""
         with self._mutex:
@@ -421,14 +451,14 @@ class StepRun:
             except Exception as caught:
                 error = caught
             else:
-                output = json.loads(encoded)
+                output = _decoded_copy(result, encoded)
                 self.record(
                     StepCompleted(
                         at=self.clock.now(), step=name, kind="do", attempt=attempt, output=output
                     )
                 )
                 self.observer.step_finished(name, "do", ok=True, replayed=False)
-                return json.loads(encoded)
+                return _decoded_copy(result, encoded)
             attempt = self._attempt_failed(name, attempt, error, policy)
 
     def _attempt_failed(
@@ -536,17 +566,25 @@ class WorkflowStep:
         self._run = run
 
     def _enter(self, name: object, kind: StepKind) -> tuple[str, int]:
-        if getattr(_callback_thread, "active", False):
+        """Check the call and apply the inbox before a step that will run.
+
+        A replayed step touches nothing outside the journal's copy in memory, so
+        the inbox waits for the first step that runs (or waits): a message posted
+        during a long replay still takes effect before anything new happens, and
+        replaying costs no folder listing per step.
+        """
+        if _callback_thread.active:
             raise WorkflowInputError("step", "steps cannot be started inside a step callback")
         checked = validate_step_name(name)
-        self._run.checkpoint()
+        if not self._run.replays(checked):
+            self._run.checkpoint()
         return checked, self._run.note_call(checked, kind)
 
     def _options(self, retries: object, timeout: Duration | None) -> tuple[RetryPolicy, timedelta]:
         defaults = self._run.settings
         policy = RetryPolicy.from_value(retries, defaults.retries)
         limit = defaults.timeout if timeout is None else parse_duration(timeout, "timeout")
-        if limit <= timedelta(0):
+        if limit <= _NO_TIME:
             raise WorkflowInputError("timeout", "must be longer than zero")
         return policy, limit
 
@@ -594,9 +632,10 @@ class WorkflowStep:
                 raise WorkflowInputError(
                     "callback", f"{type(callback).__name__} given for step {name!r} is not callable"
                 )
-        if getattr(_callback_thread, "active", False):
+        if _callback_thread.active:
             raise WorkflowInputError("step", "steps cannot be started inside a step callback")
-        self._run.checkpoint()
+        if not all(self._run.replays(name) for name, _ in named):
+            self._run.checkpoint()
         counts = [self._run.note_call(name, "do") for name, _ in named]
         outcomes: list[tuple[bool, object]] = [(False, None)] * len(named)
 
