@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 from wfcli import FileStore, WorkflowClient
@@ -27,6 +28,8 @@ def cold_start(report: Report, work: Path, sizes: Sizes) -> None:
         client.execute(instance.id)
         ids.append(instance.id)
     env = child_env()
+    # typer's version decides most of the start-up (0.29 imports pydantic at each start).
+    report.section_info(_SECTION, typer=version("typer"))
     commands = [
         ("`python -c pass` (the interpreter alone)", [sys.executable, "-c", "pass"], None),
         ("`wf --help`", [*wf_command(), "--help"], _TARGET_MS),
