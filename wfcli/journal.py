@@ -40,6 +40,7 @@ from .codec import (
     check_event_output,
     decode_record,
     encode_record,
+    parse_line,
 )
 from .errors import (
     InstanceBusyError,
@@ -224,7 +225,7 @@ def _parse_journal(path: str, data: bytes, expected_id: str) -> tuple[list[Recor
     line_no = 0
     for line_no, raw in enumerate(data[:end].split(b"\n")[:-1], start=1):
         try:
-            document = json.loads(raw)
+            document = parse_line(raw)
             record = decode_record(document)
             if isinstance(record, StepCompleted) and record.kind == "event":
                 check_event_output(record.output)  # replay hands it back as the event
@@ -242,7 +243,8 @@ def _parse_journal(path: str, data: bytes, expected_id: str) -> tuple[list[Recor
             raise JournalCorruptError(
                 path, line_no, f"journal is for instance {record.instance_id!r}"
             )
-        number = document.get("n")
+        # decode_record took it, so it is an object; the check narrows the type
+        number = document.get("n") if isinstance(document, dict) else None
         if number != line_no:
             raise JournalCorruptError(
                 path,
