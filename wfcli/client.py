@@ -15,7 +15,8 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, cast
 
 from .clock import Clock, SystemClock
 from .codec import (
@@ -36,14 +37,16 @@ from .errors import (
     UnknownWorkflowError,
     WorkflowInputError,
 )
-from .executor import Executor
 from .ids import new_instance_id, validate_event_type, validate_instance_id, validate_step_name
 from .journal import JournalStore, LockOwner
 from .listing import InstanceIndex, JournalSummary
 from .settings import Settings
 from .state import STATUSES, TERMINAL_STATUSES, InstanceState, StepState, WaitInfo, fold
-from .step import RunObserver, StepInterceptor
-from .workflow import Env, WorkflowEntrypoint
+
+if TYPE_CHECKING:  # the executor and the step engine load when something executes
+    from .executor import Executor
+    from .step import RunObserver, StepInterceptor
+    from .workflow import Env, WorkflowEntrypoint
 
 __all__ = [
     "InstanceHandle",
@@ -288,8 +291,14 @@ class WorkflowClient:
         self.variables = dict(variables or {})
         self.clock = clock or SystemClock()
         self.settings = settings or Settings()
-        self.executor = Executor(store, self._resolve, self._env, self.clock, self.settings)
         self._index = InstanceIndex(store)
+
+    @cached_property
+    def executor(self) -> Executor:
+        """Runs this client's instances (made on first use: reading needs no executor)."""
+        from .executor import Executor
+
+        return Executor(self.store, self._resolve, self._env, self.clock, self.settings)
 
     def _resolve(self, workflow: str) -> type[WorkflowEntrypoint]:
         try:
@@ -298,6 +307,8 @@ class WorkflowClient:
             raise UnknownWorkflowError(workflow, tuple(sorted(self.workflows))) from None
 
     def _env(self) -> Env:
+        from .workflow import Env
+
         bindings = {name: WorkflowBinding(self, wf) for name, wf in self.bindings.items()}
         return Env(bindings, self.variables)
 

@@ -14,8 +14,8 @@ rebuilt. It only ever saves time: the journals stay the one source of truth.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -125,7 +125,9 @@ def _wait(kind: Any, step: str, until: str, event_type: str | None) -> WaitInfo:
 
 
 def _checksum(payload: bytes) -> bytes:
-    return hashlib.blake2b(payload, digest_size=16).hexdigest().encode()
+    # Against damage, not tampering (the store is private to its owner), and it
+    # loads no crypto library at start-up as hashlib would.
+    return b"%08x" % zlib.crc32(payload)
 
 
 _Entry = tuple[str, JournalSummary]  # the journal version it was folded from, and the summary
