@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeAlias, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, Union
 
 from .client import WorkflowClient
 from .clock import Clock
@@ -37,7 +37,9 @@ from .errors import ConfigError, WorkflowInputError
 from .journal import DEFAULT_MAX_LINE_BYTES, FileStore
 from .retry import RetryPolicy
 from .settings import Settings
-from .workflow import WorkflowEntrypoint
+
+if TYPE_CHECKING:  # loaded with the workflows themselves (status and list need none)
+    from .workflow import WorkflowEntrypoint
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -297,6 +299,8 @@ class Project:
         module cannot be imported (whatever it raised), lacks the class, or the
         class is not a concrete :class:`WorkflowEntrypoint` subclass.
         """
+        from .workflow import WorkflowEntrypoint
+
         classes: dict[str, type[WorkflowEntrypoint]] = {}
         for index, workflow in enumerate(self.workflows):
             main_key: _KeyPath = ("workflows", index, "main") if workflow.main else ("main",)

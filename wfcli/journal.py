@@ -20,7 +20,6 @@ import fcntl
 import itertools
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -67,7 +66,7 @@ class LockOwner:
 
     @classmethod
     def current(cls) -> LockOwner:
-        return cls(pid=os.getpid(), host=socket.gethostname())
+        return cls(pid=os.getpid(), host=os.uname().nodename)  # gethostname, without socket
 
 
 class Lease(ABC):
