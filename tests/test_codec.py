@@ -25,8 +25,10 @@ from wfcli.codec import (
     ErrorInfo,
     Finished,
     InboxMessage,
+    Paused,
     Record,
     RecordError,
+    Resumed,
     StepCompleted,
     StepFailed,
     WaitStarted,
@@ -720,3 +722,20 @@ def test_a_damaged_step_line_in_a_file_is_reported_with_file_line_and_reason(
 
     assert (refused.value.path, refused.value.line) == (str(path), 3)
     assert refused.value.reason.startswith(reason)
+
+
+def test_records_compare_hash_and_print_by_type_and_every_field() -> None:
+    at = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    paused = Paused(at=at, message_id="m1")
+    resumed = Resumed(at=at, message_id="m1")  # the same fields, another type
+
+    assert paused == Paused(at=at, message_id="m1")
+    assert paused != Paused(at=at, message_id="m2")
+    assert paused != resumed
+    assert hash(paused) == hash(Paused(at=at, message_id="m1"))
+    assert len({paused, resumed, Paused(at=at, message_id="m1")}) == 2
+    assert repr(paused) == f"Paused(at={at!r}, message_id='m1')"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        paused.message_id = "m3"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(Finished(at=at, output={"a": 1}))
