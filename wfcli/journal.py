@@ -204,7 +204,7 @@ def _check_cache_name(name: str) -> str:
 # --- files ------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -297,7 +297,7 @@ class _FileLease(Lease):
         self.owner = owner
         self._store = store
         self._lock_fd: int | None = lock_fd
-        self._journal_path = store.journal_path(instance_id)
+        self._journal_path = store._journal_file(instance_id)
         self._inbox = store._inbox_folder(instance_id)  # looked at between every two steps
         self._fd = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND)
         self._valid_length: int | None = None
@@ -353,7 +353,7 @@ class _FileLease(Lease):
                 os.unlink(entry.path)
             os.rmdir(inbox)
         os.unlink(self._journal_path)
-        _fsync_dir(self._journal_path.parent)
+        _fsync_dir(os.path.dirname(self._journal_path))
         self.release()
 
     def release(self) -> None:
@@ -529,8 +529,7 @@ class FileStore(JournalStore):
         if not self.exists(instance_id):
             raise InstanceNotFoundError(instance_id)
         self._prepare()
-        lock_path = self.lock_path(instance_id)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self._lock_file(instance_id), os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + _BUSY_RETRY_SECONDS
         while True:
             try:
