@@ -84,6 +84,17 @@ def listed(client: WorkflowClient) -> list[dict[str, JsonValue]]:
     return [summary.to_json() for summary in client.list_instances()]
 
 
+def indexed_pipelines(
+    client: WorkflowClient, effects: Effects, count: int
+) -> list[dict[str, JsonValue]]:
+    """``count`` queued pipelines p0, p1, ... listed once (so indexed); what a listing shows."""
+    for n in range(count):
+        client.create("pipeline", params={"dir": str(effects.folder), "n": n}, instance_id=f"p{n}")
+    expected = read_everything(client)
+    client.list_instances()
+    return expected
+
+
 def index_file(store_dir: Path) -> Path:
     return store_dir / "cache" / INDEX_NAME
 
@@ -242,10 +253,7 @@ def test_an_id_created_again_after_a_delete_is_not_taken_for_the_old_instance(
 def test_an_index_of_another_shape_is_ignored_and_rebuilt(
     client: WorkflowClient, store_dir: Path, effects: Effects, payload: bytes
 ) -> None:
-    for n in range(2):
-        client.create("pipeline", params={"dir": str(effects.folder), "n": n}, instance_id=f"p{n}")
-    expected = read_everything(client)
-    client.list_instances()
+    expected = indexed_pipelines(client, effects, 2)
     write_index(store_dir, payload)
 
     assert listed(make_client(store_dir)) == expected
@@ -255,11 +263,9 @@ def test_an_index_of_another_shape_is_ignored_and_rebuilt(
 def test_an_index_entry_with_a_matching_version_but_a_bad_field_spoils_the_whole_index(
     client: WorkflowClient, store_dir: Path, effects: Effects
 ) -> None:
-    client.create("pipeline", params={"dir": str(effects.folder), "n": 1}, instance_id="p")
-    expected = read_everything(client)
-    client.list_instances()
+    expected = indexed_pipelines(client, effects, 1)
     document = read_index(store_dir)
-    document["instances"]["p"][1]["status"] = "exploded"
+    document["instances"]["p0"][1]["status"] = "exploded"
     write_index(store_dir, json.dumps(document).encode())
 
     assert listed(make_client(store_dir)) == expected
@@ -269,10 +275,7 @@ def test_an_index_entry_with_a_matching_version_but_a_bad_field_spoils_the_whole
 def test_an_index_that_fails_its_checksum_is_ignored_even_if_it_still_parses(
     client: WorkflowClient, store_dir: Path, effects: Effects, damage: str
 ) -> None:
-    for n in range(2):
-        client.create("pipeline", params={"dir": str(effects.folder), "n": n}, instance_id=f"p{n}")
-    expected = read_everything(client)
-    client.list_instances()
+    expected = indexed_pipelines(client, effects, 2)
     data = index_file(store_dir).read_bytes()
     damaged = {
         "flipped": data.replace(b'"queued"', b'"paused"', 1),  # same length, still JSON
