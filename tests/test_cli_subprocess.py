@@ -292,3 +292,43 @@ def test_on_a_terminal_run_draws_a_live_view_and_status_draws_tables(
     assert code == 0, output
     assert "─" in output
     assert not COLOUR.search(output)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["list", "--limit", "0"],
+            "error: Invalid value for '--limit': 0 is not in the range x>=1.",
+        ),
+        (["status"], "error: Missing argument 'ID'. (see 'wf status --help')"),
+        (["bogus"], "error: No such command 'bogus'. (see 'wf --help')"),
+        (["run", "pipeline", "--max-wait"], "error: Option '--max-wait' requires an argument."),
+        (["history", "x", "--jsn"], "error: No such option"),  # wording varies by click
+    ],
+    ids=["out-of-range", "missing-argument", "no-such-command", "missing-value", "no-such-option"],
+)
+def test_a_bad_command_line_is_one_error_line_and_exit_2(
+    wf: Processes, project: Project, args: list[str], message: str
+) -> None:
+    before = sorted(p.name for p in project.store.rglob("*")) if project.store.exists() else []
+
+    done = wf.run(*args)
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(message), done.stderr
+    after = sorted(p.name for p in project.store.rglob("*")) if project.store.exists() else []
+    assert after == before
+
+
+def test_wf_alone_shows_the_help_and_help_exits_0(wf: Processes) -> None:
+    alone = wf.run()
+    asked = wf.run("--help")
+
+    assert alone.returncode == 2
+    assert "Commands:" in alone.stdout + alone.stderr
+    assert asked.returncode == 0
+    assert "Commands:" in asked.stdout
+    assert asked.stderr == ""

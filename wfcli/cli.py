@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
@@ -942,6 +942,24 @@ def doctor(
     raise typer.Exit(EXIT_OK if report.healthy else EXIT_ERRORED)
 
 
+# click's error classes, reached through what typer re-exports in every supported
+# version (typer >= 0.28 vendors click): BadParameter < UsageError < ClickException.
+_ClickException = cast("type[Exception]", typer.BadParameter.__mro__[2])
+
+
 def main() -> None:
-    """The ``wf`` console script."""
-    app(prog_name="wf")
+    """The ``wf`` console script: a bad command line is one ``error:`` line, exit 2."""
+    try:
+        code = app(prog_name="wf", standalone_mode=False)
+    except _ClickException as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # `wf` alone: the help, as click shows it
+            error.show()  # type: ignore[attr-defined]
+        else:
+            context = getattr(error, "ctx", None)
+            hint = f" (see '{context.command_path} --help')" if context is not None else ""
+            print(f"error: {error.format_message()}{hint}", file=sys.stderr)  # type: ignore[attr-defined]
+        code = error.exit_code  # type: ignore[attr-defined]
+    except typer.Abort:
+        print("Aborted!", file=sys.stderr)
+        code = 1
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
