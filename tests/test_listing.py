@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -379,3 +380,42 @@ def test_a_store_that_cannot_take_the_index_still_lists(
     assert listed(client) == expected
     assert listed(make_client(store_dir)) == expected
     assert (store_dir / "cache").read_bytes() == b"a file where the cache folder belongs"
+
+
+def test_listings_racing_runs_and_each_other_never_keep_a_stale_entry(
+    store_dir: Path, effects: Effects
+) -> None:
+    """Writers change journals while two listers refresh and save the index over each other."""
+    runner = make_client(store_dir)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def keep_listing() -> None:
+        lister = make_client(store_dir)
+        try:
+            while not stop.is_set():
+                lister.list_instances()
+                make_client(store_dir).list_instances()  # a fresh process's view, saving too
+        except BaseException as error:
+            errors.append(error)
+
+    listers = [threading.Thread(target=keep_listing) for _ in range(2)]
+    for thread in listers:
+        thread.start()
+    try:
+        for n in range(25):
+            handle = runner.create(
+                "sleeper", params={"dir": str(effects.folder), "seconds": 60}, instance_id=f"s{n}"
+            )
+            handle.execute()
+            if n % 3 == 0:
+                handle.terminate()
+    finally:
+        stop.set()
+        for thread in listers:
+            thread.join()
+
+    assert errors == []
+    expected = read_everything(runner)
+    assert listed(make_client(store_dir)) == expected
+    assert {d["status"] for d in expected} == {"waiting", "terminated"}
