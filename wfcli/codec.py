@@ -234,7 +234,7 @@ class Record:
     at: datetime
 
     def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in _field_names(type(self)))
+        return _LAYOUTS[type(self)].values(self)
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -245,20 +245,11 @@ class Record:
         return hash((type(self), self._values()))
 
     def __repr__(self) -> str:
+        layout = _LAYOUTS[type(self)]
         fields_text = ", ".join(
-            f"{name}={getattr(self, name)!r}" for name in _field_names(type(self))
+            f"{name}={value!r}" for name, value in zip(layout.names, self._values(), strict=True)
         )
         return f"{type(self).__name__}({fields_text})"
-
-
-_FIELD_NAMES_OF: dict[type[Record], tuple[str, ...]] = {}
-
-
-def _field_names(record_type: type[Record]) -> tuple[str, ...]:
-    names = _FIELD_NAMES_OF.get(record_type)
-    if names is None:
-        names = _FIELD_NAMES_OF[record_type] = tuple(f.name for f in fields(record_type))
-    return names
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
