@@ -27,6 +27,7 @@ from .codec import (
     MessageAction,
     Record,
     check_json,
+    format_optional_time,
     format_time,
     parse_time,
 )
@@ -57,10 +58,6 @@ __all__ = [
 ]
 
 
-def _time(moment: datetime | None) -> str | None:
-    return None if moment is None else format_time(moment)
-
-
 def _error(error: ErrorInfo | None) -> dict[str, JsonValue] | None:
     return None if error is None else error.to_json()
 
@@ -71,12 +68,12 @@ def _step_json(step: StepState) -> dict[str, JsonValue]:
         "type": step.kind,
         "status": step.status,
         "attempts": step.attempts,
-        "started": _time(step.started),
-        "ended": _time(step.ended),
+        "started": format_optional_time(step.started),
+        "ended": format_optional_time(step.ended),
         "output": step.output,
         "error": _error(step.error),
-        "retry_at": _time(step.retry_at),
-        "until": _time(step.until),
+        "retry_at": format_optional_time(step.retry_at),
+        "until": format_optional_time(step.until),
         "event_type": step.event_type,
     }
 
@@ -195,7 +192,7 @@ class InstanceSummary:
             else {
                 "kind": wait.kind,
                 "step": wait.step,
-                "until": _time(wait.until),
+                "until": format_time(wait.until),
                 "event_type": wait.event_type,
             },
             "holder": None

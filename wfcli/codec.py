@@ -50,6 +50,7 @@ __all__ = [
     "check_json",
     "decode_record",
     "encode_record",
+    "format_optional_time",
     "format_time",
     "parse_line",
     "parse_time",
@@ -177,6 +178,11 @@ def format_time(moment: datetime) -> str:
     if moment.tzinfo is not timezone.utc:
         moment = moment.astimezone(timezone.utc)
     return moment.isoformat(timespec="microseconds")
+
+
+def format_optional_time(moment: datetime | None) -> str | None:
+    """:func:`format_time`, and None for no time (JSON output's ``null``)."""
+    return None if moment is None else format_time(moment)
 
 
 def parse_time(text: str) -> datetime:

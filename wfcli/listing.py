@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .codec import JsonValue, format_time, parse_time
+from .codec import JsonValue, format_optional_time, format_time, parse_time
 from .errors import InstanceNotFoundError, JournalCorruptError
 from .journal import JournalStore
 from .state import STATUSES, InstanceState, Status, WaitInfo, fold
@@ -71,8 +71,8 @@ class JournalSummary:
                 "output": state.output,
                 "error": None if state.error is None else state.error.to_json(),
                 "created": format_time(state.created),
-                "started": _optional_time_text(state.started),
-                "ended": _optional_time_text(state.ended),
+                "started": format_optional_time(state.started),
+                "ended": format_optional_time(state.ended),
                 "warnings": [warning.message for warning in state.warnings],
             },
         )
@@ -112,10 +112,6 @@ class JournalSummary:
             event_ready=document["event_ready"] is True,
             shown=document,  # has more keys than SHOWN_KEYS: only those are read
         )
-
-
-def _optional_time_text(moment: datetime | None) -> str | None:
-    return None if moment is None else format_time(moment)
 
 
 def _wait(kind: Any, step: str, until: str, event_type: str | None) -> WaitInfo:
