@@ -43,7 +43,7 @@ from .codec import (
     Warned,
 )
 from .errors import InstanceNotFoundError, JournalCorruptError, WorkflowInputError
-from .ids import validate_instance_id
+from .ids import instance_id_of_file
 from .journal import FileStore
 from .state import fold
 
@@ -267,17 +267,9 @@ class _Checker:
         except (FileNotFoundError, NotADirectoryError):
             return []
 
-    def instance_id_of(self, name: str, suffix: str) -> str | None:
-        if not name.endswith(suffix):
-            return None
-        try:
-            return validate_instance_id(name[: len(name) - len(suffix)])
-        except WorkflowInputError:
-            return None
-
     def check_journals(self) -> None:
         for entry in self.entries("journals"):
-            instance_id = self.instance_id_of(entry.name, ".jsonl")
+            instance_id = instance_id_of_file(entry.name, ".jsonl")
             if entry.name.startswith("."):
                 self.add("note", "temporary-file", entry.path, "stray temporary file")
                 continue
@@ -344,7 +336,7 @@ class _Checker:
 
     def check_inboxes(self) -> None:
         for folder in self.entries("inbox"):
-            instance_id = self.instance_id_of(folder.name, "")
+            instance_id = instance_id_of_file(folder.name, "")
             if instance_id is None or not folder.is_dir(follow_symlinks=False):
                 self.add("problem", "unknown-entry", folder.path, "not an instance's inbox folder")
                 continue
@@ -419,7 +411,7 @@ class _Checker:
             if entry.name.startswith("."):
                 self.add("note", "temporary-file", entry.path, "stray temporary file")
                 continue
-            if self.instance_id_of(entry.name, ".lock") is None:
+            if instance_id_of_file(entry.name, ".lock") is None:
                 self.add("problem", "unknown-entry", entry.path, "not a lock file")
                 continue
             self.locks += 1

@@ -9,6 +9,7 @@ from .errors import WorkflowInputError
 
 __all__ = [
     "MAX_STEP_NAME",
+    "instance_id_of_file",
     "new_instance_id",
     "validate_event_type",
     "validate_instance_id",
@@ -37,6 +38,15 @@ def validate_instance_id(instance_id: object) -> str:
             "not starting with '-'",
         )
     return instance_id
+
+
+def instance_id_of_file(file_name: str, suffix: str) -> str | None:
+    """The instance ID a store file is named after (``ID`` + ``suffix``), or None
+    when the name is not one (a stray file)."""
+    if not file_name.endswith(suffix):
+        return None
+    stem = file_name[: len(file_name) - len(suffix)]
+    return stem if _INSTANCE_ID.fullmatch(stem) else None
 
 
 def validate_step_name(name: object) -> str:

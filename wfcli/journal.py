@@ -46,9 +46,8 @@ from .errors import (
     InstanceExistsError,
     InstanceNotFoundError,
     JournalCorruptError,
-    WorkflowInputError,
 )
-from .ids import validate_instance_id
+from .ids import instance_id_of_file, validate_instance_id
 
 __all__ = ["FileStore", "JournalStore", "Lease", "LockOwner", "MemoryStore"]
 
@@ -257,12 +256,11 @@ def _parse_journal(path: str, data: bytes, expected_id: str) -> tuple[list[Recor
     return records, end
 
 
-def _is_instance_id(name: str) -> bool:
-    try:
-        validate_instance_id(name)
-    except WorkflowInputError:
-        return False
-    return True
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until all of ``data`` is written (a write may take only part)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _read_inbox(folder: str, max_bytes: int) -> list[InboxMessage]:
@@ -319,9 +317,7 @@ class _FileLease(Lease):
                 for number, record in enumerate(records, start=first)
             ).encode()
             self._record_count += len(records)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            _write_all(self._fd, data)
             if sync and self._store.durable:
                 _sync_data(self._fd)
 
@@ -429,16 +425,22 @@ class FileStore(JournalStore):
             (self.root / folder).mkdir(mode=0o700, exist_ok=True)
         self._ready = True
 
-    def _write_new_file(self, folder: Path, data: bytes) -> Path:
-        """Write ``data`` to a fresh private file in ``folder`` and fsync it."""
+    def _write_new_file(self, folder: Path, data: bytes, *, sync: bool = True) -> Path:
+        """Write ``data`` to a fresh private file in ``folder`` (fsynced if ``sync`` and
+        the store is durable); a failed write leaves no file behind."""
         path = folder / f".tmp-{uuid.uuid4().hex}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, data)
-            if self.durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+            try:
+                _write_all(fd, data)
+                if sync and self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            raise
         return path
 
     # contract -----------------------------------------------------------------------
@@ -515,15 +517,12 @@ class FileStore(JournalStore):
             start = end + 1
 
     def instance_ids(self) -> list[str]:
-        folder = self.root / "journals"
         try:
-            names = os.listdir(folder)
+            names = os.listdir(self._journals)
         except FileNotFoundError:
             return []
         # A file whose name is not an ID is not a journal (wf doctor names it).
-        return sorted(
-            name[:-6] for name in names if name.endswith(".jsonl") and _is_instance_id(name[:-6])
-        )
+        return sorted(filter(None, (instance_id_of_file(name, ".jsonl") for name in names)))
 
     def acquire(self, instance_id: str, owner: LockOwner) -> Lease:
         if not self.exists(instance_id):
@@ -610,14 +609,14 @@ class FileStore(JournalStore):
             return versions
         with entries:
             for entry in entries:
-                name = entry.name
-                if not name.endswith(".jsonl") or not _is_instance_id(name[:-6]):
+                instance_id = instance_id_of_file(entry.name, ".jsonl")
+                if instance_id is None:
                     continue
                 try:
                     info = entry.stat()
                 except FileNotFoundError:
                     continue  # deleted since the listing
-                versions[name[:-6]] = f"{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+                versions[instance_id] = f"{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
         return versions
 
     def load_cache(self, name: str) -> bytes | None:
@@ -632,15 +631,8 @@ class FileStore(JournalStore):
         self._prepare()
         folder = self.root / "cache"
         folder.mkdir(mode=0o700, exist_ok=True)
-        temporary = folder / f".tmp-{uuid.uuid4().hex}"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        temporary = self._write_new_file(folder, data, sync=False)
         try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
             os.replace(temporary, folder / name)  # readers see the old file or the new, whole
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
