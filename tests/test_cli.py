@@ -24,10 +24,10 @@ from typer.testing import CliRunner, Result
 from tests.cli_support import ERROR_MESSAGE, Project, make_project
 from tests.workflows_for_tests import BLOCK_ENV, Effects, wait_for_file, wait_until
 from wfcli import FakeClock, InstanceStatus, WorkflowClient
-from wfcli.cli import app
-from wfcli.codec import ErrorInfo
-from wfcli.config import load_project, open_client
-from wfcli.render import LineRunLog, LiveRunView
+from wfcli.cli.commands import app
+from wfcli.core.codec import ErrorInfo
+from wfcli.project import load_project, open_client
+from wfcli.ui.render import LineRunLog, LiveRunView
 
 STATUS_KEYS = {
     "id",

@@ -18,7 +18,7 @@ import pytest
 
 from tests.cli_support import Project, make_project, wf_executable
 from tests.workflows_for_tests import PATIENCE_SECONDS
-from wfcli.config import load_project, open_client
+from wfcli.project import load_project, open_client
 
 WF = wf_executable()
 _IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", re.MULTILINE)

@@ -30,7 +30,7 @@ from tests.workflows_for_tests import (
     journal_path,
     wait_until,
 )
-from wfcli.config import load_project, open_client
+from wfcli.project import load_project, open_client
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and flock are POSIX")
 

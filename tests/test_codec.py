@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wfcli import FileStore, JournalCorruptError, ValueTooLargeError, WorkflowInputError, codec
-from wfcli.codec import (
+from wfcli import FileStore, JournalCorruptError, ValueTooLargeError, WorkflowInputError
+from wfcli.core import codec
+from wfcli.core.codec import (
     FORMAT_VERSION,
     MAX_NESTING,
     AttemptFailed,
@@ -41,7 +42,7 @@ from wfcli.codec import (
     parse_time,
     record_to_json,
 )
-from wfcli.journal import LockOwner
+from wfcli.store.contract import LockOwner
 
 # --- strategies -------------------------------------------------------------------------------
 

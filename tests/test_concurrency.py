@@ -13,7 +13,7 @@ from tests.workflows_for_tests import (
     make_client,
 )
 from wfcli import FileStore
-from wfcli.codec import Created, EventReceived, RunStarted
+from wfcli.core.codec import Created, EventReceived, RunStarted
 
 PIPELINE_OUTPUT = {"a": 42, "b": {"double": 84}, "c": [42, 84, "done"]}
 

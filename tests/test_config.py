@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from wfcli import ConfigError, FakeClock, FileStore, RetryPolicy, Settings
-from wfcli.config import (
+from wfcli.project import (
     CONFIG_FILENAME,
     Project,
     WorkflowConfig,

@@ -20,7 +20,7 @@ from tests.workflows_for_tests import (
     wait_until,
 )
 from wfcli import FileStore
-from wfcli.codec import AttemptFailed, StepCompleted, Suspended, WaitStarted
+from wfcli.core.codec import AttemptFailed, StepCompleted, Suspended, WaitStarted
 
 PIPELINE_STEPS = ("a", "b", "c")
 PIPELINE_OUTPUT = {"a": 42, "b": {"double": 84}, "c": [42, 84, "done"]}

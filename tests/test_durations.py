@@ -17,7 +17,7 @@ from wfcli import (
     WorkflowInputError,
     WorkflowStep,
 )
-from wfcli.durations import format_duration, parse_duration
+from wfcli.core.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from wfcli import (
     WorkflowStep,
     WorkflowTimeoutError,
 )
-from wfcli.codec import (
+from wfcli.core.codec import (
     AttemptStarted,
     Paused,
     Record,
@@ -39,7 +39,7 @@ from wfcli.codec import (
     Warned,
     format_time,
 )
-from wfcli.step import NullObserver
+from wfcli.engine.step import NullObserver
 
 HOUR = timedelta(hours=1)
 

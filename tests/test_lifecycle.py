@@ -33,7 +33,7 @@ from wfcli import (
     WorkflowInputError,
     WorkflowStep,
 )
-from wfcli.codec import (
+from wfcli.core.codec import (
     EventReceived,
     Paused,
     Record,

@@ -24,10 +24,11 @@ from typer.testing import CliRunner
 from tests.cli_support import make_project
 from tests.workflows_for_tests import Effects, journal_path, make_client
 from wfcli import FakeClock, JournalCorruptError, MemoryStore, WorkflowClient
-from wfcli.cli import app
-from wfcli.codec import InboxMessage, JsonValue, RunStarted, Warned
-from wfcli.journal import FileStore, JournalStore, Lease, LockOwner
-from wfcli.listing import INDEX_NAME
+from wfcli.cli.commands import app
+from wfcli.core.codec import InboxMessage, JsonValue, RunStarted, Warned
+from wfcli.store.contract import JournalStore, Lease, LockOwner
+from wfcli.store.files.index import INDEX_NAME
+from wfcli.store.files.store import FileStore
 
 ELSEWHERE = LockOwner(pid=4242, host="elsewhere")
 

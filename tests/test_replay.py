@@ -20,16 +20,10 @@ from wfcli import (
     WorkflowEvent,
     WorkflowStep,
 )
-from wfcli.codec import AttemptStarted, InboxMessage, RunStarted
+from wfcli.core.codec import AttemptStarted, InboxMessage, RunStarted
+from wfcli.engine.replay import Finding, ReplayReport, ReplaySummary, replay_instance, replay_many
 from wfcli.errors import InstanceNotFoundError
-from wfcli.journal import LockOwner
-from wfcli.replay import (
-    Finding,
-    ReplayReport,
-    ReplaySummary,
-    replay_instance,
-    replay_many,
-)
+from wfcli.store.contract import LockOwner
 
 WORKFLOW = "flow"
 

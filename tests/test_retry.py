@@ -24,8 +24,8 @@ from wfcli import (
     WorkflowInputError,
     WorkflowStep,
 )
-from wfcli.codec import AttemptFailed, AttemptStarted, Record, StepFailed, Suspended
-from wfcli.retry import backoff_delay
+from wfcli.core.codec import AttemptFailed, AttemptStarted, Record, StepFailed, Suspended
+from wfcli.core.retry import backoff_delay
 
 SECOND = timedelta(seconds=1)
 

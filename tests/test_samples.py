@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from wfcli import FakeClock, InstanceStatus, WorkflowClient
-from wfcli.codec import AttemptFailed, AttemptStarted
-from wfcli.config import Project, load_project, open_client
+from wfcli.core.codec import AttemptFailed, AttemptStarted
+from wfcli.project import Project, load_project, open_client
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = {"order_id": "A-1001", "items": [{"sku": "book", "qty": 2}], "card": "4242"}

@@ -20,7 +20,7 @@ from wfcli import (
     JournalStore,
     MemoryStore,
 )
-from wfcli.codec import (
+from wfcli.core.codec import (
     AttemptStarted,
     Created,
     InboxMessage,
@@ -29,7 +29,7 @@ from wfcli.codec import (
     StepCompleted,
     encode_record,
 )
-from wfcli.journal import LockOwner
+from wfcli.store.contract import LockOwner
 
 T = TypeVar("T")
 START = datetime(2030, 1, 1, tzinfo=timezone.utc)

@@ -20,7 +20,7 @@ from wfcli import (
     WorkflowStep,
     WorkflowTimeoutError,
 )
-from wfcli.codec import EventReceived
+from wfcli.core.codec import EventReceived
 from wfcli.testing import FakeClock, RunResult, WorkflowHarness
 
 START = datetime.fromisoformat("2030-01-01T00:00:00+00:00")

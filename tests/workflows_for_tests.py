@@ -27,8 +27,8 @@ from wfcli import (
     WorkflowEvent,
     WorkflowStep,
 )
-from wfcli.clock import Clock
-from wfcli.codec import (
+from wfcli.core.clock import Clock
+from wfcli.core.codec import (
     AttemptStarted,
     Created,
     Finished,

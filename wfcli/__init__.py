@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .errors import (
+from wfcli.errors import (
     ConfigError,
     InstanceBusyError,
     InstanceExistsError,
@@ -29,44 +29,47 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .client import (
-        InstanceHandle,
-        InstanceStatus,
-        InstanceSummary,
-        WorkflowBinding,
-        WorkflowClient,
+    from wfcli.client.client import InstanceHandle, WorkflowBinding, WorkflowClient
+    from wfcli.client.views import InstanceStatus, InstanceSummary
+    from wfcli.core.clock import Clock, FakeClock, SystemClock
+    from wfcli.core.retry import RetryPolicy
+    from wfcli.core.settings import Settings
+    from wfcli.core.workflow import (
+        Env,
+        ReceivedEvent,
+        StepContext,
+        WorkflowEntrypoint,
+        WorkflowEvent,
     )
-    from .clock import Clock, FakeClock, SystemClock
-    from .journal import FileStore, JournalStore, MemoryStore
-    from .retry import RetryPolicy
-    from .settings import Settings
-    from .step import WorkflowStep
-    from .workflow import Env, ReceivedEvent, StepContext, WorkflowEntrypoint, WorkflowEvent
+    from wfcli.engine.step import WorkflowStep
+    from wfcli.store.contract import JournalStore
+    from wfcli.store.files.store import FileStore
+    from wfcli.store.memory import MemoryStore
 
     __version__: str
 
 # Imported on first use: ``wf`` starts without loading the executor, and the
 # package version is read from the installed metadata only when asked for.
 _LAZY_NAMES = {
-    "Clock": "clock",
-    "Env": "workflow",
-    "FakeClock": "clock",
-    "FileStore": "journal",
-    "InstanceHandle": "client",
-    "InstanceStatus": "client",
-    "InstanceSummary": "client",
-    "JournalStore": "journal",
-    "MemoryStore": "journal",
-    "ReceivedEvent": "workflow",
-    "RetryPolicy": "retry",
-    "Settings": "settings",
-    "StepContext": "workflow",
-    "SystemClock": "clock",
-    "WorkflowBinding": "client",
-    "WorkflowClient": "client",
-    "WorkflowEntrypoint": "workflow",
-    "WorkflowEvent": "workflow",
-    "WorkflowStep": "step",
+    "Clock": "wfcli.core.clock",
+    "Env": "wfcli.core.workflow",
+    "FakeClock": "wfcli.core.clock",
+    "FileStore": "wfcli.store",
+    "InstanceHandle": "wfcli.client",
+    "InstanceStatus": "wfcli.client",
+    "InstanceSummary": "wfcli.client",
+    "JournalStore": "wfcli.store",
+    "MemoryStore": "wfcli.store",
+    "ReceivedEvent": "wfcli.core.workflow",
+    "RetryPolicy": "wfcli.core.retry",
+    "Settings": "wfcli.core.settings",
+    "StepContext": "wfcli.core.workflow",
+    "SystemClock": "wfcli.core.clock",
+    "WorkflowBinding": "wfcli.client",
+    "WorkflowClient": "wfcli.client",
+    "WorkflowEntrypoint": "wfcli.core.workflow",
+    "WorkflowEvent": "wfcli.core.workflow",
+    "WorkflowStep": "wfcli.engine.step",
 }
 
 
@@ -83,7 +86,7 @@ def __getattr__(name: str) -> object:
     if name == "__version__":
         value: object = _installed_version()
     elif name in _LAZY_NAMES:
-        value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+        value = getattr(importlib.import_module(_LAZY_NAMES[name]), name)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value

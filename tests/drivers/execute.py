@@ -22,7 +22,7 @@ from typing import Any
 
 from tests.workflows_for_tests import make_client, wait_for_file
 from wfcli import InstanceBusyError, Settings
-from wfcli.step import NullObserver
+from wfcli.engine.step import NullObserver
 
 
 def hang(marker: Path) -> None:

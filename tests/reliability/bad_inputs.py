@@ -22,7 +22,7 @@ from tests.reliability.support import (
     run_wf,
     snapshot,
 )
-from wfcli.config import load_project, open_client
+from wfcli.project import load_project, open_client
 
 __all__ = ["Case", "Tried", "make_template", "matrix", "try_all"]
 

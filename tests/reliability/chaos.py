@@ -45,8 +45,8 @@ from tests.reliability import chaos_workflows
 from tests.reliability.support import PATIENCE_SECONDS, make_chaos_project, start_wf
 from tests.workflows_for_tests import assert_journal_sane
 from wfcli import FakeClock, FileStore, MemoryStore, Settings, WorkflowClient
-from wfcli.client import InstanceStatus
-from wfcli.codec import (
+from wfcli.client.views import InstanceStatus
+from wfcli.core.codec import (
     AttemptFailed,
     Created,
     Errored,

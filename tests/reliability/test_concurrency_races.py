@@ -28,9 +28,9 @@ from tests.reliability.support import (
 )
 from tests.workflows_for_tests import assert_journal_sane, wait_until
 from wfcli import FileStore
-from wfcli.codec import EventReceived, Paused, RunStarted, StepCompleted, Terminated
-from wfcli.config import load_project, open_client
-from wfcli.doctor import check_store
+from wfcli.core.codec import EventReceived, Paused, RunStarted, StepCompleted, Terminated
+from wfcli.project import load_project, open_client
+from wfcli.store.files.doctor import check_store
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="flock and signals are POSIX")
 

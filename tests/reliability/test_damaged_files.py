@@ -27,7 +27,7 @@ from tests.reliability.support import (
     run_wf,
     snapshot,
 )
-from wfcli.config import load_project, open_client
+from wfcli.project import load_project, open_client
 
 SEED = 5
 Damage = Callable[[list[bytes]], bytes]

@@ -14,8 +14,8 @@ from tests.cli_support import Project
 from tests.reliability.chaos_workflows import Approval, Chain
 from tests.reliability.support import assert_one_line_error, make_chaos_project, run_wf, snapshot
 from wfcli import FakeClock, MemoryStore, WorkflowClient
-from wfcli.cli import app
-from wfcli.codec import (
+from wfcli.cli.commands import app
+from wfcli.core.codec import (
     AttemptStarted,
     EventReceived,
     InboxMessage,
@@ -24,8 +24,8 @@ from wfcli.codec import (
     RunStarted,
     StepCompleted,
 )
-from wfcli.config import load_project, open_client
-from wfcli.doctor import check_store, journal_order_problems
+from wfcli.project import load_project, open_client
+from wfcli.store.files.doctor import check_store, journal_order_problems
 
 runner = CliRunner()
 

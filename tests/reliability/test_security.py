@@ -20,7 +20,7 @@ from tests.reliability.support import (
     snapshot,
 )
 from wfcli import FakeClock, FileStore, WorkflowInputError
-from wfcli.codec import Created
+from wfcli.core.codec import Created
 
 WFCLI = Path(__file__).resolve().parents[2] / "wfcli"
 # Modules and builtins that turn bytes into code or objects.

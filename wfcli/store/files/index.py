@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .codec import JsonValue, format_optional_time, format_time, parse_time
-from .errors import InstanceNotFoundError, JournalCorruptError
-from .journal import JournalStore
-from .state import STATUSES, InstanceState, Status, WaitInfo, fold
+from wfcli.core.codec import JsonValue, format_optional_time, format_time, parse_time
+from wfcli.core.state import STATUSES, InstanceState, Status, WaitInfo, fold
+from wfcli.errors import InstanceNotFoundError, JournalCorruptError
+from wfcli.store.contract import JournalStore
 
 __all__ = ["INDEX_NAME", "SHOWN_KEYS", "InstanceIndex", "JournalSummary"]
 

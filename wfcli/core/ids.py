@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from .errors import WorkflowInputError
+from wfcli.errors import WorkflowInputError
 
 __all__ = [
     "MAX_STEP_NAME",

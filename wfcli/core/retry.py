@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal, cast
 
-from .durations import parse_duration
-from .errors import WorkflowInputError
+from wfcli.core.durations import parse_duration
+from wfcli.errors import WorkflowInputError
 
 __all__ = ["Backoff", "RetryPolicy", "backoff_delay"]
 

@@ -20,13 +20,13 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from .codec import ErrorInfo, Record, StepKind, record_to_json
-from .durations import format_duration
+from wfcli.core.codec import ErrorInfo, Record, StepKind, record_to_json
+from wfcli.core.durations import format_duration
 
 if TYPE_CHECKING:
-    from .client import InstanceStatus, InstanceSummary
-    from .replay import ReplayReport, ReplaySummary
-    from .state import StepState
+    from wfcli.client.views import InstanceStatus, InstanceSummary
+    from wfcli.core.state import StepState
+    from wfcli.engine.replay import ReplayReport, ReplaySummary
 
 __all__ = [
     "LineRunLog",

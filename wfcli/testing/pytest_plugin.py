@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from .journal import FileStore
-from .testing import WorkflowHarness
+from wfcli.store.files.store import FileStore
+from wfcli.testing.harness import WorkflowHarness
 
 __all__ = ["wf_harness"]
 

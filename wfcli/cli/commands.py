@@ -4,7 +4,7 @@ Every command is registered with :func:`command`, which turns wfcli's errors
 into one red ``error: ...`` line and an exit code (SPEC §5), in one place:
 0 done, 1 errored, 2 bad usage/config/input, 3 not finished, 4 terminated,
 5 busy. Adding a command is a decorated function that opens a session with
-:func:`open_session` and renders with :mod:`wfcli.render`.
+:func:`open_session` and renders with :mod:`wfcli.ui.render`.
 """
 
 # No ``from __future__ import annotations``: typer reads every command's annotations at
@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
-from .errors import InstanceBusyError, JournalCorruptError, WorkflowError, WorkflowInputError
+from wfcli.errors import InstanceBusyError, JournalCorruptError, WorkflowError, WorkflowInputError
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from .client import InstanceStatus, WorkflowClient
-    from .config import Project
+    from wfcli.client.client import WorkflowClient
+    from wfcli.client.views import InstanceStatus
+    from wfcli.project.schema import Project
 
 __all__ = ["app", "command", "exit_code_for_error", "exit_code_for_status", "main"]
 
@@ -226,7 +227,7 @@ def open_session(config: Path | None, store: Path | None, *, load: bool) -> Sess
     code is imported). The others pass ``load=False``: they need no workflow
     code and, given ``--store`` or ``$WF_STORE``, no workflows.toml at all.
     """
-    from . import config as project_config
+    from wfcli import project as project_config
 
     environ = os.environ
     cwd = Path.cwd()
@@ -279,7 +280,7 @@ def parse_json_input(text: str | None, option: str) -> object:
 
 def parse_duration_option(text: str, option: str) -> timedelta:
     """A duration option: seconds (``0.5``) or text (``'30 seconds'``)."""
-    from .durations import parse_duration
+    from wfcli.core.durations import parse_duration
 
     value: object
     try:
@@ -310,7 +311,7 @@ def execute_foreground(
     try:
         if quiet:
             return client.execute(instance_id, max_inline_wait=max_wait)
-        from . import render
+        from wfcli.ui import render
 
         if screen.plain:
             log = render.LineRunLog(screen.out, client.clock.now)
@@ -401,7 +402,7 @@ def status(
         else:
             from rich.live import Live
 
-            from . import render
+            from wfcli.ui import render
 
             now = client.clock.now
             with Live(render.status_view(current, now(), plain=False), console=screen.out) as live:
@@ -413,7 +414,7 @@ def status(
     if json_output:
         screen.json(current.to_json())
     else:
-        from .render import status_view
+        from wfcli.ui.render import status_view
 
         screen.show(status_view(current, client.clock.now(), screen.plain))
 
@@ -429,7 +430,7 @@ def _settled(current: "InstanceStatus") -> bool:
 def _watch_plain(
     client: "WorkflowClient", current: "InstanceStatus", screen: Screen, *, announce: bool
 ) -> "InstanceStatus":
-    from .render import status_line
+    from wfcli.ui.render import status_line
 
     shown = ""
     while not _settled(current):
@@ -470,7 +471,7 @@ def list_instances(
             }
         )
     else:
-        from .render import instances_table
+        from wfcli.ui.render import instances_table
 
         screen.show(instances_table(found, client.clock.now(), screen.plain))
     for error in damaged:
@@ -486,7 +487,7 @@ def history(
     store: StoreOption = None,
 ) -> None:
     """Show every journal record of an instance, oldest first."""
-    from .codec import record_to_json
+    from wfcli.core.codec import record_to_json
 
     screen = Screen()
     client = open_session(config, store, load=False).client
@@ -494,7 +495,7 @@ def history(
     if json_output:
         screen.json({"id": instance_id, "records": [record_to_json(r) for r in records]})
     else:
-        from .render import history_table
+        from wfcli.ui.render import history_table
 
         screen.show(history_table(records, client.clock.now(), screen.plain))
 
@@ -518,7 +519,7 @@ def resume(
     store: StoreOption = None,
 ) -> None:
     """Lift a pause and run instances in the foreground until they finish or suspend."""
-    from .errors import InvalidStateError
+    from wfcli.errors import InvalidStateError
 
     screen = Screen()
     if not instance_ids and not due:
@@ -560,7 +561,7 @@ def pause(
     *, instance_id: InstanceArgument, config: ConfigOption = None, store: StoreOption = None
 ) -> None:
     """Pause an instance (a step in flight finishes first)."""
-    from .render import status_line
+    from wfcli.ui.render import status_line
 
     current = open_session(config, store, load=False).client.pause(instance_id)
     Screen().say(f"{instance_id}: {status_line(current)}")
@@ -571,7 +572,7 @@ def terminate(
     *, instance_id: InstanceArgument, config: ConfigOption = None, store: StoreOption = None
 ) -> None:
     """Terminate an instance: nothing more runs (a step in flight finishes first)."""
-    from .render import status_line
+    from wfcli.ui.render import status_line
 
     current = open_session(config, store, load=False).client.terminate(instance_id)
     Screen().say(f"{instance_id}: {status_line(current)}")
@@ -623,7 +624,7 @@ def send_event(
     store: StoreOption = None,
 ) -> None:
     """Send an event; an instance waiting for it goes on in the foreground."""
-    from .render import status_line
+    from wfcli.ui.render import status_line
 
     screen = Screen()
     value = parse_json_input(payload, "--payload")
@@ -647,7 +648,7 @@ def send_event(
         screen.say(f"{instance_id}: event {event_type!r} sent")
         screen.note(f"continue with `wf resume {instance_id}` where its workflows.toml is")
         raise typer.Exit(EXIT_NOT_FINISHED)
-    from .config import open_client
+    from wfcli.project import open_client
 
     client = open_client(session.project, session.store_dir, load=True)
     try:
@@ -679,7 +680,7 @@ def worker(
     """
     import signal
 
-    from .render import LineRunLog, status_line
+    from wfcli.ui.render import LineRunLog, status_line
 
     screen = Screen()
     interval = parse_duration_option(poll, "--poll").total_seconds()
@@ -784,7 +785,7 @@ def replay(
     Every step is served from the record: no callback runs, nothing waits, nothing
     is written. Use it in CI before deploying a change to instances in flight.
     """
-    from .replay import ReplaySummary, replay_many
+    from wfcli.engine.replay import ReplaySummary, replay_many
 
     ids = instance_ids or []
     statuses = status_filter or []
@@ -803,7 +804,7 @@ def replay(
             {"instances": [report.to_json() for report in reports], "summary": summary.to_json()}
         )
     else:
-        from .render import replay_lines
+        from wfcli.ui.render import replay_lines
 
         for line in replay_lines(reports, summary):
             screen.say(line)
@@ -816,7 +817,7 @@ def workflows(
     *, json_output: JsonFlag = False, config: ConfigOption = None, store: StoreOption = None
 ) -> None:
     """List the workflows bound in workflows.toml, and where the store is."""
-    from .errors import ConfigError
+    from wfcli.errors import ConfigError
 
     screen = Screen()
     session = open_session(config, store, load=True)
@@ -835,7 +836,7 @@ def workflows(
             }
         )
     else:
-        from .render import WorkflowRow, workflows_view
+        from wfcli.ui.render import WorkflowRow, workflows_view
 
         rows = [WorkflowRow(*entry) for entry in bound]
         screen.show(workflows_view(rows, str(project.path), location, screen.plain))
@@ -897,7 +898,7 @@ def prune(
     store: StoreOption = None,
 ) -> None:
     """Delete finished instances that ended longer ago than --older-than."""
-    from .state import TERMINAL_STATUSES
+    from wfcli.core.state import TERMINAL_STATUSES
 
     screen = Screen()
     age = parse_duration_option(older_than, "--older-than")
@@ -929,7 +930,7 @@ def doctor(
 
     Exit 0 when healthy (notes only), 1 when problems are found.
     """
-    from .doctor import check_store
+    from wfcli.store.files.doctor import check_store
 
     screen = Screen()
     report = check_store(open_session(config, store, load=False).store_dir)

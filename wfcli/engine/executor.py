@@ -14,28 +14,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
-from .clock import Clock
-from .codec import Errored, ErrorInfo, Finished, RunStarted, Suspended, check_json
-from .errors import (
-    InstanceBusyError,
-    InstanceNotFoundError,
-    StepFailedError,
-)
-from .journal import JournalStore, Lease, LockOwner
-from .settings import Settings
-from .state import InstanceState, fold
-from .step import (
-    Cancelled,
-    NullObserver,
-    Restart,
-    RunObserver,
-    StepInterceptor,
-    StepRun,
-    Stop,
-    Suspend,
-    WorkflowStep,
-)
-from .workflow import Env, WorkflowEntrypoint, WorkflowEvent, freeze
+from wfcli.core.clock import Clock
+from wfcli.core.codec import Errored, ErrorInfo, Finished, RunStarted, Suspended, check_json
+from wfcli.core.settings import Settings
+from wfcli.core.state import InstanceState, fold
+from wfcli.core.workflow import Env, WorkflowEntrypoint, WorkflowEvent, freeze
+from wfcli.engine.signals import Cancelled, Restart, Stop, Suspend
+from wfcli.engine.step import NullObserver, RunObserver, StepInterceptor, StepRun, WorkflowStep
+from wfcli.errors import InstanceBusyError, InstanceNotFoundError, StepFailedError
+from wfcli.store.contract import JournalStore, Lease, LockOwner
 
 __all__ = ["Executor", "WorkflowResolver"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from .codec import (
+from wfcli.core.codec import (
     AttemptFailed,
     AttemptStarted,
     Created,

@@ -10,17 +10,14 @@ longer than the inline limit end the run with :class:`Suspend`, a
 
 from __future__ import annotations
 
-import inspect
 import json
-import queue
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol
 
-from .clock import Clock
-from .codec import (
+from wfcli.core.clock import Clock
+from wfcli.core.codec import (
     AttemptFailed,
     AttemptStarted,
     ErrorInfo,
@@ -37,20 +34,28 @@ from .codec import (
     format_time,
     parse_time,
 )
-from .durations import Duration, parse_duration
-from .errors import (
+from wfcli.core.durations import Duration, parse_duration
+from wfcli.core.ids import validate_event_type, validate_step_name
+from wfcli.core.retry import RetryPolicy, backoff_delay
+from wfcli.core.settings import Settings
+from wfcli.core.state import BufferedEvent, InstanceState, StepState, WaitInfo, records_for_message
+from wfcli.core.workflow import ReceivedEvent, StepContext
+from wfcli.engine.callbacks import (
+    AttemptTimedOut,
+    Callback,
+    CallbackRunner,
+    in_step_callback,
+    wants_context,
+)
+from wfcli.engine.signals import Cancelled, Restart, Stop, Suspend
+from wfcli.errors import (
     NonRetryableError,
     StepFailedError,
     StepTimeoutError,
     WorkflowInputError,
     WorkflowTimeoutError,
 )
-from .ids import validate_event_type, validate_step_name
-from .journal import Lease
-from .retry import RetryPolicy, backoff_delay
-from .settings import Settings
-from .state import BufferedEvent, InstanceState, StepState, WaitInfo, records_for_message
-from .workflow import ReceivedEvent, StepContext
+from wfcli.store.contract import Lease
 
 __all__ = [
     "Callback",
@@ -58,8 +63,6 @@ __all__ = [
     "StepInterceptor",
     "WorkflowStep",
 ]
-
-Callback = Callable[..., Any]
 
 
 class RunObserver(Protocol):
@@ -106,137 +109,9 @@ class NullObserver:
         pass
 
 
-# --- control-flow signals (BaseException: user code's ``except Exception`` lets them pass)
-
-
-class RunSignal(BaseException):
-    """Base of the executor's internal signals that unwind ``run``."""
-
-
-class Suspend(RunSignal):
-    """The run must stop and wait; the executor journals ``Suspended``."""
-
-    def __init__(self, wait: WaitInfo) -> None:
-        self.wait = wait
-        super().__init__(f"waiting for {wait.kind} {wait.step!r} until {format_time(wait.until)}")
-
-
-class Stop(RunSignal):
-    """The instance was paused or terminated; its record is already journaled."""
-
-
-class Cancelled(RunSignal):
-    """The process is shutting down: stop between steps, journal nothing.
-
-    The instance stays ``running`` in its journal with no process holding it, so
-    it shows as interrupted and the next ``wf resume``/worker carries on.
-    """
-
-
-class Restart(RunSignal):
-    """The instance was restarted; the executor runs it again from the top."""
-
-
 # A step whose journal says "completed" or "failed" is replayed, not run.
 _SETTLED = ("completed", "failed")
 _NO_TIME = timedelta(0)
-
-
-# --- callbacks run on a worker thread so that a timeout can abandon them -------------
-
-
-class _ThreadFlags(threading.local):
-    """Per-thread flags; class attributes give every thread its defaults (a missing
-    attribute of a ``threading.local`` costs an exception on every look)."""
-
-    active = False  # this thread is running a step callback
-
-
-_callback_thread = _ThreadFlags()
-
-
-@dataclass(slots=True)
-class _Call:
-    function: Callback
-    args: tuple[object, ...]
-    done: threading.Event
-    result: object = None
-    error: BaseException | None = None
-
-    def run(self) -> None:
-        _callback_thread.active = True
-        try:
-            self.result = self.function(*self.args)
-        except BaseException as error:  # handed to the waiting thread, which decides
-            self.error = error
-        finally:
-            _callback_thread.active = False
-            self.done.set()
-
-
-class _CallbackWorker:
-    """One daemon thread that runs callbacks handed to it, one at a time."""
-
-    def __init__(self) -> None:
-        self.calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
-        threading.Thread(target=self._loop, name="wfcli-step", daemon=True).start()
-
-    def _loop(self) -> None:
-        while (call := self.calls.get()) is not None:
-            call.run()
-
-
-class AttemptTimedOut(Exception):
-    """The callback did not return within the attempt's timeout (private to the runner,
-    so a callback's own ``TimeoutError`` is not mistaken for one)."""
-
-
-class CallbackRunner:
-    """Runs callbacks with a per-attempt timeout.
-
-    A timed-out callback cannot be killed in Python: its thread is abandoned (it
-    keeps running in the background until the callback returns, and its result
-    is discarded) and a fresh thread takes the next call.
-    """
-
-    def __init__(self) -> None:
-        self._worker: _CallbackWorker | None = None
-
-    def call(self, function: Callback, args: tuple[object, ...], timeout: float) -> object:
-        if self._worker is None:
-            self._worker = _CallbackWorker()
-        call = _Call(function, args, threading.Event())
-        self._worker.calls.put(call)
-        if not call.done.wait(timeout):
-            self._worker.calls.put(None)  # the thread exits once the callback returns
-            self._worker = None
-            raise AttemptTimedOut
-        if call.error is not None:
-            raise call.error
-        return call.result
-
-    def close(self) -> None:
-        if self._worker is not None:
-            self._worker.calls.put(None)
-            self._worker = None
-
-
-def _wants_context(callback: Callback) -> bool:
-    """Whether ``callback`` has a required positional parameter (for the context)."""
-    if inspect.isfunction(callback):
-        required = callback.__code__.co_argcount - len(callback.__defaults__ or ())
-        return required >= 1
-    if inspect.ismethod(callback) and inspect.isfunction(callback.__func__):
-        function = callback.__func__
-        return function.__code__.co_argcount - len(function.__defaults__ or ()) >= 2
-    try:
-        parameters = inspect.signature(callback).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(
-        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        for p in parameters
-    )
 
 
 def _copy_json(value: JsonValue) -> Any:
@@ -433,11 +308,11 @@ class StepRun:
             attempt = step.attempts + 1 if step.status == "waiting" else max(step.attempts, 1)
             if step.retry_at is not None:
                 self.wait(name, "retry", step.retry_at)
-        wants_context = _wants_context(callback)
+        takes_context = wants_context(callback)
         while True:
             self.record(AttemptStarted(at=self.clock.now(), step=name, attempt=attempt), sync=False)
             self.observer.step_started(name, "do", attempt)
-            args = (StepContext(attempt=attempt, name=name, count=count),) if wants_context else ()
+            args = (StepContext(attempt=attempt, name=name, count=count),) if takes_context else ()
             function = callback
             if self.interceptor is not None:
                 stand_in = self.interceptor.stand_in(name, attempt, timeout)
@@ -573,7 +448,7 @@ class WorkflowStep:
         during a long replay still takes effect before anything new happens, and
         replaying costs no folder listing per step.
         """
-        if _callback_thread.active:
+        if in_step_callback():
             raise WorkflowInputError("step", "steps cannot be started inside a step callback")
         checked = validate_step_name(name)
         if not self._run.replays(checked):
@@ -632,7 +507,7 @@ class WorkflowStep:
                 raise WorkflowInputError(
                     "callback", f"{type(callback).__name__} given for step {name!r} is not callable"
                 )
-        if _callback_thread.active:
+        if in_step_callback():
             raise WorkflowInputError("step", "steps cannot be started inside a step callback")
         if not all(self._run.replays(name) for name, _ in named):
             self._run.checkpoint()

@@ -17,7 +17,7 @@ from json.encoder import encode_basestring as _encode_text
 from operator import attrgetter
 from typing import ClassVar, Literal, TypeAlias, Union
 
-from .errors import NonRetryableError, ValueTooLargeError, WorkflowInputError
+from wfcli.errors import NonRetryableError, ValueTooLargeError, WorkflowInputError
 
 __all__ = [
     "FORMAT_VERSION",

@@ -22,15 +22,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from .client import WorkflowClient
-from .codec import Created, ErrorInfo, InboxMessage, JsonValue, Record, StepKind, check_json
-from .errors import StepFailedError, UnknownWorkflowError, WorkflowError
-from .ids import validate_instance_id
-from .journal import JournalStore, Lease, LockOwner
-from .retry import RetryPolicy
-from .state import InstanceState, StepState, fold
-from .step import Callback, CallbackRunner, NullObserver, RunSignal, StepRun, WorkflowStep
-from .workflow import ReceivedEvent, WorkflowEvent, freeze
+from wfcli.client.client import WorkflowClient
+from wfcli.core.codec import (
+    Created,
+    ErrorInfo,
+    InboxMessage,
+    JsonValue,
+    Record,
+    StepKind,
+    check_json,
+)
+from wfcli.core.ids import validate_instance_id
+from wfcli.core.retry import RetryPolicy
+from wfcli.core.state import InstanceState, StepState, fold
+from wfcli.core.workflow import ReceivedEvent, WorkflowEvent, freeze
+from wfcli.engine.callbacks import Callback, CallbackRunner
+from wfcli.engine.signals import RunSignal
+from wfcli.engine.step import NullObserver, StepRun, WorkflowStep
+from wfcli.errors import StepFailedError, UnknownWorkflowError, WorkflowError
+from wfcli.store.contract import JournalStore, Lease, LockOwner
 
 __all__ = [
     "Finding",

@@ -1,16 +1,6 @@
-"""Journal stores: where instances' records, locks and inboxes live.
+"""The file store: one JSON-lines journal per instance in a folder.
 
-:class:`JournalStore` is the contract every backend meets (files now; a
-database later). The rules that make wfcli durable live here:
-
-* Only the holder of an instance's :class:`Lease` appends to its journal, so a
-  journal never has two writers. Other processes talk to the instance through
-  its *inbox* (:meth:`JournalStore.post`); the lease holder moves messages into
-  the journal and then discards them.
-* A record counts once its line, newline included, is in the journal. A torn
-  last line (a crash mid-write) is ignored on read and cut off before the next
-  append; damage anywhere else raises :class:`JournalCorruptError` and nothing
-  is written.
+Layout and format in ``docs/journal-format.md``.
 """
 
 from __future__ import annotations
@@ -23,14 +13,11 @@ import os
 import threading
 import time
 import uuid
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
-from .codec import (
+from wfcli.core.codec import (
     Created,
     InboxMessage,
     Record,
@@ -41,166 +28,20 @@ from .codec import (
     encode_record,
     parse_line,
 )
-from .errors import (
+from wfcli.core.ids import instance_id_of_file, validate_instance_id
+from wfcli.errors import (
     InstanceBusyError,
     InstanceExistsError,
     InstanceNotFoundError,
     JournalCorruptError,
 )
-from .ids import instance_id_of_file, validate_instance_id
+from wfcli.store.contract import JournalStore, Lease, LockOwner, _check_cache_name
 
-__all__ = ["FileStore", "JournalStore", "Lease", "LockOwner", "MemoryStore"]
+__all__ = ["DEFAULT_MAX_LINE_BYTES", "FileStore"]
 
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
 _READ_CHUNK_BYTES = 1024 * 1024
 _BUSY_RETRY_SECONDS = 0.1  # rides out a status probe holding the lock for microseconds
-
-
-@dataclass(frozen=True, slots=True)
-class LockOwner:
-    """Who executes an instance: a process on a host."""
-
-    pid: int
-    host: str
-
-    @classmethod
-    def current(cls) -> LockOwner:
-        return cls(pid=os.getpid(), host=os.uname().nodename)  # gethostname, without socket
-
-
-class Lease(ABC):
-    """Exclusive right to write one instance's journal; release it when done."""
-
-    instance_id: str
-    owner: LockOwner
-
-    @abstractmethod
-    def read(self) -> list[Record]:
-        """All complete records of the journal, in order."""
-
-    @abstractmethod
-    def append(self, records: Sequence[Record], *, sync: bool = True) -> None:
-        """Append ``records`` at the end; with ``sync`` (and a durable store) they
-        are on disk when this returns. Records appended without ``sync`` may be
-        lost in a crash, but never reordered after a later synced record."""
-
-    @abstractmethod
-    def pending(self) -> list[InboxMessage]:
-        """Inbox messages not yet discarded, oldest first."""
-
-    @abstractmethod
-    def discard(self, message_ids: Sequence[str]) -> None:
-        """Remove messages from the inbox (after their effect is journaled)."""
-
-    @abstractmethod
-    def delete_instance(self) -> None:
-        """Remove the instance's journal and inbox; the lease is released."""
-
-    @abstractmethod
-    def release(self) -> None:
-        """Give up the lease; idempotent."""
-
-    def __enter__(self) -> Lease:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
-
-class JournalStore(ABC):
-    """Where journals, locks and inboxes of instances are kept.
-
-    Every method is safe to call from several processes (and threads) at once.
-    """
-
-    durable: bool
-
-    @abstractmethod
-    def location(self) -> str:
-        """Where the store is, for people (a folder, a URL)."""
-
-    @abstractmethod
-    def create(self, record: Created) -> None:
-        """Atomically create a journal whose first line is ``record``.
-
-        Raises :class:`InstanceExistsError` (and writes nothing) if the ID is taken;
-        of many concurrent creators of one ID exactly one succeeds.
-        """
-
-    @abstractmethod
-    def exists(self, instance_id: str) -> bool:
-        """Whether a journal with this ID exists."""
-
-    @abstractmethod
-    def read(self, instance_id: str) -> list[Record]:
-        """The complete records of a journal, without taking its lock.
-
-        Raises :class:`InstanceNotFoundError` or :class:`JournalCorruptError`.
-        """
-
-    @abstractmethod
-    def instance_ids(self) -> list[str]:
-        """IDs of every instance, sorted."""
-
-    @abstractmethod
-    def acquire(self, instance_id: str, owner: LockOwner) -> Lease:
-        """Take the instance's lock without waiting for a holder to finish.
-
-        Raises :class:`InstanceBusyError` naming the holder, or
-        :class:`InstanceNotFoundError`.
-        """
-
-    @abstractmethod
-    def holder(self, instance_id: str) -> LockOwner | None:
-        """Who holds the lock now, or None."""
-
-    @abstractmethod
-    def post(self, instance_id: str, message: InboxMessage) -> None:
-        """Durably add a message to the inbox; messages keep the order they were posted in."""
-
-    @abstractmethod
-    def pending(self, instance_id: str) -> list[InboxMessage]:
-        """Inbox messages not yet applied, oldest first (read-only, no lock)."""
-
-    @abstractmethod
-    def inbox_ids(self) -> set[str]:
-        """IDs whose inbox may hold messages: every ID with a pending message, maybe more.
-
-        Lets a scan of many instances skip :meth:`pending` for the rest.
-        """
-
-    @abstractmethod
-    def journal_versions(self) -> dict[str, str]:
-        """Every instance's ID with a token that changes whenever its journal does.
-
-        Reads no journal, so it costs far less than :meth:`read` of each.
-        """
-
-    @abstractmethod
-    def load_cache(self, name: str) -> bytes | None:
-        """Data kept by :meth:`save_cache`, or None. It may be stale or damaged:
-        whoever saved it must be able to check it (see :meth:`journal_versions`)."""
-
-    @abstractmethod
-    def save_cache(self, name: str, data: bytes) -> None:
-        """Keep derived data (an index) under ``name``, replacing what was there.
-
-        Not durable and not journaled: losing it only costs time.
-        """
-
-
-def _check_cache_name(name: str) -> str:
-    if not name.replace("-", "").replace(".", "").isalnum():
-        raise ValueError(f"bad cache name {name!r}")
-    return name
-
-
-# --- files ------------------------------------------------------------------------
 
 
 def _fsync_dir(path: Path | str) -> None:
@@ -638,136 +479,3 @@ class FileStore(JournalStore):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
             raise
-
-
-# --- memory ---------------------------------------------------------------------------
-
-
-@dataclass
-class _MemoryInstance:
-    records: list[Record]
-    generation: int
-    inbox: list[InboxMessage] = field(default_factory=list)
-    owner: LockOwner | None = None
-
-
-class _MemoryLease(Lease):
-    def __init__(self, store: MemoryStore, instance_id: str, owner: LockOwner) -> None:
-        self.instance_id = instance_id
-        self.owner = owner
-        self._store = store
-        self._held = True
-
-    def _instance(self) -> _MemoryInstance:
-        return self._store._instances[self.instance_id]
-
-    def read(self) -> list[Record]:
-        with self._store._mutex:
-            return list(self._instance().records)
-
-    def append(self, records: Sequence[Record], *, sync: bool = True) -> None:
-        for record in records:  # the same validation a file round trip gives
-            decode_record(json.loads(encode_record(record)))
-        with self._store._mutex:
-            self._instance().records.extend(records)
-
-    def pending(self) -> list[InboxMessage]:
-        return self._store.pending(self.instance_id)
-
-    def discard(self, message_ids: Sequence[str]) -> None:
-        with self._store._mutex:
-            instance = self._instance()
-            instance.inbox = [m for m in instance.inbox if m.message_id not in message_ids]
-
-    def delete_instance(self) -> None:
-        with self._store._mutex:
-            del self._store._instances[self.instance_id]
-            self._held = False
-
-    def release(self) -> None:
-        with self._store._mutex:
-            if self._held:
-                self._held = False
-                self._instance().owner = None
-
-
-class MemoryStore(JournalStore):
-    """Everything in memory, for tests and :mod:`wfcli.testing`; works on any OS."""
-
-    durable = False
-
-    def __init__(self) -> None:
-        self._instances: dict[str, _MemoryInstance] = {}
-        self._caches: dict[str, bytes] = {}
-        self._generations = itertools.count(1)  # tells a re-created ID from the old one
-        self._mutex = threading.Lock()
-
-    def location(self) -> str:
-        return "(memory)"
-
-    def create(self, record: Created) -> None:
-        validate_instance_id(record.instance_id)
-        with self._mutex:
-            if record.instance_id in self._instances:
-                raise InstanceExistsError(record.instance_id)
-            self._instances[record.instance_id] = _MemoryInstance(
-                records=[record], generation=next(self._generations)
-            )
-
-    def exists(self, instance_id: str) -> bool:
-        return instance_id in self._instances
-
-    def read(self, instance_id: str) -> list[Record]:
-        with self._mutex:
-            return list(self._get(instance_id).records)
-
-    def _get(self, instance_id: str) -> _MemoryInstance:
-        try:
-            return self._instances[instance_id]
-        except KeyError:
-            raise InstanceNotFoundError(instance_id) from None
-
-    def instance_ids(self) -> list[str]:
-        with self._mutex:
-            return sorted(self._instances)
-
-    def acquire(self, instance_id: str, owner: LockOwner) -> Lease:
-        with self._mutex:
-            instance = self._get(instance_id)
-            if instance.owner is not None:
-                raise InstanceBusyError(instance_id, instance.owner.pid, instance.owner.host)
-            instance.owner = owner
-        return _MemoryLease(self, instance_id, owner)
-
-    def holder(self, instance_id: str) -> LockOwner | None:
-        with self._mutex:
-            instance = self._instances.get(instance_id)
-            return instance.owner if instance else None
-
-    def post(self, instance_id: str, message: InboxMessage) -> None:
-        with self._mutex:
-            self._get(instance_id).inbox.append(message)
-
-    def pending(self, instance_id: str) -> list[InboxMessage]:
-        with self._mutex:
-            instance = self._instances.get(instance_id)
-            return list(instance.inbox) if instance else []
-
-    def inbox_ids(self) -> set[str]:
-        with self._mutex:
-            return {instance_id for instance_id, i in self._instances.items() if i.inbox}
-
-    def journal_versions(self) -> dict[str, str]:
-        with self._mutex:
-            return {
-                instance_id: f"{instance.generation}:{len(instance.records)}"
-                for instance_id, instance in self._instances.items()
-            }
-
-    def load_cache(self, name: str) -> bytes | None:
-        with self._mutex:
-            return self._caches.get(_check_cache_name(name))
-
-    def save_cache(self, name: str, data: bytes) -> None:
-        with self._mutex:
-            self._caches[_check_cache_name(name)] = bytes(data)

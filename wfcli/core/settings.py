@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from .retry import RetryPolicy
+from wfcli.core.retry import RetryPolicy
 
 __all__ = ["DEFAULT_MAX_VALUE_BYTES", "Settings"]
 

@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 from typing import TypeAlias, Union
 
-from .errors import WorkflowInputError
+from wfcli.errors import WorkflowInputError
 
 __all__ = ["Duration", "format_duration", "parse_duration"]
 

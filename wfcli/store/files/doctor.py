@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .codec import (
+from wfcli.core.codec import (
     AttemptFailed,
     AttemptStarted,
     Errored,
@@ -42,10 +42,10 @@ from .codec import (
     WaitStarted,
     Warned,
 )
-from .errors import InstanceNotFoundError, JournalCorruptError, WorkflowInputError
-from .ids import instance_id_of_file
-from .journal import FileStore
-from .state import fold
+from wfcli.core.ids import instance_id_of_file
+from wfcli.core.state import fold
+from wfcli.errors import InstanceNotFoundError, JournalCorruptError, WorkflowInputError
+from wfcli.store.files.store import FileStore
 
 __all__ = ["Finding", "Severity", "StoreReport", "check_store", "journal_order_problems"]
 

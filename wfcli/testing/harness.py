@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, NoReturn
 
-from .client import WorkflowClient
-from .clock import FakeClock
-from .codec import (
+from wfcli.client.client import WorkflowClient
+from wfcli.core.clock import FakeClock
+from wfcli.core.codec import (
     AttemptFailed,
     AttemptStarted,
     ErrorInfo,
@@ -40,14 +40,15 @@ from .codec import (
     Restarted,
     check_json,
 )
-from .durations import Duration, parse_duration
-from .errors import StepTimeoutError, WorkflowInputError
-from .ids import validate_event_type, validate_step_name
-from .journal import JournalStore, MemoryStore
-from .settings import Settings
-from .state import StepState, WaitInfo
-from .step import Callback
-from .workflow import WorkflowEntrypoint
+from wfcli.core.durations import Duration, parse_duration
+from wfcli.core.ids import validate_event_type, validate_step_name
+from wfcli.core.settings import Settings
+from wfcli.core.state import StepState, WaitInfo
+from wfcli.core.workflow import WorkflowEntrypoint
+from wfcli.engine.callbacks import Callback
+from wfcli.errors import StepTimeoutError, WorkflowInputError
+from wfcli.store.contract import JournalStore
+from wfcli.store.memory import MemoryStore
 
 __all__ = ["Attempt", "FakeClock", "RunResult", "WorkflowHarness"]
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .codec import JsonValue
+from wfcli.core.codec import JsonValue
 
 if TYPE_CHECKING:
-    from .step import WorkflowStep
+    from wfcli.engine.step import WorkflowStep
 
 __all__ = ["Env", "ReceivedEvent", "StepContext", "WorkflowEntrypoint", "WorkflowEvent", "freeze"]
 

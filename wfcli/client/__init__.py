@@ -1,0 +1,13 @@
+"""The Python client (create, run, inspect and control instances), its views of
+instances, and the worker that executes what is due."""
+
+from wfcli.client.client import InstanceHandle, WorkflowBinding, WorkflowClient
+from wfcli.client.views import InstanceStatus, InstanceSummary
+
+__all__ = [
+    "InstanceHandle",
+    "InstanceStatus",
+    "InstanceSummary",
+    "WorkflowBinding",
+    "WorkflowClient",
+]

@@ -1,0 +1,113 @@
+"""Running step callbacks with a per-attempt timeout, on a thread that can be abandoned."""
+
+from __future__ import annotations
+
+import inspect
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["AttemptTimedOut", "Callback", "CallbackRunner", "in_step_callback", "wants_context"]
+
+Callback = Callable[..., Any]
+
+
+class _ThreadFlags(threading.local):
+    """Per-thread flags; class attributes give every thread its defaults (a missing
+    attribute of a ``threading.local`` costs an exception on every look)."""
+
+    active = False  # this thread is running a step callback
+
+
+_callback_thread = _ThreadFlags()
+
+
+def in_step_callback() -> bool:
+    """Whether the calling thread is running a step callback (steps cannot nest)."""
+    return _callback_thread.active
+
+
+@dataclass(slots=True)
+class _Call:
+    function: Callback
+    args: tuple[object, ...]
+    done: threading.Event
+    result: object = None
+    error: BaseException | None = None
+
+    def run(self) -> None:
+        _callback_thread.active = True
+        try:
+            self.result = self.function(*self.args)
+        except BaseException as error:  # handed to the waiting thread, which decides
+            self.error = error
+        finally:
+            _callback_thread.active = False
+            self.done.set()
+
+
+class _CallbackWorker:
+    """One daemon thread that runs callbacks handed to it, one at a time."""
+
+    def __init__(self) -> None:
+        self.calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="wfcli-step", daemon=True).start()
+
+    def _loop(self) -> None:
+        while (call := self.calls.get()) is not None:
+            call.run()
+
+
+class AttemptTimedOut(Exception):
+    """The callback did not return within the attempt's timeout (private to the runner,
+    so a callback's own ``TimeoutError`` is not mistaken for one)."""
+
+
+class CallbackRunner:
+    """Runs callbacks with a per-attempt timeout.
+
+    A timed-out callback cannot be killed in Python: its thread is abandoned (it
+    keeps running in the background until the callback returns, and its result
+    is discarded) and a fresh thread takes the next call.
+    """
+
+    def __init__(self) -> None:
+        self._worker: _CallbackWorker | None = None
+
+    def call(self, function: Callback, args: tuple[object, ...], timeout: float) -> object:
+        if self._worker is None:
+            self._worker = _CallbackWorker()
+        call = _Call(function, args, threading.Event())
+        self._worker.calls.put(call)
+        if not call.done.wait(timeout):
+            self._worker.calls.put(None)  # the thread exits once the callback returns
+            self._worker = None
+            raise AttemptTimedOut
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.calls.put(None)
+            self._worker = None
+
+
+def wants_context(callback: Callback) -> bool:
+    """Whether ``callback`` has a required positional parameter (for the context)."""
+    if inspect.isfunction(callback):
+        required = callback.__code__.co_argcount - len(callback.__defaults__ or ())
+        return required >= 1
+    if inspect.ismethod(callback) and inspect.isfunction(callback.__func__):
+        function = callback.__func__
+        return function.__code__.co_argcount - len(function.__defaults__ or ()) >= 2
+    try:
+        parameters = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        for p in parameters
+    )

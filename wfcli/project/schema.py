@@ -1,0 +1,368 @@
+"""``workflows.toml``'s schema: reading a parsed file key by key into a :class:`Project`.
+
+The file is modelled on ``wrangler.toml`` (SPEC §4). Every mistake in it is one
+:class:`ConfigError` naming the file, the dotted key (``workflows[1].class_name``,
+arrays counted from 0) and, where the text shows it, the line. Loading a project
+never imports user code; :meth:`Project.load_workflows` does, on demand.
+"""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from wfcli.core.codec import JsonValue
+from wfcli.core.durations import parse_duration
+from wfcli.core.retry import RetryPolicy
+from wfcli.core.settings import Settings
+from wfcli.errors import ConfigError, WorkflowInputError
+from wfcli.project.toml_lines import (
+    KeyPath,
+    LineScanner,
+    parse_toml,
+    render_key,
+    syntax_error,
+    toml_type,
+)
+from wfcli.store.files import DEFAULT_MAX_LINE_BYTES
+
+if TYPE_CHECKING:  # loaded with the workflows themselves (status and list need none)
+    from wfcli.core.workflow import WorkflowEntrypoint
+
+__all__ = [
+    "CONFIG_FILENAME",
+    "NO_MAIN",
+    "Project",
+    "WorkflowConfig",
+    "absolute_path",
+    "config_error",
+    "load_project",
+]
+
+CONFIG_FILENAME = "workflows.toml"
+
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_WORKFLOW_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# A step result is journaled inside one record line, which must stay under the line cap.
+_MAX_VALUE_BYTES_LIMIT = DEFAULT_MAX_LINE_BYTES // 2
+
+_TOP_KEYS = ("defaults", "limits", "main", "name", "store", "vars", "workflows")
+_WORKFLOW_KEYS = ("binding", "class_name", "main", "name")
+_STORE_KEYS = ("dir", "fsync")
+_DEFAULTS_KEYS = ("max_inline_wait", "retries", "timeout")
+_RETRIES_KEYS = ("backoff", "delay", "limit")
+_LIMITS_KEYS = ("max_step_result_bytes",)
+
+_T = TypeVar("_T")
+NO_MAIN = "missing: set main here or at the top level of the file"
+
+
+def config_error(
+    path: Path, key_lines: Mapping[KeyPath, int], key: KeyPath, reason: str
+) -> ConfigError:
+    """A :class:`ConfigError` about ``key``, on the line of the key or of its nearest table."""
+    line = None
+    for end in range(len(key), 0, -1):
+        line = key_lines.get(key[:end])
+        if line is not None:
+            break
+    return ConfigError(str(path), reason, key=render_key(key) or None, line=line)
+
+
+# --- the project -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowConfig:
+    """One ``[[workflows]]`` entry: a workflow name bound to a class."""
+
+    name: str
+    binding: str
+    class_name: str
+    main: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """A checked ``workflows.toml``.
+
+    ``main`` and each workflow's ``main`` are a dotted module name or a path to a
+    ``.py`` file relative to the file's folder. ``store_dir`` is ``[store] dir``
+    made absolute; ``durable`` is ``[store] fsync``; ``settings`` come from
+    ``[defaults]`` and ``[limits]``.
+    """
+
+    path: Path
+    name: str
+    main: str | None
+    variables: dict[str, JsonValue]
+    workflows: tuple[WorkflowConfig, ...]
+    store_dir: Path | None
+    durable: bool
+    settings: Settings
+    _key_lines: Mapping[KeyPath, int] = field(default_factory=dict, repr=False, compare=False)
+    _modules: dict[str, ModuleType] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def error(self, key: KeyPath, reason: str) -> ConfigError:
+        """A :class:`ConfigError` about ``key``, on its line where the text shows it."""
+        return config_error(self.path, self._key_lines, key, reason)
+
+    def load_workflows(self) -> dict[str, type[WorkflowEntrypoint]]:
+        """Import the modules; ``{workflow name: class}`` (:mod:`wfcli.project.loader`)."""
+        from wfcli.project.loader import load_workflows
+
+        return load_workflows(self)
+
+
+def absolute_path(value: str | Path, base: Path) -> Path:
+    """``value`` with ``~`` expanded, made absolute against ``base`` and normalised."""
+    return Path(os.path.abspath(base / Path(value).expanduser()))
+
+
+def load_project(path: Path) -> Project:
+    """Read and check a ``workflows.toml``; user code is not imported.
+
+    Raises :class:`ConfigError` for unreadable files, TOML syntax errors, unknown
+    keys, wrong types, missing keys, bad names and duplicate workflows or bindings.
+    """
+    path = absolute_path(path, Path.cwd())
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(str(path), f"not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise ConfigError(str(path), f"cannot read the file: {error.strerror or error}") from None
+    try:
+        document = parse_toml(text)
+    except ValueError as error:
+        reason, line = syntax_error(error, text)
+        raise ConfigError(str(path), f"invalid TOML: {reason}", line=line) from None
+    return _ProjectReader(path, LineScanner(text).scan()).read(document)
+
+
+class _ProjectReader:
+    """Checks a parsed document key by key and builds the :class:`Project`."""
+
+    def __init__(self, path: Path, key_lines: dict[KeyPath, int]) -> None:
+        self.path = path
+        self.key_lines = key_lines
+
+    def error(self, key: KeyPath, reason: str) -> ConfigError:
+        return config_error(self.path, self.key_lines, key, reason)
+
+    def read(self, document: dict[str, Any]) -> Project:
+        self.check_keys(document, _TOP_KEYS, ())
+        name = self.required_text(document, ("name",))
+        if _PROJECT_NAME.fullmatch(name) is None:
+            raise self.error(
+                ("name",),
+                f"{name!r} is not a valid project name: use 1-64 letters, digits, '_', '.' "
+                "or '-', starting with a letter or digit",
+            )
+        main = self.main(document, ("main",))
+        workflows = self.workflows(document)
+        if main is None:
+            for index, workflow in enumerate(workflows):
+                if workflow.main is None:
+                    raise self.error(("workflows", index, "main"), NO_MAIN)
+        variables = self.variables(document, workflows)
+        store = self.table(document, ("store",))
+        self.check_keys(store, _STORE_KEYS, ("store",))
+        store_dir = self.text(store, ("store", "dir"))
+        durable = store.get("fsync", True)
+        if not isinstance(durable, bool):
+            raise self.error(
+                ("store", "fsync"), f"expected true or false, got {toml_type(durable)}"
+            )
+        return Project(
+            path=self.path,
+            name=name,
+            main=main,
+            variables=variables,
+            workflows=workflows,
+            store_dir=None if store_dir is None else absolute_path(store_dir, self.path.parent),
+            durable=durable,
+            settings=self.settings(document),
+            _key_lines=self.key_lines,
+        )
+
+    # generic checks --------------------------------------------------------------------
+
+    def check_keys(
+        self, table: Mapping[str, object], allowed: tuple[str, ...], at: KeyPath
+    ) -> None:
+        for key in table:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else f"expected one of {', '.join(allowed)}"
+                )
+                raise self.error((*at, key), f"unknown key ({hint})")
+
+    def table(self, parent: Mapping[str, object], key: KeyPath) -> dict[str, Any]:
+        value = parent.get(str(key[-1]), {})
+        if not isinstance(value, dict):
+            raise self.error(key, f"expected a table, got {toml_type(value)}")
+        return value
+
+    def text(self, table: Mapping[str, object], key: KeyPath) -> str | None:
+        """The string at ``key``, ``None`` when absent; never empty."""
+        value = table.get(str(key[-1]))
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {toml_type(value)}")
+        if not value.strip():
+            raise self.error(key, "must not be empty")
+        return value
+
+    def required_text(self, table: Mapping[str, object], key: KeyPath) -> str:
+        value = self.text(table, key)
+        if value is None:
+            raise self.error(key, "missing (it is required)")
+        return value
+
+    def identifier(self, table: Mapping[str, object], key: KeyPath) -> str:
+        value = self.required_text(table, key)
+        if not value.isidentifier() or keyword.iskeyword(value):
+            raise self.error(key, f"{value!r} is not a Python identifier")
+        return value
+
+    def main(self, table: Mapping[str, object], key: KeyPath) -> str | None:
+        value = self.text(table, key)
+        if value is None or value.endswith(".py"):
+            return value
+        if not all(part.isidentifier() for part in value.split(".")):
+            raise self.error(
+                key, f"{value!r} is neither a dotted module name nor a path to a .py file"
+            )
+        return value
+
+    # sections --------------------------------------------------------------------------
+
+    def workflows(self, document: Mapping[str, object]) -> tuple[WorkflowConfig, ...]:
+        entries = document.get("workflows")
+        if entries is None:
+            raise self.error(("workflows",), "missing: add at least one [[workflows]] entry")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise self.error(
+                ("workflows",),
+                f"expected an array of tables ([[workflows]]), got {toml_type(entries)}",
+            )
+        workflows: list[WorkflowConfig] = []
+        names: dict[str, int] = {}
+        bindings: dict[str, int] = {}
+        for index, entry in enumerate(entries):
+            at: KeyPath = ("workflows", index)
+            self.check_keys(entry, _WORKFLOW_KEYS, at)
+            name = self.required_text(entry, (*at, "name"))
+            if _WORKFLOW_NAME.fullmatch(name) is None:
+                raise self.error(
+                    (*at, "name"),
+                    f"{name!r} is not a valid workflow name: use 1-64 lowercase letters, digits, "
+                    "'_' or '-', starting with a letter or digit",
+                )
+            binding = self.identifier(entry, (*at, "binding"))
+            for value, seen, what in ((name, names, "name"), (binding, bindings, "binding")):
+                if value in seen:
+                    raise self.error(
+                        (*at, what), f"{value!r} is already the {what} of workflows[{seen[value]}]"
+                    )
+                seen[value] = index
+            workflows.append(
+                WorkflowConfig(
+                    name=name,
+                    binding=binding,
+                    class_name=self.identifier(entry, (*at, "class_name")),
+                    main=self.main(entry, (*at, "main")),
+                )
+            )
+        return tuple(workflows)
+
+    def variables(
+        self, document: Mapping[str, object], workflows: tuple[WorkflowConfig, ...]
+    ) -> dict[str, JsonValue]:
+        table = self.table(document, ("vars",))
+        bindings = {workflow.binding: index for index, workflow in enumerate(workflows)}
+        variables: dict[str, JsonValue] = {}
+        for name, value in table.items():
+            key: KeyPath = ("vars", name)
+            if not name.isidentifier() or keyword.iskeyword(name):
+                raise self.error(key, f"{name!r} is not a Python identifier (read as env.{name})")
+            if name in bindings:
+                raise self.error(key, f"clashes with the binding of workflows[{bindings[name]}]")
+            variables[name] = self.json_value(value, key)
+        return variables
+
+    def json_value(self, value: object, key: KeyPath) -> JsonValue:
+        if value is None or isinstance(value, (bool, int, str)):
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise self.error(key, f"{value} is not a JSON number")
+            return value
+        if isinstance(value, list):
+            return [self.json_value(item, (*key, index)) for index, item in enumerate(value)]
+        if isinstance(value, dict):
+            return {name: self.json_value(item, (*key, name)) for name, item in value.items()}
+        raise self.error(key, f"{toml_type(value)} is not a JSON value; write it as a string")
+
+    def settings(self, document: Mapping[str, object]) -> Settings:
+        base = Settings()
+        defaults = self.table(document, ("defaults",))
+        self.check_keys(defaults, _DEFAULTS_KEYS, ("defaults",))
+        retries = self.table(defaults, ("defaults", "retries"))
+        self.check_keys(retries, _RETRIES_KEYS, ("defaults", "retries"))
+        policy = self.converted(
+            ("defaults",), lambda: RetryPolicy.from_value(retries, base.retries)
+        )
+        timeout = self.duration(defaults, ("defaults", "timeout"), base.timeout)
+        if timeout <= timedelta(0):
+            raise self.error(("defaults", "timeout"), "must be longer than zero")
+        limits = self.table(document, ("limits",))
+        self.check_keys(limits, _LIMITS_KEYS, ("limits",))
+        max_bytes = limits.get("max_step_result_bytes", base.max_value_bytes)
+        if (
+            isinstance(max_bytes, bool)
+            or not isinstance(max_bytes, int)
+            or not 1 <= max_bytes <= _MAX_VALUE_BYTES_LIMIT
+        ):
+            raise self.error(
+                ("limits", "max_step_result_bytes"),
+                f"expected a whole number of bytes from 1 to {_MAX_VALUE_BYTES_LIMIT}, "
+                f"got {max_bytes!r}",
+            )
+        return Settings(
+            retries=policy,
+            timeout=timeout,
+            max_inline_wait=self.duration(
+                defaults, ("defaults", "max_inline_wait"), base.max_inline_wait
+            ),
+            max_value_bytes=max_bytes,
+        )
+
+    def duration(self, table: Mapping[str, object], key: KeyPath, default: timedelta) -> timedelta:
+        if key[-1] not in table:
+            return default
+        return self.converted(key[:-1], lambda: parse_duration(table[str(key[-1])], str(key[-1])))
+
+    def converted(self, at: KeyPath, convert: Callable[[], _T]) -> _T:
+        """``convert()``, its :class:`WorkflowInputError` (``what`` is a dotted key under ``at``)
+        turned into a :class:`ConfigError`."""
+        try:
+            return convert()
+        except WorkflowInputError as error:
+            raise self.error((*at, *error.what.split(".")), error.reason) from None

@@ -1,0 +1,1 @@
+"""Terminal views: rich tables and live displays built from client data."""
