@@ -416,8 +416,58 @@ def test_history_lists_every_record(project: Project) -> None:
     ],
 )
 def test_unknown_or_invalid_ids_exit_2(project: Project, command: list[str]) -> None:
+    project.store.mkdir()
     line = one_line_error(wf(project, *command))
     assert "ghost" in line or "not valid" in line
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status", "ghost"], ["list"], ["history", "ghost"], ["doctor"], ["replay", "--all"]],
+)
+def test_a_store_folder_given_to_a_read_command_must_exist(
+    project: Project, command: list[str]
+) -> None:
+    missing = project.store.parent / "nowhere"
+    line = one_line_error(
+        wf(None, *command, "--config", str(project.config), "--store", str(missing))
+    )
+    assert line == f"error: store {missing}: no such folder"
+    assert not missing.exists()
+
+
+def test_a_file_given_as_a_store_is_refused(project: Project) -> None:
+    project.store.parent.joinpath("plain.txt").write_text("not a store\n", encoding="utf-8")
+    given = project.store.parent / "plain.txt"
+    for command in (["list"], ["run", "pipeline", "--params", project.params(n=1)]):
+        line = one_line_error(
+            wf(None, *command, "--config", str(project.config), "--store", str(given))
+        )
+        assert line == f"error: store {given}: not a folder (a file store is a folder)"
+
+
+def test_a_store_given_as_a_file_url_is_the_same_as_its_folder(project: Project) -> None:
+    ok(wf(project, "run", "pipeline", "--id", "u1", "--params", project.params(n=1)))
+    by_path = ok(wf(None, "list", "--json", "--store", str(project.store)))
+    by_url = ok(wf(None, "list", "--json", "--store", project.store.as_uri()))
+    assert by_url.stdout == by_path.stdout
+    assert json.loads(by_url.stdout)["instances"][0]["id"] == "u1"
+    status = ok(wf(None, "status", "u1", "--json", "--store", project.store.as_uri()))
+    assert json.loads(status.stdout)["status"] == "complete"
+
+
+@pytest.mark.parametrize(
+    ("location", "reason"),
+    [
+        ("mysql://db/wf", "unknown scheme 'mysql': use a folder or a file:// URL"),
+        ("file://elsewhere/tmp/s", "a file:// URL names a folder on this machine"),
+    ],
+)
+def test_a_store_location_that_names_no_store_is_one_line(
+    project: Project, location: str, reason: str
+) -> None:
+    line = one_line_error(wf(None, "list", "--store", location))
+    assert line == f"error: store {location}: {reason}"
 
 
 def test_a_corrupt_journal_is_reported_with_file_and_line(project: Project) -> None:

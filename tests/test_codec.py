@@ -42,7 +42,7 @@ from wfcli.core.codec import (
     parse_time,
     record_to_json,
 )
-from wfcli.store.contract import LockOwner
+from wfcli.store.contract import Owner
 
 # --- strategies -------------------------------------------------------------------------------
 
@@ -653,7 +653,7 @@ def test_a_damaged_inbox_message_is_refused(text: str, reason: str) -> None:
 
 # --- through real journal files ---------------------------------------------------------------
 
-OWNER = LockOwner(pid=1, host="test")
+OWNER = Owner(worker_id="w-1", pid=1, host="test")
 CREATED = Created(at=AT, instance_id="i", workflow="w", params={"p": 1})
 
 

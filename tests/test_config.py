@@ -20,7 +20,7 @@ from wfcli.project import (
     load_project,
     open_client,
     resolve_config_path,
-    resolve_store_dir,
+    resolve_store,
 )
 
 FLOWS = """\
@@ -145,13 +145,33 @@ def test_store_precedence_is_flag_then_environment_then_file_then_default(
     without = load_project(write_project(tmp_path / "b", BASE))
     environ = {"WF_STORE": str(tmp_path / "env-store")}
 
-    assert resolve_store_dir("flag-store", environ, with_dir) == tmp_path / "flag-store"
-    assert resolve_store_dir(None, environ, with_dir) == tmp_path / "env-store"
-    assert resolve_store_dir(None, {"WF_STORE": ""}, with_dir) == tmp_path / "a" / ".wf"
-    assert resolve_store_dir(None, {}, without) == default_store_dir(without)
-    assert resolve_store_dir("flag-store", {}, None) == tmp_path / "flag-store"
+    def chosen(explicit: str | None, env: dict[str, str], project: Project | None) -> object:
+        choice = resolve_store(explicit, env, project)
+        return (choice.location, choice.given)
+
+    assert chosen("flag-store", environ, with_dir) == (str(tmp_path / "flag-store"), True)
+    assert chosen(None, environ, with_dir) == (str(tmp_path / "env-store"), True)
+    assert chosen(None, {"WF_STORE": ""}, with_dir) == (str(tmp_path / "a" / ".wf"), False)
+    assert chosen(None, {}, without) == (str(default_store_dir(without)), False)
+    assert chosen("flag-store", {}, None) == (str(tmp_path / "flag-store"), True)
+    url = "postgresql://localhost/wf"
+    assert chosen(url, environ, with_dir) == (url, True)
     with pytest.raises(ConfigError, match="pass --store or set WF_STORE"):
-        resolve_store_dir(None, {}, None)
+        resolve_store(None, {}, None)
+
+
+def test_store_url_in_the_file_names_a_database_or_a_folder(tmp_path: Path) -> None:
+    url = "postgresql://wf@db.example/orders"
+    project = load_project(write_project(tmp_path / "u", BASE + f'[store]\nurl = "{url}"\n'))
+    assert project.store_location == url
+    for bad, reason in (
+        ('url = "mysql://db/x"', "expected a postgresql:// or file:// URL"),
+        ('url = "/just/a/path"', "expected a postgresql:// or file:// URL"),
+        ('url = "file:///tmp/s"\ndir = "s"', "give url or dir, not both"),
+    ):
+        with pytest.raises(ConfigError, match=reason) as raised:
+            load_project(write_project(tmp_path / "bad", BASE + f"[store]\n{bad}\n"))
+        assert raised.value.key == "store.url"
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="XDG_DATA_HOME is the Linux data folder")
@@ -177,8 +197,8 @@ def test_store_dir_in_the_file_is_relative_to_it_and_expands_home(
     relative = load_project(write_project(tmp_path / "p", BASE + '[store]\ndir = "../s"\n'))
     home = load_project(write_project(tmp_path / "q", BASE + '[store]\ndir = "~/s"\n'))
 
-    assert relative.store_dir == tmp_path / "s"
-    assert home.store_dir == tmp_path / "home" / "s"
+    assert relative.store_location == str(tmp_path / "s")
+    assert home.store_location == str(tmp_path / "home" / "s")
 
 
 # --- what a valid file gives ---------------------------------------------------------------
@@ -220,7 +240,7 @@ def test_a_full_file_loads_into_a_project(tmp_path: Path) -> None:
         WorkflowConfig("greeting", "GREETING_FLOW", "Greeting", None),
         WorkflowConfig("flaky_2", "FLAKY", "Flaky", "other.py"),
     )
-    assert project.store_dir is None
+    assert project.store_location is None
     assert project.durable is False
     assert project.settings == Settings()
 

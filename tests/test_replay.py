@@ -23,7 +23,7 @@ from wfcli import (
 from wfcli.core.codec import AttemptStarted, InboxMessage, RunStarted
 from wfcli.engine.replay import Finding, ReplayReport, ReplaySummary, replay_instance, replay_many
 from wfcli.errors import InstanceNotFoundError
-from wfcli.store.contract import LockOwner
+from wfcli.store.contract import Owner
 
 WORKFLOW = "flow"
 
@@ -179,7 +179,7 @@ def test_replay_never_calls_a_callback_and_writes_nothing(
         message_id=uuid.uuid4().hex, action="event", sent_at=fake_clock.now(), event_type="t"
     )
     store.post("asleep", message)
-    lease = store.acquire("held", LockOwner(pid=4242, host="elsewhere"))
+    lease = store.acquire("held", Owner(worker_id="w-4242", pid=4242, host="elsewhere"))
     calls.clear()
     before = snapshot(store.root)
 
@@ -192,7 +192,11 @@ def test_replay_never_calls_a_callback_and_writes_nothing(
     assert calls == []
     assert after == before
     assert "inbox/asleep" in "".join(before)
-    assert json.loads(before["locks/held.lock"]) == {"pid": 4242, "host": "elsewhere"}
+    assert json.loads(before["locks/held.lock"]) == {
+        "worker": "w-4242",
+        "pid": 4242,
+        "host": "elsewhere",
+    }
     assert [report.compatible for report in reports] == [True, True, True]
 
 
@@ -278,7 +282,7 @@ def test_end_of_an_unfinished_history_is_not_a_divergence(
 def test_an_interrupted_step_is_the_end_of_history(store: FileStore, fake_clock: FakeClock) -> None:
     client = record(store, fake_clock, scripted("do:a"), "crashed")
     client.restart("crashed", from_step=None)
-    with store.acquire("crashed", LockOwner.current()) as lease:  # a crash mid-attempt
+    with store.acquire("crashed", Owner.current()) as lease:  # a crash mid-attempt
         owner = lease.owner
         lease.append(
             [

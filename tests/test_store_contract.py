@@ -1,366 +1,44 @@
-"""The JournalStore contract, run against every store; then the file store's damage rules."""
+"""The store contract suite (:mod:`wfcli.testing.store_contract`) against the memory and
+file stores; then the file store's own rules: torn tails, damage, never overwriting."""
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
 from wfcli import (
     FileStore,
-    InstanceBusyError,
-    InstanceExistsError,
-    InstanceNotFoundError,
     JournalCorruptError,
     JournalStore,
     MemoryStore,
 )
 from wfcli.core.codec import (
     AttemptStarted,
-    Created,
-    InboxMessage,
     Record,
     RunStarted,
     StepCompleted,
     encode_record,
 )
-from wfcli.store.contract import LockOwner
-
-T = TypeVar("T")
-START = datetime(2030, 1, 1, tzinfo=timezone.utc)
-OWNER = LockOwner(pid=4242, host="worker-1")
-OTHER = LockOwner(pid=5151, host="worker-2")
+from wfcli.store.contract import Lease
+from wfcli.testing.store_contract import OWNER, START, StoreContract, created, message, step_records
 
 
-def created(instance_id: str, params: object = None) -> Created:
-    return Created(at=START, instance_id=instance_id, workflow="wf", params=params)
+class TestMemoryStore(StoreContract):
+    def make_store(self, tmp_path: Path) -> JournalStore:
+        return MemoryStore()
+
+    def lose_lease(self, store: JournalStore, lease: Lease) -> bool:
+        assert isinstance(store, MemoryStore)
+        store.expire_lease(lease.instance_id)
+        return True
 
 
-def step_records(count: int, prefix: str = "s") -> list[Record]:
-    """``count`` distinct records, as a run would append them."""
-    return [
-        StepCompleted(
-            at=START + timedelta(seconds=n),
-            step=f"{prefix}{n}",
-            kind="do",
-            attempt=1,
-            output={"n": n},
-        )
-        for n in range(count)
-    ]
-
-
-def message(number: int, action: Any = "event") -> InboxMessage:
-    return InboxMessage(
-        message_id=f"m{number:04d}",
-        action=action,
-        sent_at=START,
-        event_type="t" if action == "event" else None,
-        payload=number,
-    )
-
-
-def all_at_once(count: int, task: Callable[[int], T]) -> list[T | BaseException]:
-    """Run ``task(0..count-1)`` on threads released together; results or raised errors."""
-    gate = threading.Barrier(count)
-    outcomes: list[T | BaseException] = [RuntimeError("never ran")] * count
-
-    def worker(index: int) -> None:
-        gate.wait()
-        try:
-            outcomes[index] = task(index)
-        except Exception as error:
-            outcomes[index] = error
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
-
-
-@pytest.fixture(params=["file", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JournalStore]:
-    if request.param == "file":
-        yield FileStore(tmp_path / "store")
-    else:
-        yield MemoryStore()
-
-
-class TestJournalStoreContract:
-    """What every JournalStore promises in its docstrings (wfcli/journal.py)."""
-
-    def test_create_makes_a_journal_whose_first_record_is_the_created_one(
-        self, store: JournalStore
-    ) -> None:
-        record = created("order-1", {"sku": "A"})
-        assert not store.exists("order-1")
-
-        store.create(record)
-
-        assert store.exists("order-1")
-        assert store.read("order-1") == [record]
-        assert store.instance_ids() == ["order-1"]
-
-    def test_create_of_a_taken_id_raises_and_writes_nothing(self, store: JournalStore) -> None:
-        store.create(created("order-1", "first"))
-
-        with pytest.raises(InstanceExistsError):
-            store.create(created("order-1", "second"))
-
-        assert store.read("order-1") == [created("order-1", "first")]
-
-    def test_of_many_concurrent_creators_of_one_id_exactly_one_succeeds(
-        self, store: JournalStore
-    ) -> None:
-        outcomes = all_at_once(8, lambda n: store.create(created("contested", n)))
-
-        winners = [n for n, outcome in enumerate(outcomes) if outcome is None]
-        assert len(winners) == 1
-        losers = [o for o in outcomes if o is not None]
-        assert all(isinstance(o, InstanceExistsError) for o in losers)
-        assert store.read("contested") == [created("contested", winners[0])]
-
-    def test_unknown_instances_are_not_found(self, store: JournalStore) -> None:
-        assert not store.exists("ghost")
-        with pytest.raises(InstanceNotFoundError, match="'ghost'"):
-            store.read("ghost")
-        with pytest.raises(InstanceNotFoundError):
-            store.acquire("ghost", OWNER)
-        with pytest.raises(InstanceNotFoundError):
-            store.post("ghost", message(1))
-        assert store.holder("ghost") is None
-
-    def test_instance_ids_are_sorted(self, store: JournalStore) -> None:
-        for instance_id in ("b-2", "a-1", "C-3", "_0"):
-            store.create(created(instance_id))
-        assert store.instance_ids() == ["C-3", "_0", "a-1", "b-2"]
-
-    def test_a_lease_appends_records_in_order_and_reads_them_back(
-        self, store: JournalStore
-    ) -> None:
-        store.create(created("order-1"))
-        first, second, third = step_records(3)
-
-        with store.acquire("order-1", OWNER) as lease:
-            lease.append([first])
-            lease.append([second, third], sync=False)
-            from_lease = lease.read()
-
-        expected = [created("order-1"), first, second, third]
-        assert from_lease == store.read("order-1") == expected
-
-    def test_the_holder_is_the_lease_owner_until_release(self, store: JournalStore) -> None:
-        store.create(created("order-1"))
-        assert store.holder("order-1") is None
-
-        lease = store.acquire("order-1", OWNER)
-        assert (lease.instance_id, lease.owner) == ("order-1", OWNER)
-        assert store.holder("order-1") == OWNER
-        lease.release()
-
-        assert store.holder("order-1") is None
-
-    def test_a_second_acquire_is_busy_naming_the_holder_until_release(
-        self, store: JournalStore
-    ) -> None:
-        store.create(created("order-1"))
-        lease = store.acquire("order-1", OWNER)
-
-        with pytest.raises(InstanceBusyError, match="process 4242 on worker-1") as busy:
-            store.acquire("order-1", OTHER)
-        assert (busy.value.instance_id, busy.value.pid, busy.value.host) == (
-            "order-1",
-            4242,
-            "worker-1",
-        )
-        assert store.holder("order-1") == OWNER
-
-        lease.release()
-        with store.acquire("order-1", OTHER) as second:
-            assert store.holder("order-1") == OTHER
-            second.append(step_records(1))
-        assert store.read("order-1")[1:] == step_records(1)
-
-    def test_release_is_idempotent_and_leaving_the_context_releases(
-        self, store: JournalStore
-    ) -> None:
-        store.create(created("order-1"))
-        lease = store.acquire("order-1", OWNER)
-        lease.release()
-        lease.release()
-        with store.acquire("order-1", OWNER):
-            pass
-        assert store.holder("order-1") is None
-
-    def test_leases_of_different_instances_are_independent(self, store: JournalStore) -> None:
-        store.create(created("one"))
-        store.create(created("two"))
-        with store.acquire("one", OWNER), store.acquire("two", OTHER):
-            assert (store.holder("one"), store.holder("two")) == (OWNER, OTHER)
-
-    def test_of_many_concurrent_acquirers_exactly_one_gets_the_lease(
-        self, store: JournalStore
-    ) -> None:
-        store.create(created("order-1"))
-        contenders = 6
-        refusals = threading.Semaphore(0)
-
-        def contend(n: int) -> int:
-            try:
-                lease = store.acquire("order-1", LockOwner(pid=n, host="h"))
-            except InstanceBusyError:
-                refusals.release()
-                raise
-            with lease:  # held until every other contender has been refused
-                for _ in range(contenders - 1):
-                    assert refusals.acquire(timeout=10)
-            return n
-
-        outcomes = all_at_once(contenders, contend)
-
-        winners = [o for o in outcomes if isinstance(o, int)]
-        assert len(winners) == 1
-        losers = [o for o in outcomes if not isinstance(o, int)]
-        assert all(isinstance(o, InstanceBusyError) for o in losers)
-        assert {o.pid for o in losers if isinstance(o, InstanceBusyError)} == set(winners)
-        assert store.holder("order-1") is None
-
-    def test_posted_messages_are_pending_oldest_first(self, store: JournalStore) -> None:
-        store.create(created("order-1"))
-        sent = [message(n, action) for n, action in enumerate(["event", "pause", "event"])]
-        for each in sent:
-            store.post("order-1", each)
-
-        assert store.pending("order-1") == sent
-        with store.acquire("order-1", OWNER) as lease:
-            assert lease.pending() == sent
-        assert store.read("order-1") == [created("order-1")]  # posting never writes the journal
-
-    def test_discard_removes_exactly_the_named_messages(self, store: JournalStore) -> None:
-        store.create(created("order-1"))
-        sent = [message(n) for n in range(4)]
-        for each in sent:
-            store.post("order-1", each)
-
-        with store.acquire("order-1", OWNER) as lease:
-            lease.discard([sent[1].message_id, sent[3].message_id, "never-posted"])
-            assert lease.pending() == [sent[0], sent[2]]
-
-        assert store.pending("order-1") == [sent[0], sent[2]]
-
-    def test_messages_posted_from_many_threads_are_all_kept_in_each_senders_order(
-        self, store: JournalStore
-    ) -> None:
-        store.create(created("order-1"))
-
-        def send_ten(sender: int) -> None:
-            for n in range(10):
-                store.post("order-1", message(sender * 100 + n))
-
-        all_at_once(4, send_ten)
-
-        pending = [m.payload for m in store.pending("order-1")]
-        assert sorted(pending) == sorted(s * 100 + n for s in range(4) for n in range(10))
-        for sender in range(4):
-            assert [p for p in pending if p // 100 == sender] == [
-                sender * 100 + n for n in range(10)
-            ]
-
-    def test_delete_instance_removes_journal_and_inbox_and_frees_the_id(
-        self, store: JournalStore
-    ) -> None:
-        store.create(created("order-1"))
-        store.post("order-1", message(1))
-        lease = store.acquire("order-1", OWNER)
-
-        lease.delete_instance()
-
-        assert not store.exists("order-1")
-        assert store.instance_ids() == []
-        assert store.holder("order-1") is None
-        assert store.pending("order-1") == []
-        with pytest.raises(InstanceNotFoundError):
-            store.read("order-1")
-        lease.release()  # already released: harmless
-        store.create(created("order-1", "again"))
-        assert store.read("order-1") == [created("order-1", "again")]
-
-    def test_location_is_text_for_people(self, store: JournalStore) -> None:
-        assert isinstance(store.location(), str)
-        assert store.location()
-
-    def test_a_journal_version_changes_with_every_append_and_only_then(
-        self, store: JournalStore
-    ) -> None:
-        assert store.journal_versions() == {}
-        store.create(created("order-1"))
-        store.create(created("order-2"))
-        seen = [store.journal_versions()]
-        assert sorted(seen[0]) == ["order-1", "order-2"]
-        with store.acquire("order-1", OWNER) as lease:
-            for record in step_records(3):
-                lease.append([record], sync=False)
-                seen.append(store.journal_versions())
-        store.read("order-1")
-        store.post("order-1", message(1))
-        assert store.journal_versions() == seen[-1]  # reads and inbox messages change nothing
-
-        assert len({versions["order-1"] for versions in seen}) == 4
-        assert len({versions["order-2"] for versions in seen}) == 1
-
-    def test_a_journal_created_again_under_a_deleted_id_has_a_new_version(
-        self, store: JournalStore
-    ) -> None:
-        store.create(created("order-1"))
-        before = store.journal_versions()["order-1"]
-        with store.acquire("order-1", OWNER) as lease:
-            lease.delete_instance()
-        assert store.journal_versions() == {}
-        store.create(created("order-1"))
-
-        assert store.journal_versions()["order-1"] != before
-
-    def test_every_instance_with_a_pending_message_is_among_the_inbox_ids(
-        self, store: JournalStore
-    ) -> None:
-        for instance_id in ("quiet", "posted", "applied"):
-            store.create(created(instance_id))
-        assert store.inbox_ids() == set()
-        store.post("posted", message(1))
-        store.post("applied", message(2))
-        with store.acquire("applied", OWNER) as lease:
-            lease.discard([message(2).message_id])
-
-        assert "posted" in store.inbox_ids()
-        assert "quiet" not in store.inbox_ids()
-        assert store.pending("applied") == []
-
-    def test_a_cache_keeps_the_last_data_saved_under_its_name(self, store: JournalStore) -> None:
-        assert store.load_cache("index-v1.json") is None
-
-        store.save_cache("index-v1.json", b"first")
-        store.save_cache("index-v1.json", b"second")
-        store.save_cache("other", b"")
-
-        assert store.load_cache("index-v1.json") == b"second"
-        assert store.load_cache("other") == b""
-        assert store.instance_ids() == []
-
-    @pytest.mark.parametrize("name", ["", "..", "../journals", "a/b", "x\x00"])
-    def test_a_cache_name_that_is_not_a_plain_file_name_is_refused(
-        self, store: JournalStore, name: str
-    ) -> None:
-        with pytest.raises(ValueError, match="bad cache name"):
-            store.save_cache(name, b"data")
-        with pytest.raises(ValueError, match="bad cache name"):
-            store.load_cache(name)
+class TestFileStore(StoreContract):
+    def make_store(self, tmp_path: Path) -> JournalStore:
+        return FileStore(tmp_path / "store")
 
 
 # --- the file store: torn tails, damage, and never overwriting ---------------------------------

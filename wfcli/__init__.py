@@ -30,10 +30,11 @@ from wfcli.errors import (
 
 if TYPE_CHECKING:
     from wfcli.client.client import InstanceHandle, WorkflowBinding, WorkflowClient
-    from wfcli.client.views import InstanceStatus, InstanceSummary
+    from wfcli.client.views import InstanceStatus
     from wfcli.core.clock import Clock, FakeClock, SystemClock
     from wfcli.core.retry import RetryPolicy
     from wfcli.core.settings import Settings
+    from wfcli.core.summary import InstanceSummary
     from wfcli.core.workflow import (
         Env,
         ReceivedEvent,

@@ -14,9 +14,11 @@ __all__ = [
     "InstanceNotFoundError",
     "InvalidStateError",
     "JournalCorruptError",
+    "LeaseLostError",
     "NonRetryableError",
     "StepFailedError",
     "StepTimeoutError",
+    "StoreLocationError",
     "UnknownWorkflowError",
     "ValueTooLargeError",
     "WorkflowError",
@@ -171,3 +173,22 @@ class StepTimeoutError(WorkflowError):
         super().__init__(
             f"attempt {attempt} of step {step!r} timed out after {timeout_seconds:g} seconds"
         )
+
+
+class StoreLocationError(WorkflowError, ValueError):
+    """A store location (``--store``, ``WF_STORE``, ``[store]``) that names no usable store."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(f"store {location}: {reason}")
+
+
+class LeaseLostError(WorkflowError):
+    """The lease on an instance was lost (it expired, another worker took it over):
+    its former holder writes nothing more and stops."""
+
+    def __init__(self, instance_id: str, reason: str) -> None:
+        self.instance_id = instance_id
+        self.reason = reason
+        super().__init__(f"lost the lease on instance {instance_id!r}: {reason}")

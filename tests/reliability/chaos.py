@@ -343,7 +343,7 @@ class Lane:
         return WorkflowClient(FileStore(self.store), {})
 
     def status(self, instance: Instance) -> InstanceStatus | None:
-        if not FileStore(self.store).exists(instance.id):
+        if instance.id not in FileStore(self.store).instance_ids():
             return None
         return self.client().status(instance.id)
 

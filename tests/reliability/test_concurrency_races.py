@@ -30,7 +30,6 @@ from tests.workflows_for_tests import assert_journal_sane, wait_until
 from wfcli import FileStore
 from wfcli.core.codec import EventReceived, Paused, RunStarted, StepCompleted, Terminated
 from wfcli.project import load_project, open_client
-from wfcli.store.files.doctor import check_store
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="flock and signals are POSIX")
 
@@ -170,7 +169,7 @@ def test_events_sent_at_once_to_a_running_executor_are_all_taken_once(project: P
 
     problems_seen = []
     while executor.poll() is None:  # wf doctor's checker, on the live store meanwhile
-        problems_seen += check_store(project.store).problems
+        problems_seen += FileStore(project.store).check().problems
     sent = [finish(p) for p in senders]
     code, _, stderr = finish(executor)
 

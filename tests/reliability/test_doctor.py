@@ -25,7 +25,8 @@ from wfcli.core.codec import (
     StepCompleted,
 )
 from wfcli.project import load_project, open_client
-from wfcli.store.files.doctor import check_store, journal_order_problems
+from wfcli.store import FileStore
+from wfcli.store.health import journal_order_problems
 
 runner = CliRunner()
 
@@ -262,11 +263,11 @@ def test_doctor_on_a_missing_store_is_bad_usage(tmp_path: Path) -> None:
         make_chaos_project(tmp_path / "p"), "doctor", "--store", str(tmp_path / "nowhere")
     )
 
-    assert_one_line_error(outcome, mentions="no store at")
+    assert_one_line_error(outcome, mentions="no such folder")
 
 
 def test_the_store_report_counts_what_it_checked(project: Project) -> None:
-    report = check_store(project.store)
+    report = FileStore(project.store).check()
 
     assert (report.journals, report.inbox_messages, report.lock_files) == (3, 0, 3)
     assert report.healthy

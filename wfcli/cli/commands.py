@@ -176,13 +176,14 @@ ConfigOption = Annotated[
     ),
 ]
 StoreOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--store",
-        metavar="DIR",
+        metavar="LOCATION",
         show_default=False,
-        help="Store folder (default: $WF_STORE, else [store] dir in workflows.toml, else a "
-        "per-project folder in the user data directory).",
+        help="Store: a folder, a file:// URL or a postgresql:// URL (default: $WF_STORE, "
+        "else [store] in workflows.toml, else a per-project folder in the user data "
+        "directory).",
     ),
 ]
 JsonFlag = Annotated[
@@ -213,19 +214,25 @@ StatusFilter = Annotated[
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """What a command works with: the project (None with ``--store`` alone) and a client."""
+    """What a command works with: the project (None with ``--store`` alone), where the
+    store is, and a client on it."""
 
     project: "Project | None"
-    store_dir: Path
+    store_location: str
     client: "WorkflowClient"
 
 
-def open_session(config: Path | None, store: Path | None, *, load: bool) -> Session:
+def open_session(
+    config: Path | None, store: str | None, *, load: bool, creates: bool = False
+) -> Session:
     """Resolve the project, the store and a client, for every command.
 
     Commands that execute instances pass ``load=True`` (the project's workflow
     code is imported). The others pass ``load=False``: they need no workflow
     code and, given ``--store`` or ``$WF_STORE``, no workflows.toml at all.
+    Commands that may make the store pass ``creates=True``; for the others a store
+    folder given by ``--store`` or ``$WF_STORE`` must exist (the project's own store
+    may not yet: its first run makes it).
     """
     from wfcli import project as project_config
 
@@ -238,10 +245,11 @@ def open_session(config: Path | None, store: Path | None, *, load: bool) -> Sess
     if load or config_given or not store_given or project_config.find_config(cwd) is not None:
         path = project_config.resolve_config_path(explicit_config, environ, cwd)
         project = project_config.load_project(path)
-    store_dir = project_config.resolve_store_dir(
-        None if store is None else str(store), environ, project
+    choice = project_config.resolve_store(store, environ, project)
+    client = project_config.open_client(
+        project, choice.location, load=load, must_exist=choice.given and not creates
     )
-    return Session(project, store_dir, project_config.open_client(project, store_dir, load=load))
+    return Session(project, choice.location, client)
 
 
 # --- input parsing --------------------------------------------------------------------------
@@ -364,7 +372,7 @@ def run(
 ) -> None:
     """Create an instance of WORKFLOW and run it in the foreground."""
     screen = Screen()
-    session = open_session(config, store, load=True)
+    session = open_session(config, store, load=True, creates=True)
     value = parse_json_input(params, "--params")
     wait = None if max_wait is None else parse_duration_option(max_wait, "--max-wait")
     handle = session.client.create(workflow, params=value, instance_id=instance_id)
@@ -650,7 +658,7 @@ def send_event(
         raise typer.Exit(EXIT_NOT_FINISHED)
     from wfcli.project import open_client
 
-    client = open_client(session.project, session.store_dir, load=True)
+    client = open_client(session.project, session.store_location, load=True)
     try:
         outcome = execute_foreground(client, instance_id, screen, max_wait=None, quiet=False)
     except InstanceBusyError as error:
@@ -684,7 +692,7 @@ def worker(
 
     screen = Screen()
     interval = parse_duration_option(poll, "--poll").total_seconds()
-    client = open_session(config, store, load=True).client
+    client = open_session(config, store, load=True, creates=True).client
     stop = threading.Event()
     failed: set[str] = set()  # errors that would recur on every scan; not retried
 
@@ -820,7 +828,7 @@ def workflows(
     from wfcli.errors import ConfigError
 
     screen = Screen()
-    session = open_session(config, store, load=True)
+    session = open_session(config, store, load=True, creates=True)
     project = session.project
     if project is None:
         raise ConfigError("workflows.toml", "not found")
@@ -930,10 +938,8 @@ def doctor(
 
     Exit 0 when healthy (notes only), 1 when problems are found.
     """
-    from wfcli.store.files.doctor import check_store
-
     screen = Screen()
-    report = check_store(open_session(config, store, load=False).store_dir)
+    report = open_session(config, store, load=False).client.store.check()
     if json_output:
         screen.json(report.to_json())
     else:

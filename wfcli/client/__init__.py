@@ -2,7 +2,8 @@
 instances, and the worker that executes what is due."""
 
 from wfcli.client.client import InstanceHandle, WorkflowBinding, WorkflowClient
-from wfcli.client.views import InstanceStatus, InstanceSummary
+from wfcli.client.views import InstanceStatus
+from wfcli.core.summary import InstanceSummary
 
 __all__ = [
     "InstanceHandle",

@@ -13,7 +13,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from wfcli.core.ids import (
     validate_step_name,
 )
 from wfcli.core.settings import Settings
-from wfcli.core.state import STATUSES, InstanceState, fold
+from wfcli.core.state import InstanceState, fold
 from wfcli.errors import (
     InstanceBusyError,
     InvalidStateError,
@@ -41,8 +41,7 @@ from wfcli.errors import (
     UnknownWorkflowError,
     WorkflowInputError,
 )
-from wfcli.store.contract import JournalStore, LockOwner
-from wfcli.store.files.index import InstanceIndex, JournalSummary
+from wfcli.store.contract import JournalStore, ListQuery, Owner
 
 if TYPE_CHECKING:  # the executor and the step engine load when something executes
     from wfcli.core.workflow import Env, WorkflowEntrypoint
@@ -50,7 +49,8 @@ if TYPE_CHECKING:  # the executor and the step engine load when something execut
     from wfcli.engine.step import RunObserver, StepInterceptor
 
 __all__ = ["InstanceHandle", "WorkflowBinding", "WorkflowClient"]
-from wfcli.client.views import InstanceStatus, InstanceSummary, _Live
+from wfcli.client.views import InstanceStatus
+from wfcli.core.summary import InstanceSummary
 
 
 class WorkflowClient:
@@ -77,7 +77,6 @@ class WorkflowClient:
         self.variables = dict(variables or {})
         self.clock = clock or SystemClock()
         self.settings = settings or Settings()
-        self._index = InstanceIndex(store)
 
     @cached_property
     def executor(self) -> Executor:
@@ -154,10 +153,9 @@ class WorkflowClient:
         return fold(self.store.read(validate_instance_id(instance_id)))
 
     def _snapshot(self, state: InstanceState) -> InstanceStatus:
-        live = _Live.look(self.store, state.instance_id, state.status)
-        return InstanceStatus(
-            state, live.status, live.interrupted, live.holder, live.pending_messages
-        )
+        instance_id = state.instance_id
+        pending = tuple(message.action for message in self.store.pending(instance_id))
+        return InstanceStatus.of(state, self.store.holder(instance_id), pending)
 
     def status(self, instance_id: str) -> InstanceStatus:
         """The instance's current status, from its journal, lock and inbox."""
@@ -173,32 +171,11 @@ class WorkflowClient:
     ) -> list[InstanceSummary]:
         """Instances, newest first, optionally filtered by workflow and status.
 
-        Only journals changed since the last listing are read (see
-        :mod:`wfcli.listing`). A damaged journal raises
-        :class:`JournalCorruptError`, unless ``damaged`` is given: then it is
-        skipped and its error appended there.
+        A damaged journal raises :class:`JournalCorruptError`, unless ``damaged``
+        is given: then it is skipped and its error appended there.
         """
-        wanted = set(statuses)
-        unknown = wanted - set(STATUSES)
-        if unknown:
-            raise WorkflowInputError(
-                "status", f"{sorted(unknown)[0]!r} is not one of {', '.join(STATUSES)}"
-            )
-        if limit is not None and limit < 1:
-            raise WorkflowInputError("limit", f"must be at least 1, got {limit}")
-        found: list[InstanceSummary] = []
-        inbox_ids = self.store.inbox_ids()
-        summaries = self._index.summaries(damaged)
-        self._index.save()
-        for journal in summaries:
-            if workflow is not None and journal.workflow != workflow:
-                continue
-            live = _Live.look(self.store, journal.instance_id, journal.status, inbox_ids)
-            if wanted and live.status not in wanted:
-                continue
-            found.append(InstanceSummary._of(journal, live))
-        found.sort(key=lambda s: (s.created, s.id), reverse=True)
-        return found[:limit] if limit is not None else found
+        query = ListQuery(workflow=workflow, statuses=frozenset(statuses), limit=limit)
+        return self._listed(query, damaged)
 
     def history(self, instance_id: str) -> list[Record]:
         """Every journaled record of the instance, oldest first."""
@@ -207,31 +184,23 @@ class WorkflowClient:
     def due(self, *, damaged: list[JournalCorruptError] | None = None) -> list[str]:
         """Instances a worker should execute now, oldest first.
 
-        Queued ones, interrupted ones (journal says running, no process holds
-        them), waiting ones whose time has come or whose event has arrived, and
-        any with unapplied inbox messages. Damaged journals are handled as in
-        :meth:`list_instances`. The index is kept in memory, not saved: a
-        worker calls this every time it has a free slot.
+        Queued ones, interrupted ones (journal says running, nobody holds them),
+        waiting ones whose time has come or whose event has arrived, and any with
+        unapplied inbox messages. Damaged journals are handled as in
+        :meth:`list_instances`.
         """
-        now = self.clock.now()
-        ready: list[tuple[datetime, str]] = []
-        inbox_ids = self.store.inbox_ids()
-        for journal in self._index.summaries(damaged):
-            live = _Live.look(self.store, journal.instance_id, journal.status, inbox_ids)
-            if self._is_due(journal, live, now):
-                ready.append((journal.created, journal.instance_id))
-        return [instance_id for _, instance_id in sorted(ready)]
+        query = ListQuery(due_at=self.clock.now())
+        return [summary.id for summary in self._listed(query, damaged)]
 
-    @staticmethod
-    def _is_due(journal: JournalSummary, live: _Live, now: datetime) -> bool:
-        if live.holder is not None:
-            return False
-        if live.pending_messages or journal.status == "queued" or live.interrupted:
-            return True
-        wait = journal.waiting
-        if journal.status != "waiting" or wait is None:
-            return False
-        return wait.until <= now or journal.event_ready
+    def _listed(
+        self, query: ListQuery, damaged: list[JournalCorruptError] | None
+    ) -> list[InstanceSummary]:
+        listing = self.store.list_instances(query)
+        if damaged is None and listing.damaged:
+            raise listing.damaged[0]
+        if damaged is not None:
+            damaged.extend(listing.damaged)
+        return listing.instances
 
     # controlling -------------------------------------------------------------------------
 
@@ -295,7 +264,7 @@ class WorkflowClient:
 
     def delete(self, instance_id: str) -> None:
         """Remove the instance and its journal. Raises :class:`InstanceBusyError` if it runs."""
-        with self.store.acquire(validate_instance_id(instance_id), LockOwner.current()) as lease:
+        with self.store.acquire(validate_instance_id(instance_id), Owner.current()) as lease:
             lease.delete_instance()
 
     def binding(self, workflow: str) -> WorkflowBinding:

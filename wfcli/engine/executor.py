@@ -22,7 +22,7 @@ from wfcli.core.workflow import Env, WorkflowEntrypoint, WorkflowEvent, freeze
 from wfcli.engine.signals import Cancelled, Restart, Stop, Suspend
 from wfcli.engine.step import NullObserver, RunObserver, StepInterceptor, StepRun, WorkflowStep
 from wfcli.errors import InstanceBusyError, InstanceNotFoundError, StepFailedError
-from wfcli.store.contract import JournalStore, Lease, LockOwner
+from wfcli.store.contract import JournalStore, Lease, Owner
 
 __all__ = ["Executor", "WorkflowResolver"]
 
@@ -67,7 +67,7 @@ class Executor:
         settings = self.settings
         if max_inline_wait is not None:
             settings = replace(settings, max_inline_wait=max_inline_wait)
-        lease = self.store.acquire(instance_id, LockOwner.current())
+        lease = self.store.acquire(instance_id, Owner.current())
         try:
             state = self._execute(lease, settings, observer or NullObserver(), cancel, interceptor)
         finally:
@@ -143,7 +143,7 @@ class Executor:
 
         Raises :class:`InstanceBusyError` if one does (it applies them itself).
         """
-        with self.store.acquire(instance_id, LockOwner.current()) as lease:
+        with self.store.acquire(instance_id, Owner.current()) as lease:
             state = fold(lease.read())
             StepRun(lease, state, self.clock, self.settings, NullObserver()).apply_inbox()
             return state

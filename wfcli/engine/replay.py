@@ -40,7 +40,7 @@ from wfcli.engine.callbacks import Callback, CallbackRunner
 from wfcli.engine.signals import RunSignal
 from wfcli.engine.step import NullObserver, StepRun, WorkflowStep
 from wfcli.errors import StepFailedError, UnknownWorkflowError, WorkflowError
-from wfcli.store.contract import JournalStore, Lease, LockOwner
+from wfcli.store.contract import JournalStore, Lease, Owner
 
 __all__ = [
     "Finding",
@@ -199,7 +199,7 @@ class ReplaySummary:
 
 
 class _ReadOnlyLease(Lease):
-    def __init__(self, store: JournalStore, instance_id: str, owner: LockOwner) -> None:
+    def __init__(self, store: JournalStore, instance_id: str, owner: Owner) -> None:
         self.instance_id = instance_id
         self.owner = owner
         self._store = store
@@ -236,19 +236,16 @@ class _ReadOnlyStore(JournalStore):
     def create(self, record: Created) -> None:
         raise ReplayWriteError("create", record.instance_id)
 
-    def exists(self, instance_id: str) -> bool:
-        return self._store.exists(instance_id)
-
     def read(self, instance_id: str) -> list[Record]:
         return self._store.read(instance_id)
 
     def instance_ids(self) -> list[str]:
         return self._store.instance_ids()
 
-    def acquire(self, instance_id: str, owner: LockOwner) -> Lease:
+    def acquire(self, instance_id: str, owner: Owner) -> Lease:
         return _ReadOnlyLease(self._store, instance_id, owner)
 
-    def holder(self, instance_id: str) -> LockOwner | None:
+    def holder(self, instance_id: str) -> Owner | None:
         return self._store.holder(instance_id)
 
     def post(self, instance_id: str, message: InboxMessage) -> None:
@@ -256,18 +253,6 @@ class _ReadOnlyStore(JournalStore):
 
     def pending(self, instance_id: str) -> list[InboxMessage]:
         return self._store.pending(instance_id)
-
-    def inbox_ids(self) -> set[str]:
-        return self._store.inbox_ids()
-
-    def journal_versions(self) -> dict[str, str]:
-        return self._store.journal_versions()
-
-    def load_cache(self, name: str) -> bytes | None:
-        return self._store.load_cache(name)
-
-    def save_cache(self, name: str, data: bytes) -> None:
-        pass  # replay leaves the store as it found it; a cache only saves time
 
 
 # --- the replay-only step engine ----------------------------------------------------------
@@ -534,7 +519,7 @@ class _Replayer:
                 history_steps,
                 (finding,),
             )
-        lease = self.client.store.acquire(state.instance_id, LockOwner.current())
+        lease = self.client.store.acquire(state.instance_id, Owner.current())
         run = _ReplayRun(lease, state, self.client)
         event = WorkflowEvent(
             payload=freeze(state.params),

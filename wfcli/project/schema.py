@@ -57,7 +57,8 @@ _MAX_VALUE_BYTES_LIMIT = DEFAULT_MAX_LINE_BYTES // 2
 
 _TOP_KEYS = ("defaults", "limits", "main", "name", "store", "vars", "workflows")
 _WORKFLOW_KEYS = ("binding", "class_name", "main", "name")
-_STORE_KEYS = ("dir", "fsync")
+_STORE_KEYS = ("dir", "fsync", "url")
+_STORE_SCHEMES = ("file", "postgres", "postgresql")
 _DEFAULTS_KEYS = ("max_inline_wait", "retries", "timeout")
 _RETRIES_KEYS = ("backoff", "delay", "limit")
 _LIMITS_KEYS = ("max_step_result_bytes",)
@@ -96,8 +97,8 @@ class Project:
     """A checked ``workflows.toml``.
 
     ``main`` and each workflow's ``main`` are a dotted module name or a path to a
-    ``.py`` file relative to the file's folder. ``store_dir`` is ``[store] dir``
-    made absolute; ``durable`` is ``[store] fsync``; ``settings`` come from
+    ``.py`` file relative to the file's folder. ``store_location`` is ``[store] url``,
+    or ``[store] dir`` made absolute; ``durable`` is ``[store] fsync``; ``settings`` come from
     ``[defaults]`` and ``[limits]``.
     """
 
@@ -106,7 +107,7 @@ class Project:
     main: str | None
     variables: dict[str, JsonValue]
     workflows: tuple[WorkflowConfig, ...]
-    store_dir: Path | None
+    store_location: str | None
     durable: bool
     settings: Settings
     _key_lines: Mapping[KeyPath, int] = field(default_factory=dict, repr=False, compare=False)
@@ -179,7 +180,7 @@ class _ProjectReader:
         variables = self.variables(document, workflows)
         store = self.table(document, ("store",))
         self.check_keys(store, _STORE_KEYS, ("store",))
-        store_dir = self.text(store, ("store", "dir"))
+        store_location = self.store_location(store)
         durable = store.get("fsync", True)
         if not isinstance(durable, bool):
             raise self.error(
@@ -191,11 +192,27 @@ class _ProjectReader:
             main=main,
             variables=variables,
             workflows=workflows,
-            store_dir=None if store_dir is None else absolute_path(store_dir, self.path.parent),
+            store_location=store_location,
             durable=durable,
             settings=self.settings(document),
             _key_lines=self.key_lines,
         )
+
+    def store_location(self, store: Mapping[str, object]) -> str | None:
+        folder = self.text(store, ("store", "dir"))
+        url = self.text(store, ("store", "url"))
+        if folder is not None and url is not None:
+            raise self.error(("store", "url"), "give url or dir, not both")
+        if folder is not None:
+            return str(absolute_path(folder, self.path.parent))
+        if url is None:
+            return None
+        scheme = url.partition("://")[0].lower() if "://" in url else ""
+        if scheme not in _STORE_SCHEMES:
+            raise self.error(
+                ("store", "url"), "expected a postgresql:// or file:// URL (or set dir instead)"
+            )
+        return url
 
     # generic checks --------------------------------------------------------------------
 

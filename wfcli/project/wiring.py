@@ -6,16 +6,18 @@ folder under the user's data directory.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from wfcli.client.client import WorkflowClient
 from wfcli.core.clock import Clock
 from wfcli.errors import ConfigError
 from wfcli.project.schema import CONFIG_FILENAME, Project, absolute_path
-from wfcli.store.files import FileStore
+from wfcli.store import open_store
 
-__all__ = ["STORE_ENV", "default_store_dir", "open_client", "resolve_store_dir"]
+__all__ = ["STORE_ENV", "StoreChoice", "default_store_dir", "open_client", "resolve_store"]
 
 STORE_ENV = "WF_STORE"
 
@@ -35,34 +37,54 @@ def default_store_dir(project: Project) -> Path:
     return data / "projects" / f"{project.name}-{digest}"
 
 
-def resolve_store_dir(
-    explicit: str | None, environ: Mapping[str, str], project: Project | None
-) -> Path:
-    """The store folder: ``--store`` > ``WF_STORE`` > ``[store] dir`` > the default.
+@dataclass(frozen=True, slots=True)
+class StoreChoice:
+    """Where the store is, and whether it was ``given`` for this command (``--store``,
+    ``WF_STORE``) rather than taken from the project (``[store]`` or the default
+    folder, which the project's first run makes)."""
 
-    Raises :class:`ConfigError` without a project unless a flag or variable names one.
+    location: str
+    given: bool
+
+
+def resolve_store(
+    explicit: str | None, environ: Mapping[str, str], project: Project | None
+) -> StoreChoice:
+    """The store: ``--store`` > ``WF_STORE`` > ``[store] url``/``dir`` > the default.
+
+    A relative folder is taken from the working directory. Raises
+    :class:`ConfigError` without a project unless a flag or variable names one.
     """
     for value in (explicit, environ.get(STORE_ENV)):
         if value:
-            return absolute_path(value, Path.cwd())
+            return StoreChoice(
+                value if "://" in value else str(absolute_path(value, Path.cwd())), True
+            )
     if project is None:
         raise ConfigError(
             CONFIG_FILENAME, f"no project to take the store from; pass --store or set {STORE_ENV}"
         )
-    return project.store_dir or default_store_dir(project)
+    return StoreChoice(project.store_location or str(default_store_dir(project)), False)
 
 
 def open_client(
-    project: Project | None, store_dir: Path, *, clock: Clock | None = None, load: bool = True
+    project: Project | None,
+    location: str | os.PathLike[str],
+    *,
+    clock: Clock | None = None,
+    load: bool = True,
+    must_exist: bool = False,
 ) -> WorkflowClient:
-    """A client on the store at ``store_dir`` with the project's workflows and settings.
+    """A client on the store at ``location`` (:func:`~wfcli.store.open_store`) with the
+    project's workflows and settings.
 
-    ``load=False`` skips importing user code (commands that only read the store).
+    ``load=False`` skips importing user code (commands that only read the store);
+    ``must_exist`` refuses a store folder that does not exist.
     """
     if project is None:
-        return WorkflowClient(FileStore(store_dir), {}, clock=clock)
+        return WorkflowClient(open_store(location, must_exist=must_exist), {}, clock=clock)
     return WorkflowClient(
-        FileStore(store_dir, durable=project.durable),
+        open_store(location, durable=project.durable, must_exist=must_exist),
         project.load_workflows() if load else {},
         bindings={workflow.binding: workflow.name for workflow in project.workflows},
         variables=project.variables,

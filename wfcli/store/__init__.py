@@ -1,8 +1,54 @@
 """Journal stores behind one contract (:mod:`wfcli.store.contract`): in memory, in a
-folder of files, and chosen by location with :func:`open_store`."""
+folder of files; :func:`open_store` picks one by its location."""
 
-from wfcli.store.contract import JournalStore, Lease, LockOwner
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from wfcli.errors import StoreLocationError
+from wfcli.store.contract import JournalStore, Lease, Listing, ListQuery, Owner
 from wfcli.store.files import FileStore
 from wfcli.store.memory import MemoryStore
 
-__all__ = ["FileStore", "JournalStore", "Lease", "LockOwner", "MemoryStore"]
+__all__ = [
+    "FileStore",
+    "JournalStore",
+    "Lease",
+    "ListQuery",
+    "Listing",
+    "MemoryStore",
+    "Owner",
+    "open_store",
+]
+
+
+def open_store(
+    location: str | os.PathLike[str], *, durable: bool = True, must_exist: bool = False
+) -> JournalStore:
+    """The store at ``location``: a folder path or a ``file://`` URL.
+
+    ``durable`` (``[store] fsync``) syncs every journaled record. ``must_exist`` (for
+    commands that only read) refuses a folder that does not exist instead of treating it
+    as an empty store. Raises :class:`StoreLocationError` for a location that names no
+    usable store: an unknown scheme, a file where a folder belongs, a missing folder
+    (with ``must_exist``).
+    """
+    text = os.fspath(location)
+    scheme = urlsplit(text).scheme.lower() if "://" in text else ""
+    if scheme == "file":
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost"):
+            raise StoreLocationError(text, "a file:// URL names a folder on this machine")
+        folder = Path(unquote(parts.path))
+    elif scheme:
+        raise StoreLocationError(text, f"unknown scheme {scheme!r}: use a folder or a file:// URL")
+    else:
+        folder = Path(text).expanduser()
+    folder = Path(os.path.abspath(folder))
+    if folder.exists() and not folder.is_dir():
+        raise StoreLocationError(str(folder), "not a folder (a file store is a folder)")
+    if must_exist and not folder.exists():
+        raise StoreLocationError(str(folder), "no such folder")
+    return FileStore(folder, durable=durable)

@@ -1,70 +1,77 @@
 """The store contract: what every journal store (memory, files, PostgreSQL) provides.
 
-:class:`JournalStore` is the contract every backend meets. The rules that make
-wfcli durable live here:
+A store keeps, per instance, a *journal* (its records, in order), an *inbox* (messages
+from other processes: events, pause, resume, terminate, restart) and a *lease* (who
+executes it now). The rules that make wfcli durable:
 
 * Only the holder of an instance's :class:`Lease` appends to its journal, so a
-  journal never has two writers. Other processes talk to the instance through
-  its *inbox* (:meth:`JournalStore.post`); the lease holder moves messages into
-  the journal and then discards them.
-* A record counts once its line, newline included, is in the journal. A torn
-  last line (a crash mid-write) is ignored on read and cut off before the next
-  append; damage anywhere else raises :class:`JournalCorruptError` and nothing
-  is written.
+  journal never has two writers. Other processes talk to the instance through its
+  inbox (:meth:`JournalStore.post`); the lease holder moves messages into the
+  journal and then discards them.
+* A record counts once the store has it whole. A record cut short by a crash is
+  ignored on read and dropped before the next append; damage anywhere else raises
+  :class:`JournalCorruptError` and nothing is written. Every store checks journals
+  with the same rules (:mod:`wfcli.store.validation`).
+* A lease can be lost (a database store's lease expires when its holder stops
+  renewing it). A lost lease never writes again: every call on it raises
+  :class:`LeaseLostError` and changes nothing, and the engine stops the run at once.
+
+Every method may be called from several processes, and from several threads of one
+process, at once.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 
-from wfcli.core.codec import (
-    Created,
-    InboxMessage,
-    Record,
-)
+from wfcli.core.codec import Created, InboxMessage, Record
+from wfcli.core.owner import Owner
+from wfcli.core.state import STATUSES, fold
+from wfcli.core.summary import InstanceSummary, JournalSummary
+from wfcli.errors import InstanceNotFoundError, JournalCorruptError, WorkflowInputError
+from wfcli.store.health import StoreReport, check_journals
 
-__all__ = ["JournalStore", "Lease", "LockOwner"]
-
-
-@dataclass(frozen=True, slots=True)
-class LockOwner:
-    """Who executes an instance: a process on a host."""
-
-    pid: int
-    host: str
-
-    @classmethod
-    def current(cls) -> LockOwner:
-        return cls(pid=os.getpid(), host=os.uname().nodename)  # gethostname, without socket
+__all__ = ["JournalStore", "Lease", "ListQuery", "Listing", "Owner"]
 
 
 class Lease(ABC):
-    """Exclusive right to write one instance's journal; release it when done."""
+    """The exclusive right to write one instance's journal, held by :attr:`owner`.
+
+    Calls may come from several threads at once (parallel steps append from their
+    own threads): the lease serialises them. Once :meth:`release` was called, or the
+    lease was lost, :meth:`append` and :meth:`discard` raise and write nothing.
+    """
 
     instance_id: str
-    owner: LockOwner
+    owner: Owner
 
     @abstractmethod
     def read(self) -> list[Record]:
-        """All complete records of the journal, in order."""
+        """All complete records of the journal, in order (the holder's view)."""
 
     @abstractmethod
     def append(self, records: Sequence[Record], *, sync: bool = True) -> None:
-        """Append ``records`` at the end; with ``sync`` (and a durable store) they
-        are on disk when this returns. Records appended without ``sync`` may be
-        lost in a crash, but never reordered after a later synced record."""
+        """Append ``records`` at the end of the journal, after every earlier append.
+
+        Atomic per call: either all of ``records`` become the journal's next records,
+        in order, or none does. With ``sync`` (and a durable store) they are on
+        stable storage when this returns. Records appended without ``sync`` may be
+        lost in a crash, but never reordered after a later synced record.
+        Raises :class:`LeaseLostError` if the lease is no longer this owner's.
+        """
 
     @abstractmethod
     def pending(self) -> list[InboxMessage]:
-        """Inbox messages not yet discarded, oldest first."""
+        """Inbox messages not yet discarded, in the order they were posted."""
 
     @abstractmethod
     def discard(self, message_ids: Sequence[str]) -> None:
-        """Remove messages from the inbox (after their effect is journaled)."""
+        """Remove messages from the inbox (after their effect is journaled); IDs that
+        are not there are ignored."""
 
     @abstractmethod
     def delete_instance(self) -> None:
@@ -72,7 +79,7 @@ class Lease(ABC):
 
     @abstractmethod
     def release(self) -> None:
-        """Give up the lease; idempotent."""
+        """Give up the lease; idempotent. :meth:`JournalStore.holder` says None from then on."""
 
     def __enter__(self) -> Lease:
         return self
@@ -86,89 +93,151 @@ class Lease(ABC):
         self.release()
 
 
-class JournalStore(ABC):
-    """Where journals, locks and inboxes of instances are kept.
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """Which instances :meth:`JournalStore.list_instances` returns.
 
-    Every method is safe to call from several processes (and threads) at once.
+    ``workflow`` and ``statuses`` (shown statuses, as ``wf list`` prints them, so
+    ``waitingForPause`` too) narrow the listing; ``due_at`` keeps only instances a
+    worker should execute at that time (:meth:`InstanceSummary.is_due`) and lists
+    them oldest first, where every other listing is newest first (by creation time,
+    then ID); ``limit`` keeps the first that many.
+    """
+
+    workflow: str | None = None
+    statuses: frozenset[str] = frozenset()
+    due_at: datetime | None = None
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = self.statuses - set(STATUSES)
+        if unknown:
+            raise WorkflowInputError(
+                "status", f"{sorted(unknown)[0]!r} is not one of {', '.join(STATUSES)}"
+            )
+        if self.limit is not None and self.limit < 1:
+            raise WorkflowInputError("limit", f"must be at least 1, got {self.limit}")
+
+    def matches(self, summary: InstanceSummary) -> bool:
+        """Whether ``summary`` belongs in the listing (before ordering and the limit)."""
+        if self.workflow is not None and summary.workflow != self.workflow:
+            return False
+        if self.statuses and summary.status not in self.statuses:
+            return False
+        return self.due_at is None or summary.is_due(self.due_at)
+
+    def select(self, summaries: Iterable[InstanceSummary]) -> list[InstanceSummary]:
+        """The matching summaries, in the query's order, cut at its limit."""
+        found = [summary for summary in summaries if self.matches(summary)]
+        found.sort(key=lambda s: (s.created, s.id), reverse=self.due_at is None)
+        return found[: self.limit] if self.limit is not None else found
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What :meth:`JournalStore.list_instances` found: the instances, and the journals
+    it could not read (left out of ``instances``, reported on every listing)."""
+
+    instances: list[InstanceSummary]
+    damaged: list[JournalCorruptError]
+
+
+class JournalStore(ABC):
+    """Where the journals, inboxes and leases of instances are kept.
+
+    Subclasses implement the abstract methods; :meth:`list_instances` has a default
+    that reads and folds every journal, which a store overrides when it can answer
+    from an index or a query.
     """
 
     durable: bool
+    """Whether a synced append survives a crash of the machine (fsync, a commit)."""
 
     @abstractmethod
     def location(self) -> str:
-        """Where the store is, for people (a folder, a URL)."""
+        """Where the store is, for people (a folder, a URL without its password)."""
 
     @abstractmethod
     def create(self, record: Created) -> None:
-        """Atomically create a journal whose first line is ``record``.
+        """Atomically create a journal whose first record is ``record``.
 
         Raises :class:`InstanceExistsError` (and writes nothing) if the ID is taken;
         of many concurrent creators of one ID exactly one succeeds.
         """
 
     @abstractmethod
-    def exists(self, instance_id: str) -> bool:
-        """Whether a journal with this ID exists."""
-
-    @abstractmethod
     def read(self, instance_id: str) -> list[Record]:
-        """The complete records of a journal, without taking its lock.
+        """The complete records of a journal, without taking its lease.
 
-        Raises :class:`InstanceNotFoundError` or :class:`JournalCorruptError`.
+        A reader racing an append sees the journal before or after each appended
+        call's records, never part of one. Raises :class:`InstanceNotFoundError`
+        or :class:`JournalCorruptError`.
         """
 
     @abstractmethod
     def instance_ids(self) -> list[str]:
-        """IDs of every instance, sorted."""
+        """The IDs of every instance, sorted."""
 
     @abstractmethod
-    def acquire(self, instance_id: str, owner: LockOwner) -> Lease:
-        """Take the instance's lock without waiting for a holder to finish.
+    def acquire(self, instance_id: str, owner: Owner) -> Lease:
+        """Take the instance's lease without waiting for a holder to finish.
 
         Raises :class:`InstanceBusyError` naming the holder, or
         :class:`InstanceNotFoundError`.
         """
 
     @abstractmethod
-    def holder(self, instance_id: str) -> LockOwner | None:
-        """Who holds the lock now, or None."""
+    def holder(self, instance_id: str) -> Owner | None:
+        """Who holds the lease now, or None.
+
+        None as soon as the holder released it *or died*: an instance whose journal
+        says ``running`` while nobody holds it is shown as interrupted and recovered
+        by a worker, so a dead holder must not keep it (a file lock dies with its
+        process; a database lease expires). Raises :class:`JournalCorruptError` if
+        the lease is held but the store cannot say by whom.
+        """
 
     @abstractmethod
     def post(self, instance_id: str, message: InboxMessage) -> None:
-        """Durably add a message to the inbox; messages keep the order they were posted in."""
+        """Durably add a message to the inbox, after every message posted before it.
+
+        Raises :class:`InstanceNotFoundError`.
+        """
 
     @abstractmethod
     def pending(self, instance_id: str) -> list[InboxMessage]:
-        """Inbox messages not yet applied, oldest first (read-only, no lock)."""
+        """Inbox messages not yet applied, in the order they were posted (read-only,
+        no lease); an unknown instance has none."""
 
-    @abstractmethod
-    def inbox_ids(self) -> set[str]:
-        """IDs whose inbox may hold messages: every ID with a pending message, maybe more.
+    def list_instances(self, query: ListQuery) -> Listing:
+        """The instances ``query`` selects, as summaries with their holder and inbox.
 
-        Lets a scan of many instances skip :meth:`pending` for the rest.
+        A journal that cannot be read is left out and its error put in
+        :attr:`Listing.damaged`. This default reads and folds every journal.
         """
+        summaries: list[InstanceSummary] = []
+        damaged: list[JournalCorruptError] = []
+        for instance_id in self.instance_ids():
+            try:
+                journal = JournalSummary.of(fold(self.read(instance_id)))
+            except JournalCorruptError as error:
+                damaged.append(error)
+                continue
+            except InstanceNotFoundError:
+                continue  # deleted since the IDs were listed
+            try:
+                summaries.append(self.summarize(journal))
+            except JournalCorruptError as error:  # its lease or inbox cannot be read
+                damaged.append(error)
+        return Listing(query.select(summaries), damaged)
 
-    @abstractmethod
-    def journal_versions(self) -> dict[str, str]:
-        """Every instance's ID with a token that changes whenever its journal does.
+    def check(self) -> StoreReport:
+        """What ``wf doctor`` reports, read-only: damaged journals and what else the
+        store can see. This default reads every journal and inbox."""
+        return check_journals(self)
 
-        Reads no journal, so it costs far less than :meth:`read` of each.
-        """
-
-    @abstractmethod
-    def load_cache(self, name: str) -> bytes | None:
-        """Data kept by :meth:`save_cache`, or None. It may be stale or damaged:
-        whoever saved it must be able to check it (see :meth:`journal_versions`)."""
-
-    @abstractmethod
-    def save_cache(self, name: str, data: bytes) -> None:
-        """Keep derived data (an index) under ``name``, replacing what was there.
-
-        Not durable and not journaled: losing it only costs time.
-        """
-
-
-def _check_cache_name(name: str) -> str:
-    if not name.replace("-", "").replace(".", "").isalnum():
-        raise ValueError(f"bad cache name {name!r}")
-    return name
+    def summarize(self, journal: JournalSummary) -> InstanceSummary:
+        """``journal`` with what the lease and the inbox add to it."""
+        instance_id = journal.instance_id
+        pending = tuple(message.action for message in self.pending(instance_id))
+        return InstanceSummary.of(journal, self.holder(instance_id), pending)

@@ -8,20 +8,16 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from wfcli.core.codec import (
-    Created,
-    InboxMessage,
-    Record,
-    decode_record,
-    encode_record,
-)
+from wfcli.core.codec import Created, InboxMessage, Record, decode_record, encode_record
 from wfcli.core.ids import validate_instance_id
 from wfcli.errors import (
     InstanceBusyError,
     InstanceExistsError,
     InstanceNotFoundError,
+    LeaseLostError,
 )
-from wfcli.store.contract import JournalStore, Lease, LockOwner, _check_cache_name
+from wfcli.store.contract import JournalStore, Lease, Owner
+from wfcli.store.validation import JournalRules
 
 __all__ = ["MemoryStore"]
 
@@ -29,30 +25,39 @@ __all__ = ["MemoryStore"]
 @dataclass
 class _MemoryInstance:
     records: list[Record]
-    generation: int
     inbox: list[InboxMessage] = field(default_factory=list)
-    owner: LockOwner | None = None
+    owner: Owner | None = None
+    lease: int = 0
+    """The number of the lease that holds it (0: none)."""
 
 
 class _MemoryLease(Lease):
-    def __init__(self, store: MemoryStore, instance_id: str, owner: LockOwner) -> None:
+    def __init__(self, store: MemoryStore, instance_id: str, owner: Owner, number: int) -> None:
         self.instance_id = instance_id
         self.owner = owner
         self._store = store
-        self._held = True
+        self._number = number
 
     def _instance(self) -> _MemoryInstance:
-        return self._store._instances[self.instance_id]
+        """The instance, while this lease holds it (call with the store's mutex held)."""
+        instance = self._store._instances.get(self.instance_id)
+        if instance is None or instance.lease != self._number:
+            raise LeaseLostError(self.instance_id, "it was released or expired")
+        return instance
 
     def read(self) -> list[Record]:
         with self._store._mutex:
             return list(self._instance().records)
 
     def append(self, records: Sequence[Record], *, sync: bool = True) -> None:
-        for record in records:  # the same validation a file round trip gives
+        for record in records:  # the same checks a round trip through a file gives
             decode_record(json.loads(encode_record(record)))
         with self._store._mutex:
-            self._instance().records.extend(records)
+            instance = self._instance()
+            rules = JournalRules(self.instance_id, self._store.location())
+            for line_no, record in enumerate(records, start=len(instance.records) + 1):
+                rules.check(record, line_no)
+            instance.records.extend(records)
 
     def pending(self) -> list[InboxMessage]:
         return self._store.pending(self.instance_id)
@@ -64,14 +69,15 @@ class _MemoryLease(Lease):
 
     def delete_instance(self) -> None:
         with self._store._mutex:
+            self._instance()
             del self._store._instances[self.instance_id]
-            self._held = False
 
     def release(self) -> None:
         with self._store._mutex:
-            if self._held:
-                self._held = False
-                self._instance().owner = None
+            instance = self._store._instances.get(self.instance_id)
+            if instance is not None and instance.lease == self._number:
+                instance.owner = None
+                instance.lease = 0
 
 
 class MemoryStore(JournalStore):
@@ -81,8 +87,7 @@ class MemoryStore(JournalStore):
 
     def __init__(self) -> None:
         self._instances: dict[str, _MemoryInstance] = {}
-        self._caches: dict[str, bytes] = {}
-        self._generations = itertools.count(1)  # tells a re-created ID from the old one
+        self._lease_numbers = itertools.count(1)
         self._mutex = threading.Lock()
 
     def location(self) -> str:
@@ -90,15 +95,11 @@ class MemoryStore(JournalStore):
 
     def create(self, record: Created) -> None:
         validate_instance_id(record.instance_id)
+        JournalRules(record.instance_id, self.location()).check(record, 1)
         with self._mutex:
             if record.instance_id in self._instances:
                 raise InstanceExistsError(record.instance_id)
-            self._instances[record.instance_id] = _MemoryInstance(
-                records=[record], generation=next(self._generations)
-            )
-
-    def exists(self, instance_id: str) -> bool:
-        return instance_id in self._instances
+            self._instances[record.instance_id] = _MemoryInstance(records=[record])
 
     def read(self, instance_id: str) -> list[Record]:
         with self._mutex:
@@ -114,15 +115,24 @@ class MemoryStore(JournalStore):
         with self._mutex:
             return sorted(self._instances)
 
-    def acquire(self, instance_id: str, owner: LockOwner) -> Lease:
+    def acquire(self, instance_id: str, owner: Owner) -> Lease:
         with self._mutex:
             instance = self._get(instance_id)
             if instance.owner is not None:
                 raise InstanceBusyError(instance_id, instance.owner.pid, instance.owner.host)
             instance.owner = owner
-        return _MemoryLease(self, instance_id, owner)
+            instance.lease = next(self._lease_numbers)
+            return _MemoryLease(self, instance_id, owner, instance.lease)
 
-    def holder(self, instance_id: str) -> LockOwner | None:
+    def expire_lease(self, instance_id: str) -> None:
+        """End the lease on ``instance_id`` as if its holder had stopped renewing it
+        (a database lease expiring): for tests of what a lost lease does."""
+        with self._mutex:
+            instance = self._get(instance_id)
+            instance.owner = None
+            instance.lease = 0
+
+    def holder(self, instance_id: str) -> Owner | None:
         with self._mutex:
             instance = self._instances.get(instance_id)
             return instance.owner if instance else None
@@ -135,22 +145,3 @@ class MemoryStore(JournalStore):
         with self._mutex:
             instance = self._instances.get(instance_id)
             return list(instance.inbox) if instance else []
-
-    def inbox_ids(self) -> set[str]:
-        with self._mutex:
-            return {instance_id for instance_id, i in self._instances.items() if i.inbox}
-
-    def journal_versions(self) -> dict[str, str]:
-        with self._mutex:
-            return {
-                instance_id: f"{instance.generation}:{len(instance.records)}"
-                for instance_id, instance in self._instances.items()
-            }
-
-    def load_cache(self, name: str) -> bytes | None:
-        with self._mutex:
-            return self._caches.get(_check_cache_name(name))
-
-    def save_cache(self, name: str, data: bytes) -> None:
-        with self._mutex:
-            self._caches[_check_cache_name(name)] = bytes(data)

@@ -24,8 +24,9 @@ from wfcli.core.codec import ErrorInfo, Record, StepKind, record_to_json
 from wfcli.core.durations import format_duration
 
 if TYPE_CHECKING:
-    from wfcli.client.views import InstanceStatus, InstanceSummary
+    from wfcli.client.views import InstanceStatus
     from wfcli.core.state import StepState
+    from wfcli.core.summary import InstanceSummary
     from wfcli.engine.replay import ReplayReport, ReplaySummary
 
 __all__ = [

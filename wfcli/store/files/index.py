@@ -1,9 +1,9 @@
-"""The instance index: what ``wf list`` and a worker's scan need of each instance.
+"""The file store's instance index: what ``wf list`` and a worker's scan need of each instance.
 
 Listing a store means knowing every instance's status, and only its journal
 says that. Reading and folding every journal each time costs ~0.15 ms per
 instance; the index keeps a summary of each journal in the store's cache with
-the journal version it was folded from (:meth:`JournalStore.journal_versions`),
+the journal version it was folded from (:meth:`FileStore.journal_versions`),
 so a listing reads again only the journals that changed since the last one.
 
 An entry whose version no longer matches is never used; an index that is
@@ -16,102 +16,60 @@ from __future__ import annotations
 import contextlib
 import json
 import zlib
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wfcli.core.codec import JsonValue, format_optional_time, format_time, parse_time
-from wfcli.core.state import STATUSES, InstanceState, Status, WaitInfo, fold
+from wfcli.core.codec import JsonValue, format_time, parse_time
+from wfcli.core.state import STATUSES, WaitInfo, fold
+from wfcli.core.summary import SHOWN_KEYS, JournalSummary
 from wfcli.errors import InstanceNotFoundError, JournalCorruptError
-from wfcli.store.contract import JournalStore
 
-__all__ = ["INDEX_NAME", "SHOWN_KEYS", "InstanceIndex", "JournalSummary"]
+if TYPE_CHECKING:
+    from wfcli.store.files.store import FileStore
+
+__all__ = ["INDEX_NAME", "InstanceIndex"]
 
 INDEX_NAME = "instances-v1.json"
 _WAIT_KINDS = ("sleep", "retry", "event")
 
 
-# The keys of ``JournalSummary.shown``, in the order `wf list --json` prints them.
-SHOWN_KEYS = ("params", "output", "error", "created", "started", "ended", "warnings")
 _ENTRY_KEYS = frozenset({"workflow", "status", "waiting", "event_ready", *SHOWN_KEYS})
 
 
-@dataclass(frozen=True, slots=True)
-class JournalSummary:
-    """What an instance's journal says about it, without its steps.
+def _entry(summary: JournalSummary) -> dict[str, JsonValue]:
+    """A summary as an index entry (:func:`_summary` reverses it)."""
+    wait = summary.waiting
+    return {
+        "workflow": summary.workflow,
+        "status": summary.status,
+        "waiting": None
+        if wait is None
+        else [wait.kind, wait.step, format_time(wait.until), wait.event_type],
+        "event_ready": summary.event_ready,
+        **{key: summary.shown[key] for key in SHOWN_KEYS},
+    }
 
-    ``shown`` holds the rest as ``wf list --json`` prints it (times as text), so a
-    listing from the index neither parses nor formats them; only its
-    :data:`SHOWN_KEYS` are read.
+
+def _summary(instance_id: str, document: Any) -> JournalSummary:
+    """Raises ValueError, TypeError or KeyError if ``document`` is not an index entry.
+
+    The index file's checksum vouches for the entry's content, so only its
+    shape is checked here.
     """
-
-    instance_id: str
-    workflow: str
-    status: Status
-    created: datetime
-    waiting: WaitInfo | None
-    event_ready: bool
-    """It waits for an event of a type that has one buffered already."""
-    shown: dict[str, JsonValue]
-
-    @classmethod
-    def of(cls, state: InstanceState) -> JournalSummary:
-        wait = state.waiting
-        return cls(
-            instance_id=state.instance_id,
-            workflow=state.workflow,
-            status=state.status,
-            created=state.created,
-            waiting=wait,
-            event_ready=wait is not None
-            and wait.event_type is not None
-            and bool(state.buffered_events(wait.event_type)),
-            shown={
-                "params": state.params,
-                "output": state.output,
-                "error": None if state.error is None else state.error.to_json(),
-                "created": format_time(state.created),
-                "started": format_optional_time(state.started),
-                "ended": format_optional_time(state.ended),
-                "warnings": [warning.message for warning in state.warnings],
-            },
-        )
-
-    def to_json(self) -> dict[str, JsonValue]:
-        """The summary as an index entry (``from_json`` reverses it)."""
-        wait = self.waiting
-        return {
-            "workflow": self.workflow,
-            "status": self.status,
-            "waiting": None
-            if wait is None
-            else [wait.kind, wait.step, format_time(wait.until), wait.event_type],
-            "event_ready": self.event_ready,
-            **{key: self.shown[key] for key in SHOWN_KEYS},
-        }
-
-    @classmethod
-    def from_json(cls, instance_id: str, document: Any) -> JournalSummary:
-        """Raises ValueError, TypeError or KeyError if ``document`` is not an index entry.
-
-        The index file's checksum vouches for the entry's content, so only its
-        shape is checked here.
-        """
-        if not document.keys() >= _ENTRY_KEYS:
-            raise KeyError(sorted(_ENTRY_KEYS - document.keys())[0])
-        status = document["status"]
-        if status not in STATUSES:
-            raise ValueError(f"status {status!r}")
-        wait = document["waiting"]
-        return cls(
-            instance_id=instance_id,
-            workflow=document["workflow"],
-            status=status,
-            created=parse_time(document["created"]),
-            waiting=None if wait is None else _wait(*wait),
-            event_ready=document["event_ready"] is True,
-            shown=document,  # has more keys than SHOWN_KEYS: only those are read
-        )
+    if not document.keys() >= _ENTRY_KEYS:
+        raise KeyError(sorted(_ENTRY_KEYS - document.keys())[0])
+    status = document["status"]
+    if status not in STATUSES:
+        raise ValueError(f"status {status!r}")
+    wait = document["waiting"]
+    return JournalSummary(
+        instance_id=instance_id,
+        workflow=document["workflow"],
+        status=status,
+        created=parse_time(document["created"]),
+        waiting=None if wait is None else _wait(*wait),
+        event_ready=document["event_ready"] is True,
+        shown=document,  # has more keys than SHOWN_KEYS: only those are read
+    )
 
 
 def _wait(kind: Any, step: str, until: str, event_type: str | None) -> WaitInfo:
@@ -132,7 +90,7 @@ _Entry = tuple[str, JournalSummary]  # the journal version it was folded from, a
 class InstanceIndex:
     """Summaries of a store's instances, brought up to date on each look."""
 
-    def __init__(self, store: JournalStore) -> None:
+    def __init__(self, store: FileStore) -> None:
         self._store = store
         self._entries: dict[str, _Entry] | None = None
         self._changed = False
@@ -178,7 +136,7 @@ class InstanceIndex:
             return
         document = {
             "instances": {
-                instance_id: [version, summary.to_json()]
+                instance_id: [version, _entry(summary)]
                 for instance_id, (version, summary) in self._entries.items()
             }
         }
@@ -206,7 +164,7 @@ class InstanceIndex:
         try:
             document = json.loads(payload)
             return {
-                instance_id: (version, JournalSummary.from_json(instance_id, summary))
+                instance_id: (version, _summary(instance_id, summary))
                 for instance_id, (version, summary) in document["instances"].items()
             }
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError):

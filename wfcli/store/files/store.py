@@ -22,20 +22,21 @@ from wfcli.core.codec import (
     InboxMessage,
     Record,
     RecordError,
-    StepCompleted,
-    check_event_output,
-    decode_record,
     encode_record,
-    parse_line,
 )
 from wfcli.core.ids import instance_id_of_file, validate_instance_id
+from wfcli.core.summary import InstanceSummary
 from wfcli.errors import (
     InstanceBusyError,
     InstanceExistsError,
     InstanceNotFoundError,
     JournalCorruptError,
+    LeaseLostError,
 )
-from wfcli.store.contract import JournalStore, Lease, LockOwner, _check_cache_name
+from wfcli.store.contract import JournalStore, Lease, Listing, ListQuery, Owner
+from wfcli.store.files.index import InstanceIndex
+from wfcli.store.health import StoreReport
+from wfcli.store.validation import JournalRules, decode_journal
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "FileStore"]
 
@@ -53,48 +54,6 @@ def _fsync_dir(path: Path | str) -> None:
 
 
 _sync_data = getattr(os, "fdatasync", os.fsync)
-
-
-def _parse_journal(path: str, data: bytes, expected_id: str) -> tuple[list[Record], int]:
-    """Decode a journal's bytes; returns the records and the length of its complete lines."""
-    if not data:
-        raise JournalCorruptError(path, 1, "empty journal (no created record)")
-    records: list[Record] = []
-    end = data.rfind(b"\n") + 1  # everything after the last newline is a torn tail
-    line_no = 0
-    for line_no, raw in enumerate(data[:end].split(b"\n")[:-1], start=1):
-        try:
-            document = parse_line(raw)
-            record = decode_record(document)
-            if isinstance(record, StepCompleted) and record.kind == "event":
-                check_event_output(record.output)  # replay hands it back as the event
-        except RecordError as error:
-            raise JournalCorruptError(path, line_no, error.reason) from None
-        except (ValueError, RecursionError) as error:
-            reason = "nested too deeply" if isinstance(error, RecursionError) else "not JSON"
-            raise JournalCorruptError(path, line_no, reason) from None
-        if (line_no == 1) != isinstance(record, Created):
-            reason = (
-                "first record is not 'created'" if line_no == 1 else "a second 'created' record"
-            )
-            raise JournalCorruptError(path, line_no, reason)
-        if isinstance(record, Created) and record.instance_id != expected_id:
-            raise JournalCorruptError(
-                path, line_no, f"journal is for instance {record.instance_id!r}"
-            )
-        # decode_record took it, so it is an object; the check narrows the type
-        number = document.get("n") if isinstance(document, dict) else None
-        if number != line_no:
-            raise JournalCorruptError(
-                path,
-                line_no,
-                f"record number {number!r} where {line_no} belongs: "
-                "a line is missing, duplicated or out of place",
-            )
-        records.append(record)
-    if not records:
-        raise JournalCorruptError(path, 1, "no complete record (torn first line)")
-    return records, end
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -130,8 +89,55 @@ def _read_inbox(folder: str, max_bytes: int) -> list[InboxMessage]:
     return messages
 
 
+# A lock file holds its owner as one JSON line padded to a fixed size, so that a new
+# owner's record replaces all of the old one in a single write.
+_OWNER_RECORD_BYTES = 512
+_OWNER_READ_TRIES = 50  # 2 ms apart: the holder writes its record right after locking
+
+
+def _owner_record(owner: Owner) -> bytes:
+    document = {"worker": owner.worker_id, "pid": owner.pid, "host": owner.host}
+    return json.dumps(document).encode().ljust(_OWNER_RECORD_BYTES - 1) + b"\n"
+
+
+def _read_owner(fd: int) -> Owner | None:
+    """The owner a lock file names, or None while it names nobody (being written)."""
+    try:
+        document = json.loads(os.pread(fd, _OWNER_RECORD_BYTES, 0) or b"null")
+        pid, host = int(document["pid"]), str(document["host"])
+        # A lock taken by wfcli before worker IDs: pid and host are all it says.
+        worker = str(document.get("worker") or f"{pid}@{host}")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return Owner(worker_id=worker, pid=pid, host=host)
+
+
+def _held_by(fd: int, path: str) -> Owner | None:
+    """Who holds the lock of lock file ``fd``, None if nobody; raises
+    :class:`JournalCorruptError` if it stays held by someone its file never names
+    (damaged by hand)."""
+    for _ in range(_OWNER_READ_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _read_owner(fd)
+            if owner is not None:
+                return owner
+            time.sleep(0.002)  # taken or given up this moment: its record is being written
+            continue
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    raise JournalCorruptError(path, 1, "the lock is held but its file does not say by whom")
+
+
+def _cache_name(name: str) -> str:
+    if not name.replace("-", "").replace(".", "").isalnum():
+        raise ValueError(f"bad cache name {name!r}")
+    return name
+
+
 class _FileLease(Lease):
-    def __init__(self, store: FileStore, instance_id: str, owner: LockOwner, lock_fd: int) -> None:
+    def __init__(self, store: FileStore, instance_id: str, owner: Owner, lock_fd: int) -> None:
         self.instance_id = instance_id
         self.owner = owner
         self._store = store
@@ -143,6 +149,7 @@ class _FileLease(Lease):
         self._record_count = 0
         self._tail_checked = False
         self._mutex = threading.Lock()  # parallel steps append from several threads
+        self._rules = JournalRules(instance_id, self._journal_path)
 
     def read(self) -> list[Record]:
         records, self._valid_length = self._store.read_with_length(self.instance_id)
@@ -151,8 +158,12 @@ class _FileLease(Lease):
 
     def append(self, records: Sequence[Record], *, sync: bool = True) -> None:
         with self._mutex:
+            if self._lock_fd is None:
+                raise LeaseLostError(self.instance_id, "it was released")
             self._cut_torn_tail()
             first = self._record_count + 1
+            for line_no, record in enumerate(records, start=first):
+                self._rules.check(record, line_no)
             data = "".join(
                 encode_record(record, number) + "\n"
                 for number, record in enumerate(records, start=first)
@@ -177,6 +188,8 @@ class _FileLease(Lease):
         return _read_inbox(self._inbox, self._store.max_line_bytes)
 
     def discard(self, message_ids: Sequence[str]) -> None:
+        if self._lock_fd is None:
+            raise LeaseLostError(self.instance_id, "it was released")
         wanted = {f"{message_id}.json" for message_id in message_ids}
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self._inbox):
@@ -230,6 +243,7 @@ class FileStore(JournalStore):
         self._last_order = 0
         self._order_mutex = threading.Lock()
         self._ready = False
+        self._index: InstanceIndex | None = None
 
     def location(self) -> str:
         return str(self.root)
@@ -301,7 +315,7 @@ class FileStore(JournalStore):
         if self.durable:
             _fsync_dir(target.parent)
 
-    def exists(self, instance_id: str) -> bool:
+    def _exists(self, instance_id: str) -> bool:
         return os.path.exists(self._journal_file(instance_id))
 
     def read(self, instance_id: str) -> list[Record]:
@@ -315,7 +329,7 @@ class FileStore(JournalStore):
                 data = self._read_journal(path, journal)
         except FileNotFoundError:
             raise InstanceNotFoundError(instance_id) from None
-        return _parse_journal(path, data, instance_id)
+        return decode_journal(data, instance_id, path)
 
     def _read_journal(self, path: str, journal: BinaryIO) -> bytes:
         """The journal's bytes; a line over ``max_line_bytes`` raises before the rest is read,
@@ -365,8 +379,8 @@ class FileStore(JournalStore):
         # A file whose name is not an ID is not a journal (wf doctor names it).
         return sorted(filter(None, (instance_id_of_file(name, ".jsonl") for name in names)))
 
-    def acquire(self, instance_id: str, owner: LockOwner) -> Lease:
-        if not self.exists(instance_id):
+    def acquire(self, instance_id: str, owner: Owner) -> Lease:
+        if not self._exists(instance_id):
             raise InstanceNotFoundError(instance_id)
         self._prepare()
         fd = os.open(self._lock_file(instance_id), os.O_RDWR | os.O_CREAT, 0o600)
@@ -377,7 +391,7 @@ class FileStore(JournalStore):
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = self._read_owner(fd)
+                    holder = _read_owner(fd)
                     os.close(fd)
                     raise InstanceBusyError(
                         instance_id,
@@ -385,39 +399,26 @@ class FileStore(JournalStore):
                         holder.host if holder else None,
                     ) from None
                 time.sleep(0.005)
-        if not self.exists(instance_id):  # deleted while we waited for the lock
+        if not self._exists(instance_id):  # deleted while we waited for the lock
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
             raise InstanceNotFoundError(instance_id)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": owner.pid, "host": owner.host}).encode(), 0)
+        os.pwrite(fd, _owner_record(owner), 0)
         return _FileLease(self, instance_id, owner, fd)
 
-    @staticmethod
-    def _read_owner(fd: int) -> LockOwner | None:
+    def holder(self, instance_id: str) -> Owner | None:
+        path = self._lock_file(instance_id)
         try:
-            document = json.loads(os.pread(fd, 4096, 0) or b"null")
-            return LockOwner(pid=int(document["pid"]), host=str(document["host"]))
-        except (ValueError, TypeError, KeyError):
-            return None
-
-    def holder(self, instance_id: str) -> LockOwner | None:
-        try:
-            fd = os.open(self._lock_file(instance_id), os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return self._read_owner(fd) or LockOwner(pid=0, host="")
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
+            return _held_by(fd, path)
         finally:
             os.close(fd)
 
     def post(self, instance_id: str, message: InboxMessage) -> None:
-        if not self.exists(instance_id):
+        if not self._exists(instance_id):
             raise InstanceNotFoundError(instance_id)
         self._prepare()
         folder = self.inbox_path(instance_id)
@@ -434,13 +435,48 @@ class FileStore(JournalStore):
     def pending(self, instance_id: str) -> list[InboxMessage]:
         return _read_inbox(self._inbox_folder(instance_id), self.max_line_bytes)
 
+    def list_instances(self, query: ListQuery) -> Listing:
+        """From the instance index (:mod:`wfcli.store.files.index`): only journals
+        changed since the last listing are read. A worker's scans (``due_at``) keep the
+        index in memory; other listings save it in ``cache/``."""
+        damaged: list[JournalCorruptError] = []
+        if self._index is None:
+            self._index = InstanceIndex(self)
+        journals = self._index.summaries(damaged)
+        if query.due_at is None:
+            self._index.save()
+        with_inbox = self.inbox_ids()
+        summaries: list[InstanceSummary] = []
+        for journal in journals:
+            instance_id = journal.instance_id
+            if query.workflow is not None and journal.workflow != query.workflow:
+                continue
+            try:
+                holder = self.holder(instance_id)
+                messages = self.pending(instance_id) if instance_id in with_inbox else []
+            except JournalCorruptError as error:
+                damaged.append(error)
+                continue
+            pending = tuple(message.action for message in messages)
+            summaries.append(InstanceSummary.of(journal, holder, pending))
+        return Listing(query.select(summaries), damaged)
+
+    def check(self) -> StoreReport:
+        from wfcli.store.files.doctor import check_folder
+
+        return check_folder(self)
+
     def inbox_ids(self) -> set[str]:
+        """IDs whose inbox may hold messages (every ID ever posted to): a listing
+        skips :meth:`pending` for the rest."""
         try:
             return set(os.listdir(self._inboxes))  # a folder per instance ever posted to
         except FileNotFoundError:
             return set()
 
     def journal_versions(self) -> dict[str, str]:
+        """Every journal's ID with a token that changes whenever the journal does,
+        without reading any journal (the instance index keys its entries by it)."""
         # Journals only grow (or lose a torn tail), and every write moves the mtime:
         # inode, size and mtime together tell a changed journal from an unchanged one.
         versions: dict[str, str] = {}
@@ -461,14 +497,17 @@ class FileStore(JournalStore):
         return versions
 
     def load_cache(self, name: str) -> bytes | None:
+        """Data kept by :meth:`save_cache`, or None; it may be stale or damaged, so
+        whoever saved it checks it."""
         try:
-            with open(self.root / "cache" / _check_cache_name(name), "rb") as cache:
+            with open(self.root / "cache" / _cache_name(name), "rb") as cache:
                 return cache.read()
         except (FileNotFoundError, NotADirectoryError):
             return None
 
     def save_cache(self, name: str, data: bytes) -> None:
-        _check_cache_name(name)
+        """Keep derived data (an index) in ``cache/``; not durable, not journaled."""
+        _cache_name(name)
         self._prepare()
         folder = self.root / "cache"
         folder.mkdir(mode=0o700, exist_ok=True)

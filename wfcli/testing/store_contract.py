@@ -1,0 +1,465 @@
+"""The store contract as tests: subclass :class:`StoreContract` for every store.
+
+Each store's tests subclass it with a ``Test`` name and implement
+:meth:`StoreContract.make_store`; pytest then runs every test below against that
+store. A store that can lose a lease (a database lease expires) also implements
+:meth:`StoreContract.lose_lease`; the tests of lease loss are skipped for the others.
+What the tests check is what the docstrings of :mod:`wfcli.store.contract` promise::
+
+    class TestMyStore(StoreContract):
+        def make_store(self, tmp_path: Path) -> JournalStore:
+            return MyStore(tmp_path)
+
+Needs pytest (``pip install 'wfcli[dev]'``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from wfcli.core.codec import (
+    Created,
+    Finished,
+    InboxMessage,
+    JsonValue,
+    Record,
+    RunStarted,
+    StepCompleted,
+    Suspended,
+)
+from wfcli.errors import (
+    InstanceBusyError,
+    InstanceExistsError,
+    InstanceNotFoundError,
+    JournalCorruptError,
+    LeaseLostError,
+    WorkflowInputError,
+)
+from wfcli.store.contract import JournalStore, Lease, ListQuery, Owner
+
+__all__ = ["OTHER", "OWNER", "START", "StoreContract", "created", "message", "step_records"]
+
+_T = TypeVar("_T")
+START = datetime(2030, 1, 1, tzinfo=timezone.utc)
+OWNER = Owner(worker_id="worker-one", pid=4242, host="worker-1")
+OTHER = Owner(worker_id="worker-two", pid=5151, host="worker-2")
+
+
+def created(instance_id: str, params: JsonValue = None, *, at: datetime = START) -> Created:
+    """A ``created`` record of workflow ``wf``."""
+    return Created(at=at, instance_id=instance_id, workflow="wf", params=params)
+
+
+def step_records(count: int, prefix: str = "s") -> list[Record]:
+    """``count`` distinct records, as a run appends them."""
+    return [
+        StepCompleted(
+            at=START + timedelta(seconds=n), step=f"{prefix}{n}", kind="do", attempt=1, output=n
+        )
+        for n in range(count)
+    ]
+
+
+def message(number: int, action: Any = "event") -> InboxMessage:
+    """An inbox message whose ID and payload are ``number``."""
+    return InboxMessage(
+        message_id=f"m{number:04d}",
+        action=action,
+        sent_at=START,
+        event_type="t" if action == "event" else None,
+        payload=number,
+    )
+
+
+def all_at_once(count: int, task: Callable[[int], _T]) -> list[_T | BaseException]:
+    """Run ``task(0..count-1)`` on threads released together; results or raised errors."""
+    gate = threading.Barrier(count)
+    outcomes: list[_T | BaseException] = [RuntimeError("never ran")] * count
+
+    def run(index: int) -> None:
+        gate.wait()
+        try:
+            outcomes[index] = task(index)
+        except Exception as error:
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+class StoreContract:
+    """Every promise of :class:`~wfcli.store.contract.JournalStore`, as tests."""
+
+    def make_store(self, tmp_path: Path) -> JournalStore:
+        """A new, empty store (``tmp_path`` is the test's own folder)."""
+        raise NotImplementedError
+
+    def lose_lease(self, store: JournalStore, lease: Lease) -> bool:
+        """Make ``lease`` lost as its store loses leases (expiry); False if it cannot."""
+        return False
+
+    def close_store(self, store: JournalStore) -> None:
+        """Let go of what :meth:`make_store` opened (connections); nothing by default."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[JournalStore]:
+        made = self.make_store(tmp_path)
+        yield made
+        self.close_store(made)
+
+    # creating and reading ---------------------------------------------------------------
+
+    def test_create_makes_a_journal_whose_first_record_is_the_created_one(
+        self, store: JournalStore
+    ) -> None:
+        record = created("order-1", {"sku": "A"})
+        assert store.instance_ids() == []
+        store.create(record)
+        assert store.read("order-1") == [record]
+        assert store.instance_ids() == ["order-1"]
+
+    def test_create_of_a_taken_id_raises_and_writes_nothing(self, store: JournalStore) -> None:
+        store.create(created("order-1", "first"))
+        with pytest.raises(InstanceExistsError):
+            store.create(created("order-1", "second"))
+        assert store.read("order-1") == [created("order-1", "first")]
+
+    def test_of_many_concurrent_creators_of_one_id_exactly_one_succeeds(
+        self, store: JournalStore
+    ) -> None:
+        outcomes = all_at_once(8, lambda n: store.create(created("contested", n)))
+        winners = [n for n, outcome in enumerate(outcomes) if outcome is None]
+        assert len(winners) == 1
+        assert all(isinstance(o, InstanceExistsError) for o in outcomes if o is not None)
+        assert store.read("contested") == [created("contested", winners[0])]
+
+    def test_unknown_instances_are_not_found(self, store: JournalStore) -> None:
+        with pytest.raises(InstanceNotFoundError, match="'ghost'"):
+            store.read("ghost")
+        with pytest.raises(InstanceNotFoundError):
+            store.acquire("ghost", OWNER)
+        with pytest.raises(InstanceNotFoundError):
+            store.post("ghost", message(1))
+        assert store.holder("ghost") is None
+        assert store.pending("ghost") == []
+
+    def test_instance_ids_are_sorted(self, store: JournalStore) -> None:
+        for instance_id in ("b-2", "a-1", "C-3", "_0"):
+            store.create(created(instance_id))
+        assert store.instance_ids() == ["C-3", "_0", "a-1", "b-2"]
+
+    def test_location_is_text_for_people(self, store: JournalStore) -> None:
+        assert isinstance(store.location(), str)
+        assert store.location()
+
+    # leases and appends ------------------------------------------------------------------
+
+    def test_a_lease_appends_records_in_order_and_reads_them_back(
+        self, store: JournalStore
+    ) -> None:
+        store.create(created("order-1"))
+        first, second, third = step_records(3)
+        with store.acquire("order-1", OWNER) as lease:
+            lease.append([first])
+            lease.append([second, third], sync=False)
+            from_lease = lease.read()
+        expected = [created("order-1"), first, second, third]
+        assert from_lease == store.read("order-1") == expected
+
+    def test_appends_from_many_threads_keep_each_call_whole(self, store: JournalStore) -> None:
+        store.create(created("order-1"))
+        with store.acquire("order-1", OWNER) as lease:
+            all_at_once(6, lambda n: lease.append(step_records(3, prefix=f"t{n}-")))
+        appended = store.read("order-1")[1:]
+        assert len(appended) == 18
+        for start in range(0, 18, 3):  # each call's three records stand together, in order
+            names = [getattr(record, "step", "") for record in appended[start : start + 3]]
+            prefix = names[0][: -len("0")]
+            assert names == [f"{prefix}0", f"{prefix}1", f"{prefix}2"]
+
+    def test_a_record_out_of_place_is_refused_and_nothing_is_written(
+        self, store: JournalStore
+    ) -> None:
+        store.create(created("order-1"))
+        with store.acquire("order-1", OWNER) as lease:
+            with pytest.raises(JournalCorruptError, match="a second 'created' record"):
+                lease.append([*step_records(1), created("order-1")])
+            with pytest.raises(JournalCorruptError, match="an event step's result"):
+                lease.append([StepCompleted(at=START, step="e", kind="event", attempt=1, output=1)])
+        assert store.read("order-1") == [created("order-1")]
+
+    def test_the_holder_is_the_lease_owner_until_release(self, store: JournalStore) -> None:
+        store.create(created("order-1"))
+        assert store.holder("order-1") is None
+        lease = store.acquire("order-1", OWNER)
+        assert (lease.instance_id, lease.owner) == ("order-1", OWNER)
+        assert store.holder("order-1") == OWNER
+        lease.release()
+        assert store.holder("order-1") is None
+
+    def test_a_second_acquire_is_busy_naming_the_holder_until_release(
+        self, store: JournalStore
+    ) -> None:
+        store.create(created("order-1"))
+        lease = store.acquire("order-1", OWNER)
+        with pytest.raises(InstanceBusyError, match="process 4242 on worker-1") as busy:
+            store.acquire("order-1", OTHER)
+        assert (busy.value.instance_id, busy.value.pid, busy.value.host) == (
+            "order-1",
+            4242,
+            "worker-1",
+        )
+        lease.release()
+        with store.acquire("order-1", OTHER) as second:
+            assert store.holder("order-1") == OTHER
+            second.append(step_records(1))
+        assert store.read("order-1")[1:] == step_records(1)
+
+    def test_owners_are_told_apart_by_worker_id_alone(self, store: JournalStore) -> None:
+        store.create(created("order-1"))
+        twin = Owner(worker_id="worker-twin", pid=OWNER.pid, host=OWNER.host)
+        with store.acquire("order-1", OWNER):
+            with pytest.raises(InstanceBusyError):
+                store.acquire("order-1", twin)
+            assert store.holder("order-1") == OWNER
+        with store.acquire("order-1", twin):
+            assert store.holder("order-1") == twin
+
+    def test_release_is_idempotent_and_leaving_the_context_releases(
+        self, store: JournalStore
+    ) -> None:
+        store.create(created("order-1"))
+        lease = store.acquire("order-1", OWNER)
+        lease.release()
+        lease.release()
+        with store.acquire("order-1", OWNER):
+            pass
+        assert store.holder("order-1") is None
+
+    def test_a_released_lease_writes_nothing(self, store: JournalStore) -> None:
+        store.create(created("order-1"))
+        store.post("order-1", message(1))
+        lease = store.acquire("order-1", OWNER)
+        lease.release()
+        with pytest.raises(LeaseLostError, match="'order-1'"):
+            lease.append(step_records(1))
+        with pytest.raises(LeaseLostError):
+            lease.discard([message(1).message_id])
+        assert store.read("order-1") == [created("order-1")]
+        assert store.pending("order-1") == [message(1)]
+
+    def test_leases_of_different_instances_are_independent(self, store: JournalStore) -> None:
+        store.create(created("one"))
+        store.create(created("two"))
+        with store.acquire("one", OWNER), store.acquire("two", OTHER):
+            assert (store.holder("one"), store.holder("two")) == (OWNER, OTHER)
+
+    def test_of_many_concurrent_acquirers_exactly_one_gets_the_lease(
+        self, store: JournalStore
+    ) -> None:
+        store.create(created("order-1"))
+        contenders = 6
+        refusals = threading.Semaphore(0)
+
+        def contend(n: int) -> int:
+            try:
+                lease = store.acquire("order-1", Owner(worker_id=f"w-{n}", pid=n, host="h"))
+            except InstanceBusyError:
+                refusals.release()
+                raise
+            with lease:  # held until every other contender has been refused
+                for _ in range(contenders - 1):
+                    assert refusals.acquire(timeout=10)
+            return n
+
+        outcomes = all_at_once(contenders, contend)
+        winners = [o for o in outcomes if isinstance(o, int)]
+        assert len(winners) == 1
+        losers = [o for o in outcomes if isinstance(o, InstanceBusyError)]
+        assert len(losers) == contenders - 1
+        assert {o.pid for o in losers} == set(winners)
+        assert store.holder("order-1") is None
+
+    def test_a_lost_lease_writes_nothing_and_frees_the_instance(self, store: JournalStore) -> None:
+        store.create(created("order-1"))
+        lease = store.acquire("order-1", OWNER)
+        lease.append(step_records(1))
+        if not self.lose_lease(store, lease):
+            pytest.skip(f"{type(store).__name__} cannot lose a lease")
+        with pytest.raises(LeaseLostError, match="'order-1'"):
+            lease.append(step_records(2)[1:])
+        assert store.holder("order-1") is None
+        with store.acquire("order-1", OTHER) as taken_over:
+            assert taken_over.read() == [created("order-1"), *step_records(1)]
+            taken_over.append(step_records(3)[2:])
+        with pytest.raises(LeaseLostError):
+            lease.append(step_records(2)[1:])
+        lease.release()  # harmless: it releases nothing of the new holder's
+        assert store.read("order-1") == [created("order-1"), step_records(3)[0], step_records(3)[2]]
+
+    # the inbox --------------------------------------------------------------------------
+
+    def test_posted_messages_are_pending_in_the_order_posted(self, store: JournalStore) -> None:
+        store.create(created("order-1"))
+        sent = [message(n, action) for n, action in enumerate(["event", "pause", "event"])]
+        for each in sent:
+            store.post("order-1", each)
+        assert store.pending("order-1") == sent
+        with store.acquire("order-1", OWNER) as lease:
+            assert lease.pending() == sent
+        assert store.read("order-1") == [created("order-1")]  # posting never writes the journal
+
+    def test_discard_removes_exactly_the_named_messages(self, store: JournalStore) -> None:
+        store.create(created("order-1"))
+        sent = [message(n) for n in range(4)]
+        for each in sent:
+            store.post("order-1", each)
+        with store.acquire("order-1", OWNER) as lease:
+            lease.discard([sent[1].message_id, sent[3].message_id, "never-posted"])
+            assert lease.pending() == [sent[0], sent[2]]
+        assert store.pending("order-1") == [sent[0], sent[2]]
+
+    def test_messages_posted_from_many_threads_are_all_kept_in_each_senders_order(
+        self, store: JournalStore
+    ) -> None:
+        store.create(created("order-1"))
+
+        def send_ten(sender: int) -> None:
+            for n in range(10):
+                store.post("order-1", message(sender * 100 + n))
+
+        all_at_once(4, send_ten)
+        pending = [m.payload for m in store.pending("order-1")]
+        assert sorted(pending) == sorted(s * 100 + n for s in range(4) for n in range(10))  # type: ignore[type-var]
+        for sender in range(4):
+            assert [p for p in pending if p // 100 == sender] == [  # type: ignore[operator]
+                sender * 100 + n for n in range(10)
+            ]
+
+    def test_delete_instance_removes_journal_and_inbox_and_frees_the_id(
+        self, store: JournalStore
+    ) -> None:
+        store.create(created("order-1"))
+        store.post("order-1", message(1))
+        lease = store.acquire("order-1", OWNER)
+        lease.delete_instance()
+        assert store.instance_ids() == []
+        assert store.holder("order-1") is None
+        assert store.pending("order-1") == []
+        with pytest.raises(InstanceNotFoundError):
+            store.read("order-1")
+        lease.release()  # already released: harmless
+        store.create(created("order-1", "again"))
+        assert store.read("order-1") == [created("order-1", "again")]
+        assert store.pending("order-1") == []
+
+    # listing ----------------------------------------------------------------------------
+
+    def _landscape(self, store: JournalStore) -> list[Lease]:
+        """Instances in every listing situation; returns the leases held (release them)."""
+        minute = timedelta(minutes=1)
+        for n, instance_id in enumerate(
+            ("queued", "done", "asleep", "woken", "crashed", "held", "pausing", "other")
+        ):
+            record = created(instance_id, at=START + n * minute)
+            if instance_id == "other":
+                record = Created(at=record.at, instance_id="other", workflow="else", params=None)
+            store.create(record)
+
+        def run(instance_id: str, *more: Record) -> Lease:
+            lease = store.acquire(instance_id, OWNER)
+            lease.append([RunStarted(at=START, pid=OWNER.pid, host=OWNER.host), *more])
+            return lease
+
+        def sleep(until: datetime) -> Suspended:
+            return Suspended(at=START, wait="sleep", step="nap", until=until, event_type=None)
+
+        run("done", Finished(at=START + minute, output={"ok": True})).release()
+        run("asleep", sleep(START + timedelta(days=1))).release()
+        run("woken", sleep(START + 3 * minute)).release()
+        run("crashed").release()  # running in its journal, held by nobody
+        held = [run("held"), run("pausing")]
+        store.post("pausing", message(1, "pause"))
+        return held
+
+    def test_a_listing_is_newest_first_with_shown_statuses(self, store: JournalStore) -> None:
+        held = self._landscape(store)
+        try:
+            listing = store.list_instances(ListQuery())
+        finally:
+            for lease in held:
+                lease.release()
+        shown = [(s.id, s.status, s.interrupted) for s in listing.instances]
+        assert shown == [
+            ("other", "queued", False),
+            ("pausing", "waitingForPause", False),
+            ("held", "running", False),
+            ("crashed", "running", True),
+            ("woken", "waiting", False),
+            ("asleep", "waiting", False),
+            ("done", "complete", False),
+            ("queued", "queued", False),
+        ]
+        assert listing.damaged == []
+        by_id = {s.id: s for s in listing.instances}
+        assert by_id["held"].holder == OWNER
+        assert by_id["pausing"].pending_messages == ("pause",)
+        assert by_id["done"].output == {"ok": True}
+
+    def test_a_listing_filters_by_workflow_status_and_limit(self, store: JournalStore) -> None:
+        for lease in self._landscape(store):
+            lease.release()
+
+        def ids(query: ListQuery) -> list[str]:
+            return [summary.id for summary in store.list_instances(query).instances]
+
+        assert ids(ListQuery(workflow="else")) == ["other"]
+        assert ids(ListQuery(statuses=frozenset({"queued"}))) == ["other", "queued"]
+        assert ids(ListQuery(statuses=frozenset({"waiting", "complete"}), limit=2)) == [
+            "woken",
+            "asleep",
+        ]
+        assert ids(ListQuery(workflow="wf", limit=1)) == ["pausing"]
+        assert ids(ListQuery(workflow="nothing")) == []
+
+    def test_due_lists_what_a_worker_should_run_oldest_first(self, store: JournalStore) -> None:
+        held = self._landscape(store)
+        store.post("asleep", message(2))  # an event for a sleeper: due, to take it in
+        try:
+            early = store.list_instances(ListQuery(due_at=START))
+            later = store.list_instances(ListQuery(due_at=START + timedelta(minutes=5)))
+        finally:
+            for lease in held:
+                lease.release()
+        assert [s.id for s in early.instances] == ["queued", "asleep", "crashed", "other"]
+        assert [s.id for s in later.instances] == ["queued", "asleep", "woken", "crashed", "other"]
+
+    def test_a_bad_query_is_refused(self) -> None:
+        with pytest.raises(WorkflowInputError, match="'sleeping' is not one of"):
+            ListQuery(statuses=frozenset({"sleeping"}))
+        with pytest.raises(WorkflowInputError, match="limit: must be at least 1"):
+            ListQuery(limit=0)
+
+    # health -----------------------------------------------------------------------------
+
+    def test_a_healthy_store_checks_healthy_and_notes_an_interrupted_run(
+        self, store: JournalStore
+    ) -> None:
+        for lease in self._landscape(store):
+            lease.release()
+        report = store.check()
+        assert report.healthy, [str(finding) for finding in report.problems]
+        assert report.journals == 8
+        notes = {(finding.kind, finding.instance_id) for finding in report.notes}
+        assert ("interrupted", "crashed") in notes
+        assert ("interrupted", "held") in notes  # released above: nobody runs it now
