@@ -41,7 +41,7 @@ from wfcli.errors import (
     UnknownWorkflowError,
     WorkflowInputError,
 )
-from wfcli.store.contract import JournalStore, ListQuery, Owner
+from wfcli.store.contract import JournalStore, Lease, ListQuery, Owner
 
 if TYPE_CHECKING:  # the executor and the step engine load when something executes
     from wfcli.core.workflow import Env, WorkflowEntrypoint
@@ -124,12 +124,14 @@ class WorkflowClient:
         max_inline_wait: timedelta | None = None,
         cancel: Callable[[], bool] | None = None,
         interceptor: StepInterceptor | None = None,
+        lease: Lease | None = None,
     ) -> InstanceStatus:
         """Run the instance in this process until it completes, errors or suspends.
 
         Raises :class:`InstanceBusyError` if another process executes it.
         ``cancel`` is polled between steps (a worker's shutdown flag);
-        ``interceptor`` is for :mod:`wfcli.testing`.
+        ``interceptor`` is for :mod:`wfcli.testing`; ``lease`` is a lease already
+        taken on the instance (:meth:`claim_due`).
         """
         validate_instance_id(instance_id)
         state = self.executor.execute(
@@ -138,6 +140,7 @@ class WorkflowClient:
             max_inline_wait=max_inline_wait,
             cancel=cancel,
             interceptor=interceptor,
+            lease=lease,
         )
         # The executor's state is the journal as it left it: no second read and fold.
         return self._snapshot(state)
@@ -191,6 +194,12 @@ class WorkflowClient:
         """
         query = ListQuery(due_at=self.clock.now())
         return [summary.id for summary in self._listed(query, damaged)]
+
+    def claim_due(self, limit: int) -> list[Lease]:
+        """Leases on up to ``limit`` instances due now, oldest first, for this process;
+        hand each to :meth:`execute`. Instances that another process takes first are
+        left out."""
+        return self.store.claim_due(self.clock.now(), Owner.current(), limit)
 
     def _listed(
         self, query: ListQuery, damaged: list[JournalCorruptError] | None

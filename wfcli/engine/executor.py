@@ -54,6 +54,7 @@ class Executor:
         max_inline_wait: timedelta | None = None,
         cancel: Callable[[], bool] | None = None,
         interceptor: StepInterceptor | None = None,
+        lease: Lease | None = None,
     ) -> InstanceState:
         """Run the instance until it completes, errors, pauses, stops or must wait.
 
@@ -62,12 +63,14 @@ class Executor:
         journal (it shows as interrupted and any later ``execute`` recovers it).
         ``cancel`` is checked between steps; when it returns true the run stops
         there the same way, without running the next step. ``interceptor`` is
-        for :mod:`wfcli.testing` (mocked steps, skipped waits).
+        for :mod:`wfcli.testing` (mocked steps, skipped waits). ``lease`` is one
+        already taken on the instance (a worker's claim); it is released at the end.
         """
         settings = self.settings
         if max_inline_wait is not None:
             settings = replace(settings, max_inline_wait=max_inline_wait)
-        lease = self.store.acquire(instance_id, Owner.current())
+        if lease is None:
+            lease = self.store.acquire(instance_id, Owner.current())
         try:
             state = self._execute(lease, settings, observer or NullObserver(), cancel, interceptor)
         finally:

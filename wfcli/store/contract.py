@@ -32,7 +32,12 @@ from wfcli.core.codec import Created, InboxMessage, Record
 from wfcli.core.owner import Owner
 from wfcli.core.state import STATUSES, fold
 from wfcli.core.summary import InstanceSummary, JournalSummary
-from wfcli.errors import InstanceNotFoundError, JournalCorruptError, WorkflowInputError
+from wfcli.errors import (
+    InstanceBusyError,
+    InstanceNotFoundError,
+    JournalCorruptError,
+    WorkflowInputError,
+)
 from wfcli.store.health import StoreReport, check_journals
 
 __all__ = ["JournalStore", "Lease", "ListQuery", "Listing", "Owner"]
@@ -230,6 +235,23 @@ class JournalStore(ABC):
             except JournalCorruptError as error:  # its lease or inbox cannot be read
                 damaged.append(error)
         return Listing(query.select(summaries), damaged)
+
+    def claim_due(self, now: datetime, owner: Owner, limit: int) -> list[Lease]:
+        """Leases for ``owner`` on up to ``limit`` instances due at ``now``, oldest first.
+
+        What a worker calls for work: an instance another worker claims first is left
+        out, never waited for. This default lists what is due and acquires each in
+        turn; a database store claims them in one statement.
+        """
+        leases: list[Lease] = []
+        for summary in self.list_instances(ListQuery(due_at=now)).instances:
+            if len(leases) == limit:
+                break
+            try:
+                leases.append(self.acquire(summary.id, owner))
+            except (InstanceBusyError, InstanceNotFoundError):
+                continue
+        return leases
 
     def check(self) -> StoreReport:
         """What ``wf doctor`` reports, read-only: damaged journals and what else the

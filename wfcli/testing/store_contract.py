@@ -444,6 +444,35 @@ class StoreContract:
         assert [s.id for s in early.instances] == ["queued", "asleep", "crashed", "other"]
         assert [s.id for s in later.instances] == ["queued", "asleep", "woken", "crashed", "other"]
 
+    def test_claim_due_leases_what_is_due_oldest_first_and_skips_what_is_held(
+        self, store: JournalStore
+    ) -> None:
+        held = self._landscape(store)
+        try:
+            claimed = store.claim_due(START + timedelta(minutes=5), OTHER, limit=3)
+            assert [lease.instance_id for lease in claimed] == ["queued", "woken", "crashed"]
+            assert all(store.holder(lease.instance_id) == OTHER for lease in claimed)
+            rest = store.claim_due(START + timedelta(minutes=5), OWNER, limit=10)
+            assert [lease.instance_id for lease in rest] == ["other"]
+            for lease in [*claimed, *rest]:
+                lease.release()
+        finally:
+            for lease in held:
+                lease.release()
+
+    def test_claims_racing_for_the_same_work_never_share_an_instance(
+        self, store: JournalStore
+    ) -> None:
+        for n in range(12):
+            store.create(created(f"q{n:02d}", at=START + timedelta(seconds=n)))
+        owners = [Owner(worker_id=f"w-{n}", pid=n, host="h") for n in range(4)]
+        outcomes = all_at_once(4, lambda n: store.claim_due(START, owners[n], limit=12))
+        claimed = [lease for outcome in outcomes if isinstance(outcome, list) for lease in outcome]
+        ids = [lease.instance_id for lease in claimed]
+        assert sorted(ids) == [f"q{n:02d}" for n in range(12)]  # each once, none twice
+        for lease in claimed:
+            lease.release()
+
     def test_a_bad_query_is_refused(self) -> None:
         with pytest.raises(WorkflowInputError, match="'sleeping' is not one of"):
             ListQuery(statuses=frozenset({"sleeping"}))
