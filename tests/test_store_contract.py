@@ -236,7 +236,7 @@ def test_a_line_over_the_length_limit_is_reported(tmp_path: Path) -> None:
 def test_a_damaged_inbox_message_is_reported_with_its_file(file_store: FileStore) -> None:
     file_store.create(created("order-1"))
     file_store.post("order-1", message(1))
-    (posted,) = file_store.inbox_path("order-1").iterdir()
+    (posted,) = file_store.inbox_path("order-1").glob("*.json")
     posted.write_text("{not json")
 
     with pytest.raises(JournalCorruptError, match=f"{posted.name}:1: corrupt journal: not JSON"):

@@ -18,6 +18,7 @@ __all__ = [
     "NonRetryableError",
     "StepFailedError",
     "StepTimeoutError",
+    "StoreFaultError",
     "StoreLocationError",
     "UnknownWorkflowError",
     "ValueTooLargeError",
@@ -192,3 +193,24 @@ class LeaseLostError(WorkflowError):
         self.instance_id = instance_id
         self.reason = reason
         super().__init__(f"lost the lease on instance {instance_id!r}: {reason}")
+
+
+class StoreFaultError(WorkflowError):
+    """The store failed: an I/O error, a full disk, a read-only file system, a database
+    that cannot be reached. Nothing journaled is lost and the instance is resumable
+    once the fault is cleared; it is never the workflow's error."""
+
+    def __init__(self, operation: str, where: str, reason: str) -> None:
+        self.operation = operation
+        self.where = where
+        self.reason = reason
+        super().__init__(f"store failed: {operation} {where}: {reason}")
+
+    @classmethod
+    def of(cls, operation: str, where: str, error: OSError) -> StoreFaultError:
+        """The fault an ``OSError`` of ``operation`` on ``where`` is: its message and errno."""
+        import errno
+
+        code = errno.errorcode.get(error.errno or 0, "")
+        reason = error.strerror or str(error)
+        return cls(operation, where, f"{reason} ({code})" if code else reason)

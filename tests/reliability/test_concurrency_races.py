@@ -182,7 +182,7 @@ def test_events_sent_at_once_to_a_running_executor_are_all_taken_once(project: P
     received = [r for r in journal if isinstance(r, EventReceived)]
     assert sorted(r.payload for r in received) == list(range(6))  # type: ignore[type-var]
     assert len({r.message_id for r in received}) == 6
-    assert not any((project.store / "inbox" / "inbox").iterdir())
+    assert not any((project.store / "inbox" / "inbox").glob("*.json"))
     assert run_wf(project, "doctor").code == 0
 
 

@@ -235,7 +235,7 @@ def test_a_message_whose_name_does_not_match_its_id_is_a_problem(project: Projec
     client = open_client(load_project(project.config), project.store, load=False)
     client.store.post("c", message("m1"))
     inbox = project.store / "inbox" / "c"
-    (posted,) = inbox.iterdir()
+    (posted,) = inbox.glob("*.json")
     posted.rename(inbox / f"{'2' * 20}-other.json")
 
     code, report = doctor(project)

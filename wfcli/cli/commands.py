@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
-from wfcli.errors import InstanceBusyError, JournalCorruptError, WorkflowError, WorkflowInputError
+from wfcli.errors import InstanceBusyError, WorkflowError, WorkflowInputError
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from wfcli.client.client import WorkflowClient
     from wfcli.client.views import InstanceStatus
     from wfcli.project.schema import Project
+    from wfcli.store.contract import Damage
 
 __all__ = ["app", "command", "exit_code_for_error", "exit_code_for_status", "main"]
 
@@ -467,7 +468,7 @@ def list_instances(
     """List instances, newest first."""
     screen = Screen()
     client = open_session(config, store, load=False).client
-    damaged: list[JournalCorruptError] = []
+    damaged: list[Damage] = []
     found = client.list_instances(
         workflow=workflow, statuses=status_filter or (), limit=limit, damaged=damaged
     )
@@ -750,7 +751,7 @@ def _work_loop(
             free = concurrency - len(running)
             if free:
                 taken = set(running.values()) | skip
-                damaged: list[JournalCorruptError] = []
+                damaged: list[Damage] = []
                 due = client.due(damaged=damaged)
                 for problem in map(str, damaged):
                     if problem not in reported:

@@ -37,11 +37,10 @@ from wfcli.core.state import InstanceState, fold
 from wfcli.errors import (
     InstanceBusyError,
     InvalidStateError,
-    JournalCorruptError,
     UnknownWorkflowError,
     WorkflowInputError,
 )
-from wfcli.store.contract import JournalStore, Lease, ListQuery, Owner
+from wfcli.store.contract import Damage, JournalStore, Lease, ListQuery, Owner
 
 if TYPE_CHECKING:  # the executor and the step engine load when something executes
     from wfcli.core.workflow import Env, WorkflowEntrypoint
@@ -170,7 +169,7 @@ class WorkflowClient:
         workflow: str | None = None,
         statuses: Iterable[str] = (),
         limit: int | None = None,
-        damaged: list[JournalCorruptError] | None = None,
+        damaged: list[Damage] | None = None,
     ) -> list[InstanceSummary]:
         """Instances, newest first, optionally filtered by workflow and status.
 
@@ -184,7 +183,7 @@ class WorkflowClient:
         """Every journaled record of the instance, oldest first."""
         return self.store.read(validate_instance_id(instance_id))
 
-    def due(self, *, damaged: list[JournalCorruptError] | None = None) -> list[str]:
+    def due(self, *, damaged: list[Damage] | None = None) -> list[str]:
         """Instances a worker should execute now, oldest first.
 
         Queued ones, interrupted ones (journal says running, nobody holds them),
@@ -201,9 +200,7 @@ class WorkflowClient:
         left out."""
         return self.store.claim_due(self.clock.now(), Owner.current(), limit)
 
-    def _listed(
-        self, query: ListQuery, damaged: list[JournalCorruptError] | None
-    ) -> list[InstanceSummary]:
+    def _listed(self, query: ListQuery, damaged: list[Damage] | None) -> list[InstanceSummary]:
         listing = self.store.list_instances(query)
         if damaged is None and listing.damaged:
             raise listing.damaged[0]

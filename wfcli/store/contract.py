@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
+from typing import Union
 
 from wfcli.core.codec import Created, InboxMessage, Record
 from wfcli.core.owner import Owner
@@ -36,11 +37,15 @@ from wfcli.errors import (
     InstanceBusyError,
     InstanceNotFoundError,
     JournalCorruptError,
+    StoreFaultError,
     WorkflowInputError,
 )
 from wfcli.store.health import StoreReport, check_journals
 
-__all__ = ["JournalStore", "Lease", "ListQuery", "Listing", "Owner"]
+__all__ = ["Damage", "JournalStore", "Lease", "ListQuery", "Listing", "Owner"]
+
+Damage = Union[JournalCorruptError, StoreFaultError]  # noqa: UP007 (evaluated at runtime)
+"""Why one instance could not be listed: its files are damaged, or could not be read."""
 
 
 class Lease(ABC):
@@ -140,11 +145,11 @@ class ListQuery:
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """What :meth:`JournalStore.list_instances` found: the instances, and the journals
-    it could not read (left out of ``instances``, reported on every listing)."""
+    """What :meth:`JournalStore.list_instances` found: the instances, and those it could
+    not read (left out of ``instances``, reported on every listing)."""
 
     instances: list[InstanceSummary]
-    damaged: list[JournalCorruptError]
+    damaged: list[Damage]
 
 
 class JournalStore(ABC):
@@ -221,18 +226,18 @@ class JournalStore(ABC):
         :attr:`Listing.damaged`. This default reads and folds every journal.
         """
         summaries: list[InstanceSummary] = []
-        damaged: list[JournalCorruptError] = []
+        damaged: list[Damage] = []
         for instance_id in self.instance_ids():
             try:
                 journal = JournalSummary.of(fold(self.read(instance_id)))
-            except JournalCorruptError as error:
+            except (JournalCorruptError, StoreFaultError) as error:
                 damaged.append(error)
                 continue
             except InstanceNotFoundError:
                 continue  # deleted since the IDs were listed
             try:
                 summaries.append(self.summarize(journal))
-            except JournalCorruptError as error:  # its lease or inbox cannot be read
+            except (JournalCorruptError, StoreFaultError) as error:  # its lease or inbox
                 damaged.append(error)
         return Listing(query.select(summaries), damaged)
 

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 from wfcli.core.codec import JsonValue, format_time, parse_time
 from wfcli.core.state import STATUSES, WaitInfo, fold
 from wfcli.core.summary import SHOWN_KEYS, JournalSummary
-from wfcli.errors import InstanceNotFoundError, JournalCorruptError
+from wfcli.errors import InstanceNotFoundError, JournalCorruptError, StoreFaultError
 
 if TYPE_CHECKING:
+    from wfcli.store.contract import Damage
     from wfcli.store.files.store import FileStore
 
 __all__ = ["INDEX_NAME", "InstanceIndex"]
@@ -95,7 +96,7 @@ class InstanceIndex:
         self._entries: dict[str, _Entry] | None = None
         self._changed = False
 
-    def summaries(self, damaged: list[JournalCorruptError] | None = None) -> list[JournalSummary]:
+    def summaries(self, damaged: list[Damage] | None = None) -> list[JournalSummary]:
         """Every instance's summary; journals changed since the last look are read again.
 
         A damaged journal raises :class:`JournalCorruptError`, unless ``damaged``
@@ -113,7 +114,7 @@ class InstanceIndex:
                 # between, the entry is newer than its version and is re-read next time.
                 try:
                     entry = (version, JournalSummary.of(fold(self._store.read(instance_id))))
-                except JournalCorruptError as error:
+                except (JournalCorruptError, StoreFaultError) as error:
                     if damaged is None:
                         raise
                     damaged.append(error)

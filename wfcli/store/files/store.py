@@ -6,10 +6,12 @@ Layout and format in ``docs/journal-format.md``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import itertools
 import json
 import os
+import stat
 import threading
 import time
 import uuid
@@ -32,8 +34,10 @@ from wfcli.errors import (
     InstanceNotFoundError,
     JournalCorruptError,
     LeaseLostError,
+    StoreFaultError,
+    StoreLocationError,
 )
-from wfcli.store.contract import JournalStore, Lease, Listing, ListQuery, Owner
+from wfcli.store.contract import Damage, JournalStore, Lease, Listing, ListQuery, Owner
 from wfcli.store.files.index import InstanceIndex
 from wfcli.store.health import StoreReport
 from wfcli.store.validation import JournalRules, decode_journal
@@ -53,7 +57,10 @@ def _fsync_dir(path: Path | str) -> None:
         os.close(fd)
 
 
-_sync_data = getattr(os, "fdatasync", os.fsync)
+def _sync_data(fd: int) -> None:
+    """``fdatasync`` where there is one (Linux), else ``fsync``: the data, not the times."""
+    sync = getattr(os, "fdatasync", None) or os.fsync
+    sync(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -63,30 +70,91 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _read_inbox(folder: str, max_bytes: int) -> list[InboxMessage]:
-    """The messages in an inbox folder, oldest first; each at most ``max_bytes`` long
-    (a message becomes one journal line), so a hostile file cannot exhaust memory."""
+def _read_inbox(
+    folder: str, max_bytes: int, files: dict[str, str] | None = None
+) -> list[InboxMessage]:
+    """The messages in an inbox folder, in posting order; each at most ``max_bytes``
+    long (a message becomes one journal line), so a hostile file cannot exhaust
+    memory. ``files`` is filled with each message's file."""
     try:
         names = sorted(name for name in os.listdir(folder) if not name.startswith("."))
     except FileNotFoundError:
         return []
+    except OSError as error:
+        raise _unreadable(folder, error) from None
     messages = []
     for name in names:
-        path = os.path.join(folder, name)
+        path = f"{folder}/{name}"
         try:
-            with open(path, "rb") as message:  # in place, a message file never changes
-                if os.fstat(message.fileno()).st_size > max_bytes:
-                    raise JournalCorruptError(path, 1, f"message longer than {max_bytes} bytes")
-                text = message.read().decode("utf-8")
+            fd = _open(path, os.O_RDONLY)
         except FileNotFoundError:
             continue  # applied and discarded by the lease holder meanwhile
+        except OSError as error:
+            raise _unreadable(path, error) from None
+        try:
+            with open(fd, "rb") as file:  # in place, a message file never changes
+                if os.fstat(fd).st_size > max_bytes:
+                    raise JournalCorruptError(path, 1, f"message longer than {max_bytes} bytes")
+                text = file.read().decode("utf-8")
         except UnicodeDecodeError:
             raise JournalCorruptError(path, 1, "not UTF-8") from None
+        except OSError as error:
+            raise _unreadable(path, error) from None
         try:
-            messages.append(InboxMessage.decode(text))
+            message = InboxMessage.decode(text)
         except RecordError as error:
             raise JournalCorruptError(path, 1, error.reason) from None
+        messages.append(message)
+        if files is not None:
+            files[message.message_id] = path
     return messages
+
+
+_FOLDERS = ("journals", "locks", "inbox", "tmp", "cache")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _unsafe_folder(info: os.stat_result) -> str | None:
+    """Why a store folder with this ``lstat`` is not safe to use, or None."""
+    if stat.S_ISLNK(info.st_mode):
+        return "a symbolic link, not a folder (no link is followed)"
+    if not stat.S_ISDIR(info.st_mode):
+        return "not a folder"
+    if info.st_uid != os.geteuid():
+        return f"owned by another user (uid {info.st_uid}; you are uid {os.geteuid()})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (
+            f"writable by other users (mode {stat.S_IMODE(info.st_mode):04o}); "
+            "make it private with chmod 700"
+        )
+    return None
+
+
+def _highest_number(folder: str) -> int:
+    """The highest message number in an inbox folder, 0 if it has none."""
+    numbers = [
+        int(name[:20]) for name in os.listdir(folder) if name[:20].isdigit() and name[20:21] == "-"
+    ]
+    return max(numbers, default=0)
+
+
+# What another user or a hand can do to one file: it is that instance's damage. Any
+# other error (EIO, ENOSPC, ...) is a fault of the store.
+_DAMAGE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ELOOP, errno.EISDIR, errno.ENXIO})
+
+
+def _open(path: str, flags: int, mode: int = 0o600) -> int:
+    """``os.open`` that never follows a symbolic link (``ELOOP`` if ``path`` is one)."""
+    return os.open(path, flags | _NOFOLLOW, mode)
+
+
+def _unreadable(path: str, error: OSError) -> JournalCorruptError | StoreFaultError:
+    """The error for a store file that could not be opened or read."""
+    if error.errno == errno.ELOOP:
+        return JournalCorruptError(path, 1, "a symbolic link: refused (no link is followed)")
+    if error.errno in _DAMAGE_ERRNOS:
+        return JournalCorruptError(path, 1, f"cannot read it: {error.strerror}")
+    return StoreFaultError.of("read", path, error)
 
 
 # A lock file holds its owner as one JSON line padded to a fixed size, so that a new
@@ -137,6 +205,14 @@ def _cache_name(name: str) -> str:
 
 
 class _FileLease(Lease):
+    """The lock on ``locks/ID.lock`` and the journal opened for appending.
+
+    An append that fails (a write or a sync) cuts the journal back to its last good
+    length and gives the lease up: after a failed sync nothing this process wrote
+    since its last good sync can be trusted to be on disk, so the next holder reads
+    the journal afresh instead of this process carrying on from memory.
+    """
+
     def __init__(self, store: FileStore, instance_id: str, owner: Owner, lock_fd: int) -> None:
         self.instance_id = instance_id
         self.owner = owner
@@ -144,22 +220,32 @@ class _FileLease(Lease):
         self._lock_fd: int | None = lock_fd
         self._journal_path = store._journal_file(instance_id)
         self._inbox = store._inbox_folder(instance_id)  # looked at between every two steps
-        self._fd = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND)
-        self._valid_length: int | None = None
+        self._fd = _open(self._journal_path, os.O_WRONLY | os.O_APPEND)
+        self._length: int | None = None
+        """The byte length of the journal's complete, written lines (None: not read)."""
         self._record_count = 0
         self._tail_checked = False
+        self._fault: StoreFaultError | None = None
+        self._message_files: dict[str, str] = {}  # message ID -> its file, from pending()
         self._mutex = threading.Lock()  # parallel steps append from several threads
         self._rules = JournalRules(instance_id, self._journal_path)
 
     def read(self) -> list[Record]:
-        records, self._valid_length = self._store.read_with_length(self.instance_id)
+        records, self._length = self._store.read_with_length(self.instance_id)
         self._record_count = len(records)
         return records
 
+    def _check_held(self) -> None:
+        if self._fault is not None:
+            raise LeaseLostError(
+                self.instance_id, f"given up after a store fault ({self._fault.reason})"
+            )
+        if self._lock_fd is None:
+            raise LeaseLostError(self.instance_id, "it was released")
+
     def append(self, records: Sequence[Record], *, sync: bool = True) -> None:
         with self._mutex:
-            if self._lock_fd is None:
-                raise LeaseLostError(self.instance_id, "it was released")
+            self._check_held()
             self._cut_torn_tail()
             first = self._record_count + 1
             for line_no, record in enumerate(records, start=first):
@@ -168,53 +254,92 @@ class _FileLease(Lease):
                 encode_record(record, number) + "\n"
                 for number, record in enumerate(records, start=first)
             ).encode()
+            try:
+                _write_all(self._fd, data)
+                if sync and self._store.durable:
+                    _sync_data(self._fd)
+            except OSError as error:
+                raise self._give_up("append to", error) from None
             self._record_count += len(records)
-            _write_all(self._fd, data)
-            if sync and self._store.durable:
-                _sync_data(self._fd)
+            assert self._length is not None
+            self._length += len(data)
+
+    def _give_up(self, operation: str, error: OSError) -> StoreFaultError:
+        """After a failed write or sync: cut the journal back to its last good length
+        (a partial line never stays), release the lock, and say what failed."""
+        fault = StoreFaultError.of(operation, self._journal_path, error)
+        if self._length is not None:
+            with contextlib.suppress(OSError):  # if even this fails, the torn tail stays
+                os.ftruncate(self._fd, self._length)
+        self._fault = fault
+        self._unlock()
+        return fault
 
     def _cut_torn_tail(self) -> None:
         """Before the lease's first append, drop a torn last line left by a crash."""
         if self._tail_checked:
             return
-        if self._valid_length is None:
+        if self._length is None:
             self.read()
-        assert self._valid_length is not None
-        if os.fstat(self._fd).st_size > self._valid_length:
-            os.truncate(self._journal_path, self._valid_length)
+        assert self._length is not None
+        try:
+            if os.fstat(self._fd).st_size > self._length:
+                os.ftruncate(self._fd, self._length)
+        except OSError as error:
+            raise self._give_up("cut the torn last line of", error) from None
         self._tail_checked = True
 
     def pending(self) -> list[InboxMessage]:
-        return _read_inbox(self._inbox, self._store.max_line_bytes)
+        return _read_inbox(self._inbox, self._store.max_line_bytes, self._message_files)
 
     def discard(self, message_ids: Sequence[str]) -> None:
-        if self._lock_fd is None:
-            raise LeaseLostError(self.instance_id, "it was released")
-        wanted = {f"{message_id}.json" for message_id in message_ids}
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(self._inbox):
-                if entry.name.partition("-")[2] in wanted:
-                    os.unlink(entry.path)
+        self._check_held()
+        unknown = [m for m in message_ids if m not in self._message_files]
+        if unknown:  # not seen through pending(): find their files
+            _read_inbox(self._inbox, self._store.max_line_bytes, self._message_files)
+        for message_id in message_ids:
+            path = self._message_files.pop(message_id, None)
+            if path is None:
+                continue
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                raise StoreFaultError.of("remove the applied message", path, error) from None
 
     def delete_instance(self) -> None:
-        inbox = self._store.inbox_path(self.instance_id)
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(inbox):
-                os.unlink(entry.path)
-            os.rmdir(inbox)
-        os.unlink(self._journal_path)
-        _fsync_dir(os.path.dirname(self._journal_path))
-        self.release()
+        self._check_held()
+        inbox = self._inbox
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                for entry in os.scandir(inbox):
+                    os.unlink(entry.path)
+                os.rmdir(inbox)
+            os.unlink(self._journal_path)
+            _fsync_dir(os.path.dirname(self._journal_path))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._store._lock_file(self.instance_id))
+        except OSError as error:
+            raise StoreFaultError.of("delete", self._journal_path, error) from None
+        finally:
+            self.release()
 
     def release(self) -> None:
         with self._mutex:
-            if self._lock_fd is None:
-                return
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is None:
+            return
+        lock_fd, self._lock_fd = self._lock_fd, None
+        try:
             os.close(self._fd)
-            os.ftruncate(self._lock_fd, 0)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            with contextlib.suppress(OSError):  # a stale owner record is harmless: unlocked
+                os.ftruncate(lock_fd, 0)
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        finally:
+            os.close(lock_fd)
 
 
 class FileStore(JournalStore):
@@ -240,9 +365,8 @@ class FileStore(JournalStore):
         self._inboxes = str(self.root / "inbox")
         self.durable = durable
         self.max_line_bytes = max_line_bytes
-        self._last_order = 0
-        self._order_mutex = threading.Lock()
         self._ready = False
+        self._verified = False
         self._index: InstanceIndex | None = None
 
     def location(self) -> str:
@@ -271,20 +395,49 @@ class FileStore(JournalStore):
         """:meth:`inbox_path` as text."""
         return f"{self._inboxes}/{validate_instance_id(instance_id)}"
 
+    def _verify(self) -> None:
+        """Refuse a store whose folders another user could change (once per store object).
+
+        As ssh refuses a key file with loose modes: every folder of the store must be
+        a real folder (not a link), owned by this user and writable by nobody else.
+        A store that does not exist yet passes (it is made private when written).
+        """
+        if self._verified:
+            return
+        for folder in (str(self.root), *(f"{self.root}/{name}" for name in _FOLDERS)):
+            try:
+                info = os.lstat(folder)
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                raise StoreFaultError.of("look at", folder, error) from None
+            if folder.endswith("/cache") and stat.S_ISREG(info.st_mode):
+                continue  # no index can be kept: listings read the journals
+            reason = _unsafe_folder(info)
+            if reason is not None:
+                raise StoreLocationError(folder, f"{reason}: refused")
+        self._verified = True
+
     def _prepare(self) -> None:
         if self._ready:
             return
-        # mkdir's mode is for the folder it makes, not for parents made on the way.
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for folder in ("journals", "locks", "inbox", "tmp"):
-            (self.root / folder).mkdir(mode=0o700, exist_ok=True)
+        self._verify()
+        try:
+            # mkdir's mode is for the folder it makes, not for parents made on the way.
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for folder in ("journals", "locks", "inbox", "tmp"):
+                (self.root / folder).mkdir(mode=0o700, exist_ok=True)
+        except OSError as error:
+            raise StoreFaultError.of("make the folders of", str(self.root), error) from None
+        self._verified = False
+        self._verify()  # what was there already, or made under us, is checked too
         self._ready = True
 
-    def _write_new_file(self, folder: Path, data: bytes, *, sync: bool = True) -> Path:
+    def _write_new_file(self, folder: str, data: bytes, *, sync: bool = True) -> str:
         """Write ``data`` to a fresh private file in ``folder`` (fsynced if ``sync`` and
         the store is durable); a failed write leaves no file behind."""
-        path = folder / f".tmp-{uuid.uuid4().hex}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        path = f"{folder}/.tmp-{uuid.uuid4().hex}"
+        fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
             try:
                 _write_all(fd, data)
@@ -293,7 +446,7 @@ class FileStore(JournalStore):
             finally:
                 os.close(fd)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(path)
             raise
         return path
@@ -301,34 +454,43 @@ class FileStore(JournalStore):
     # contract -----------------------------------------------------------------------
 
     def create(self, record: Created) -> None:
-        target = self.journal_path(record.instance_id)
+        target = self._journal_file(record.instance_id)
         self._prepare()
-        temporary = self._write_new_file(
-            self.root / "tmp", (encode_record(record, 1) + "\n").encode()
-        )
+        line = (encode_record(record, 1) + "\n").encode()
         try:
-            os.link(temporary, target)  # atomic, and never replaces an existing journal
-        except FileExistsError:
-            raise InstanceExistsError(record.instance_id) from None
-        finally:
-            os.unlink(temporary)
-        if self.durable:
-            _fsync_dir(target.parent)
+            temporary = self._write_new_file(f"{self.root}/tmp", line)
+            try:
+                os.link(temporary, target)  # atomic, and never replaces an existing journal
+            except FileExistsError:
+                raise InstanceExistsError(record.instance_id) from None
+            finally:
+                os.unlink(temporary)
+            if self.durable:
+                _fsync_dir(self._journals)
+        except OSError as error:
+            raise StoreFaultError.of("create", target, error) from None
 
     def _exists(self, instance_id: str) -> bool:
-        return os.path.exists(self._journal_file(instance_id))
+        return os.path.lexists(self._journal_file(instance_id))
 
     def read(self, instance_id: str) -> list[Record]:
         return self.read_with_length(instance_id)[0]
 
     def read_with_length(self, instance_id: str) -> tuple[list[Record], int]:
         """Records plus the byte length of the journal's complete lines."""
+        self._verify()
         path = self._journal_file(instance_id)
         try:
-            with open(path, "rb") as journal:
-                data = self._read_journal(path, journal)
+            fd = _open(path, os.O_RDONLY)
         except FileNotFoundError:
             raise InstanceNotFoundError(instance_id) from None
+        except OSError as error:
+            raise _unreadable(path, error) from None
+        try:
+            with open(fd, "rb") as journal:
+                data = self._read_journal(path, journal)
+        except OSError as error:
+            raise _unreadable(path, error) from None
         return decode_journal(data, instance_id, path)
 
     def _read_journal(self, path: str, journal: BinaryIO) -> bytes:
@@ -372,10 +534,13 @@ class FileStore(JournalStore):
             start = end + 1
 
     def instance_ids(self) -> list[str]:
+        self._verify()
         try:
             names = os.listdir(self._journals)
         except FileNotFoundError:
             return []
+        except OSError as error:
+            raise StoreFaultError.of("list", self._journals, error) from None
         # A file whose name is not an ID is not a journal (wf doctor names it).
         return sorted(filter(None, (instance_id_of_file(name, ".jsonl") for name in names)))
 
@@ -383,35 +548,51 @@ class FileStore(JournalStore):
         if not self._exists(instance_id):
             raise InstanceNotFoundError(instance_id)
         self._prepare()
-        fd = os.open(self._lock_file(instance_id), os.O_RDWR | os.O_CREAT, 0o600)
+        path = self._lock_file(instance_id)
+        try:
+            fd = _open(path, os.O_RDWR | os.O_CREAT)
+        except OSError as error:
+            raise _unreadable(path, error) from None
+        try:
+            self._take(fd, instance_id, owner)
+            return _FileLease(self, instance_id, owner, fd)
+        except BaseException as error:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)  # nothing leaks the lock: a failed acquire holds nothing
+            if isinstance(error, OSError):
+                raise StoreFaultError.of("take the lock of", path, error) from None
+            raise
+
+    def _take(self, fd: int, instance_id: str, owner: Owner) -> None:
+        """Lock lock file ``fd`` for ``owner`` and write its owner record."""
         deadline = time.monotonic() + _BUSY_RETRY_SECONDS
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     holder = _read_owner(fd)
-                    os.close(fd)
                     raise InstanceBusyError(
                         instance_id,
                         holder.pid if holder else None,
                         holder.host if holder else None,
                     ) from None
                 time.sleep(0.005)
+            else:
+                break
         if not self._exists(instance_id):  # deleted while we waited for the lock
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
             raise InstanceNotFoundError(instance_id)
         os.pwrite(fd, _owner_record(owner), 0)
-        return _FileLease(self, instance_id, owner, fd)
 
     def holder(self, instance_id: str) -> Owner | None:
         path = self._lock_file(instance_id)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = _open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        except OSError as error:
+            raise _unreadable(path, error) from None
         try:
             return _held_by(fd, path)
         finally:
@@ -421,16 +602,45 @@ class FileStore(JournalStore):
         if not self._exists(instance_id):
             raise InstanceNotFoundError(instance_id)
         self._prepare()
-        folder = self.inbox_path(instance_id)
-        folder.mkdir(mode=0o700, exist_ok=True)
-        temporary = self._write_new_file(folder, message.encode().encode())
-        # The name orders messages across processes by wall-clock nanoseconds (kept
-        # strictly increasing within this process); the message ID makes it unique.
-        with self._order_mutex:
-            order = self._last_order = max(time.time_ns(), self._last_order + 1)
-        os.rename(temporary, folder / f"{order:020d}-{message.message_id}.json")
-        if self.durable:
-            _fsync_dir(folder)
+        folder = self._inbox_folder(instance_id)
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(folder, 0o700)
+            reason = _unsafe_folder(os.lstat(folder))
+            if reason is not None:
+                raise JournalCorruptError(folder, 1, f"{reason}: refused")
+            temporary = self._write_new_file(folder, message.encode().encode())
+            try:
+                self._deliver(folder, temporary, message.message_id)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise
+        except OSError as error:
+            raise StoreFaultError.of("post a message to", folder, error) from None
+
+    def _deliver(self, folder: str, temporary: str, message_id: str) -> None:
+        """Rename a written message into place under the inbox's next sequence number.
+
+        The number comes from ``.sequence`` in the inbox, taken under its lock, so
+        messages are applied in the order they were posted, whatever the senders'
+        clocks. A missing counter starts after the highest number there is (inboxes
+        written by older wfcli are numbered by the senders' clocks).
+        """
+        counter = _open(f"{folder}/.sequence", os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(counter, fcntl.LOCK_EX)
+            text = os.pread(counter, 64, 0).strip()
+            last = int(text) if text.isdigit() else _highest_number(folder)
+            number = last + 1
+            os.pwrite(counter, b"%020d\n" % number, 0)
+            if self.durable:
+                os.fsync(counter)
+            os.rename(temporary, f"{folder}/{number:020d}-{message_id}.json")
+            if self.durable:
+                _fsync_dir(folder)
+        finally:
+            os.close(counter)  # and with it the lock
 
     def pending(self, instance_id: str) -> list[InboxMessage]:
         return _read_inbox(self._inbox_folder(instance_id), self.max_line_bytes)
@@ -439,7 +649,7 @@ class FileStore(JournalStore):
         """From the instance index (:mod:`wfcli.store.files.index`): only journals
         changed since the last listing are read. A worker's scans (``due_at``) keep the
         index in memory; other listings save it in ``cache/``."""
-        damaged: list[JournalCorruptError] = []
+        damaged: list[Damage] = []
         if self._index is None:
             self._index = InstanceIndex(self)
         journals = self._index.summaries(damaged)
@@ -454,7 +664,7 @@ class FileStore(JournalStore):
             try:
                 holder = self.holder(instance_id)
                 messages = self.pending(instance_id) if instance_id in with_inbox else []
-            except JournalCorruptError as error:
+            except (JournalCorruptError, StoreFaultError) as error:
                 damaged.append(error)
                 continue
             pending = tuple(message.action for message in messages)
@@ -473,6 +683,8 @@ class FileStore(JournalStore):
             return set(os.listdir(self._inboxes))  # a folder per instance ever posted to
         except FileNotFoundError:
             return set()
+        except OSError as error:
+            raise StoreFaultError.of("list", self._inboxes, error) from None
 
     def journal_versions(self) -> dict[str, str]:
         """Every journal's ID with a token that changes whenever the journal does,
@@ -484,6 +696,8 @@ class FileStore(JournalStore):
             entries = os.scandir(self._journals)
         except FileNotFoundError:
             return versions
+        except OSError as error:
+            raise StoreFaultError.of("list", self._journals, error) from None
         with entries:
             for entry in entries:
                 instance_id = instance_id_of_file(entry.name, ".jsonl")
@@ -491,8 +705,8 @@ class FileStore(JournalStore):
                     continue
                 try:
                     info = entry.stat()
-                except FileNotFoundError:
-                    continue  # deleted since the listing
+                except OSError:
+                    continue  # deleted since the listing, or unreadable: read, and reported
                 versions[instance_id] = f"{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
         return versions
 
@@ -500,20 +714,22 @@ class FileStore(JournalStore):
         """Data kept by :meth:`save_cache`, or None; it may be stale or damaged, so
         whoever saved it checks it."""
         try:
-            with open(self.root / "cache" / _cache_name(name), "rb") as cache:
-                return cache.read()
+            fd = _open(f"{self.root}/cache/{_cache_name(name)}", os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        with open(fd, "rb") as cache:
+            return cache.read()
 
     def save_cache(self, name: str, data: bytes) -> None:
         """Keep derived data (an index) in ``cache/``; not durable, not journaled."""
         _cache_name(name)
         self._prepare()
-        folder = self.root / "cache"
-        folder.mkdir(mode=0o700, exist_ok=True)
+        folder = f"{self.root}/cache"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o700)
         temporary = self._write_new_file(folder, data, sync=False)
         try:
-            os.replace(temporary, folder / name)  # readers see the old file or the new, whole
+            os.replace(temporary, f"{folder}/{name}")  # readers see the old file or the new
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
