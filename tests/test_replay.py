@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,22 @@ from wfcli import (
     WorkflowEvent,
     WorkflowStep,
 )
-from wfcli.core.codec import AttemptStarted, InboxMessage, RunStarted
+from wfcli.core.codec import (
+    AttemptStarted,
+    Created,
+    Errored,
+    ErrorInfo,
+    Finished,
+    InboxMessage,
+    Record,
+    RunStarted,
+    StepCompleted,
+    Suspended,
+    WaitStarted,
+    Warned,
+)
+from wfcli.core.state import InstanceState, fold
+from wfcli.engine.history import HistoryMatcher
 from wfcli.engine.replay import Finding, ReplayReport, ReplaySummary, replay_instance, replay_many
 from wfcli.errors import InstanceNotFoundError
 from wfcli.store.contract import LockOwner
@@ -484,3 +499,108 @@ def test_replay_many_filters_by_workflow_and_status(
     assert [report.instance_id for report in chosen] == ["w2", "q1"]
     with pytest.raises(InstanceNotFoundError):
         replay_many(client, ["missing"])
+
+
+# --- the history matcher: findings as a pure function of history and calls -----------------
+
+T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
+def history(*steps: str, ending: str = "suspended", warned: tuple[str, ...] = ()) -> InstanceState:
+    """A folded journal, built in memory: ``KIND:NAME`` steps, all settled, then ``ending``
+    (``suspended``, ``finished`` with output ``"out"``, or ``errored``)."""
+    records: list[Record] = [
+        Created(at=T0, instance_id="h", workflow=WORKFLOW, params=None),
+        RunStarted(at=T0, pid=1, host="here"),
+    ]
+    for item in steps:
+        kind, _, name = item.partition(":")
+        if kind == "do":
+            records.append(AttemptStarted(at=T0, step=name, attempt=1))
+        else:
+            records.append(WaitStarted(at=T0, step=name, kind="sleep", until=T0, event_type=None))
+        records.append(StepCompleted(at=T0, step=name, kind=kind, attempt=1, output=name))
+    records += [Warned(at=T0, step=name, message="duplicate") for name in warned]
+    if ending == "finished":
+        records.append(Finished(at=T0, output="out"))
+    elif ending == "errored":
+        records.append(Errored(at=T0, error=ErrorInfo("ValueError", "old")))
+    else:
+        records.append(Suspended(at=T0, wait="sleep", step="later", until=T0, event_type=None))
+    return fold(records)
+
+
+def play(matcher: HistoryMatcher, *groups: str) -> list[str]:
+    """Feed ``groups`` (``KIND:A,B`` calls) to ``matcher``; the verdict on each."""
+    counts: dict[str, int] = {}
+    verdicts: list[str] = []
+    for group in groups:
+        kind, _, names = group.partition(":")
+        for name in names.split(","):
+            counts[name] = counts.get(name, 0) + 1
+            if not matcher.called(name, kind, counts[name]):  # type: ignore[arg-type]
+                return [*verdicts, "divergence"]
+        verdicts.append(matcher.match())
+        if verdicts[-1] != "recorded":
+            break
+    return verdicts
+
+
+@pytest.mark.parametrize(
+    ("steps", "ending", "calls", "verdicts", "found"),
+    [
+        (("do:a", "do:b"), "suspended", ("do:a", "do:b", "do:c"),
+         ["recorded", "recorded", "end_of_history"], []),
+        (("do:a", "do:x", "do:y"), "suspended", ("do:a", "do:y,x"), ["recorded"] * 2, []),
+        (("do:a", "do:b"), "suspended", ("do:a", "do:new"), ["recorded", "divergence"],
+         [("new_step", "new", 2, "'b' (do)")]),
+        (("do:a", "do:b"), "suspended", ("do:b",), ["divergence"],
+         [("out_of_order", "b", 1, "'a' (do)")]),
+        (("do:a", "sleep:b"), "suspended", ("do:a", "do:b"), ["recorded", "divergence"],
+         [("changed_kind", "b", 2, "'b' as a sleep step")]),
+        (("do:a",), "finished", ("do:a", "do:more"), ["recorded", "divergence"],
+         [("new_step", "more", 2, "the end of the run (the instance is complete)")]),
+        (("do:a", "do:b"), "suspended", ("do:a", "do:a"), ["recorded", "divergence"],
+         [("duplicate_step", "a", 2, "'b' (do)")]),
+        (("do:a",), "suspended", ("do:a", "do:a", "do:b"),
+         ["recorded", "recorded", "end_of_history"], [("duplicate_step", "a", 2, None)]),
+    ],
+)  # fmt: skip
+def test_matcher_verdicts_and_findings(
+    steps: tuple[str, ...],
+    ending: str,
+    calls: tuple[str, ...],
+    verdicts: list[str],
+    found: list[tuple[str, str, int, str | None]],
+) -> None:
+    state = history(*steps, ending=ending)
+    journaled = state.record_count
+    matchers = [HistoryMatcher(state), HistoryMatcher(state)]
+
+    assert [play(matcher, *calls) for matcher in matchers] == [verdicts, verdicts]
+    first, second = (matcher.findings for matcher in matchers)
+    assert first == second  # the same history and calls, the same findings
+    assert [(f.kind, f.step, f.position, None if f.warning else f.expected) for f in first] == found
+    assert state.record_count == journaled
+
+
+def test_matcher_at_the_end_of_the_run() -> None:
+    duplicate = HistoryMatcher(history("do:a", "do:a", ending="finished", warned=("a",)))
+    assert play(duplicate, "do:a", "do:a") == ["recorded", "recorded"]
+    duplicate.finish("out", None)
+    assert [(f.kind, f.warning) for f in duplicate.findings] == [("duplicate_step", True)]
+
+    short = HistoryMatcher(history("do:a", "sleep:b", "do:c", ending="errored"))
+    assert play(short, "do:a") == ["recorded"]
+    short.finish(None, ErrorInfo("ValueError", "new"))
+    assert [(f.kind, f.step, f.position, f.found) for f in short.findings] == [
+        ("unreached_step", "b", 2, "the run raised ValueError: new"),
+        ("unreached_step", "c", 3, "the run raised ValueError: new"),
+    ]
+
+    changed = HistoryMatcher(history("do:a", ending="errored"))
+    assert play(changed, "do:a") == ["recorded"]
+    changed.finish(["fixed"], None)
+    assert [(f.kind, f.expected, f.found) for f in changed.findings] == [
+        ("changed_outcome", "error ValueError: old", 'output ["fixed"]')
+    ]

@@ -34,9 +34,10 @@ from wfcli.core.codec import (
 )
 from wfcli.core.ids import validate_instance_id
 from wfcli.core.retry import RetryPolicy
-from wfcli.core.state import InstanceState, StepState, fold
+from wfcli.core.state import InstanceState, fold
 from wfcli.core.workflow import ReceivedEvent, WorkflowEvent, freeze
 from wfcli.engine.callbacks import Callback, CallbackRunner
+from wfcli.engine.history import Finding, FindingKind, HistoryMatcher
 from wfcli.engine.signals import RunSignal
 from wfcli.engine.step import NullObserver, StepRun, WorkflowStep
 from wfcli.errors import StepFailedError, UnknownWorkflowError, WorkflowError
@@ -53,27 +54,7 @@ __all__ = [
     "replay_many",
 ]
 
-FindingKind = Literal[
-    "new_step",
-    "out_of_order",
-    "changed_kind",
-    "duplicate_step",
-    "unreached_step",
-    "changed_outcome",
-    "unknown_workflow",
-]
 ReplayOutcome = Literal["returned", "raised", "end_of_history", "divergence"]
-
-_TITLES: dict[FindingKind, str] = {
-    "new_step": "step not in history",
-    "out_of_order": "steps out of order",
-    "changed_kind": "step kind changed",
-    "duplicate_step": "duplicate step name",
-    "unreached_step": "recorded step not reached",
-    "changed_outcome": "different outcome",
-    "unknown_workflow": "workflow not configured",
-}
-_SHOWN_JSON_CHARS = 80
 
 
 class ReplayWriteError(WorkflowError):
@@ -83,45 +64,6 @@ class ReplayWriteError(WorkflowError):
         self.operation = operation
         self.instance_id = instance_id
         super().__init__(f"replay writes nothing: refused to {operation} instance {instance_id!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One place where the code departs from an instance's history.
-
-    ``expected`` is what the history has there, ``found`` what the code does. A
-    ``warning`` (a duplicate step name the history has too) does not make the
-    instance divergent.
-    """
-
-    instance_id: str
-    kind: FindingKind
-    step: str | None
-    position: int | None
-    expected: str
-    found: str
-    warning: bool = False
-
-    @property
-    def message(self) -> str:
-        """One line for people, naming the instance, the step and its position."""
-        where = "" if self.position is None else f" at position {self.position}"
-        return (
-            f"instance {self.instance_id!r}: {_TITLES[self.kind]}{where}: "
-            f"expected {self.expected}, found {self.found}"
-        )
-
-    def to_json(self) -> dict[str, JsonValue]:
-        return {
-            "instance": self.instance_id,
-            "kind": self.kind,
-            "severity": "warning" if self.warning else "divergence",
-            "step": self.step,
-            "position": self.position,
-            "expected": self.expected,
-            "found": self.found,
-            "message": self.message,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,79 +219,20 @@ class _Halt(RunSignal):
     """Stops a replay: at a divergence, or at the end of an in-flight history."""
 
 
-def _describe(step: StepState) -> str:
-    return f"{step.name!r} ({step.kind})"
-
-
-def _shown(value: JsonValue) -> str:
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return text if len(text) <= _SHOWN_JSON_CHARS else text[: _SHOWN_JSON_CHARS - 3] + "..."
-
-
-def _canonical(value: JsonValue) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-def _shown_error(error: ErrorInfo) -> str:
-    return f"error {error.name}: {error.message}"
-
-
 class _ReplayRun(StepRun):
-    """A :class:`StepRun` that serves every step from the history and checks the order.
-
-    Calls are matched against the history in groups: one group per ``do``,
-    ``sleep`` or ``wait_for_event``, and one per ``parallel`` call, whose
-    branches the history may hold in any order. ``note_call`` collects a group's
-    names; the group is matched when its first step is served.
-    """
+    """A :class:`StepRun` that serves every step from the history and halts where
+    the :class:`HistoryMatcher` finds the code departs from it."""
 
     def __init__(self, lease: Lease, state: InstanceState, client: WorkflowClient) -> None:
         super().__init__(lease, state, client.clock, client.settings, NullObserver())
-        self.history = state.ordered_steps()
-        self.index_of = {step.name: index for index, step in enumerate(self.history)}
-        self.finished = state.status in ("complete", "errored")
-        self.warned = {warning.step for warning in state.warnings}
-        self.matched = 0
-        self.group: list[tuple[str, StepKind]] = []
-        self.findings: list[Finding] = []
-        self.reported_duplicates: set[str] = set()
+        self.matcher = HistoryMatcher(state)
         self.halted = False
         self.end_of_history = False
 
-    # findings -------------------------------------------------------------------------
-
-    def _note(
-        self,
-        kind: FindingKind,
-        step: str | None,
-        position: int | None,
-        expected: str,
-        found: str,
-        *,
-        warning: bool = False,
-    ) -> None:
-        self.findings.append(
-            Finding(self.state.instance_id, kind, step, position, expected, found, warning)
-        )
-
-    def _diverge(
-        self, kind: FindingKind, step: str, position: int, expected: str, found: str
-    ) -> _Halt:
-        self._note(kind, step, position, expected, found)
+    def _halt(self, *, end_of_history: bool = False) -> _Halt:
         self.halted = True
+        self.end_of_history = end_of_history
         return _Halt()
-
-    def _stop_at_end_of_history(self) -> _Halt:
-        self.halted = True
-        self.end_of_history = True
-        return _Halt()
-
-    def _expected_next(self) -> str:
-        if self.matched < len(self.history):
-            return _describe(self.history[self.matched])
-        if self.finished:
-            return f"the end of the run (the instance is {self.state.status})"
-        return "the end of the history"
 
     # the step engine's entry points -------------------------------------------------------
 
@@ -362,89 +245,24 @@ class _ReplayRun(StepRun):
                 raise _Halt
             count = self.calls.get(name, 0) + 1
             self.calls[name] = count
-            if count == 1:
-                self.group.append((name, kind))
-            else:
-                self._check_duplicate(name, kind)
+            if count > 1 and self.state.steps[name].kind != kind:
+                # The engine refuses a name reused for another kind of step before it
+                # writes anything; let it raise that error into the workflow as it would.
+                super().note_call(name, kind)
+            if not self.matcher.called(name, kind, count):
+                raise self._halt()
             return count
-
-    def _check_duplicate(self, name: str, kind: StepKind) -> None:
-        if self.state.steps[name].kind != kind:
-            # The engine refuses a name reused for another kind of step before it
-            # writes anything; let it raise that error into the workflow as it would.
-            super().note_call(name, kind)
-        if name in self.reported_duplicates:
-            return
-        self.reported_duplicates.add(name)
-        # The history had this duplicate too, or the code is past the end of an
-        # in-flight history (where the run will do the same): only a warning.
-        history_goes_on = self.matched < len(self.history) or self.finished
-        warning = name in self.warned or not history_goes_on
-        position = self.matched + 1
-        expected = self._expected_next()
-        found = (
-            f"{name!r} called again, returning the result of its first call "
-            f"at position {self.index_of[name] + 1}"
-        )
-        if warning:
-            self._note("duplicate_step", name, position, expected, found, warning=True)
-        else:
-            raise self._diverge("duplicate_step", name, position, expected, found)
-
-    def _match_group(self) -> None:
-        """Match the calls collected since the last step against the history."""
-        group, self.group = self.group, []
-        start = self.matched
-        window = self.history[start : start + len(group)]
-        available = {step.name: step for step in window}
-        unmatched: list[tuple[str, StepKind]] = []
-        for name, kind in group:
-            step = available.pop(name, None)
-            if step is None:
-                unmatched.append((name, kind))
-            elif step.kind != kind:
-                raise self._diverge(
-                    "changed_kind",
-                    name,
-                    self.index_of[name] + 1,
-                    f"{name!r} as a {step.kind} step",
-                    f"{name!r} as a {kind} step",
-                )
-        if not unmatched:
-            self.matched += len(group)
-            return
-        name, kind = unmatched[0]
-        left = [step for step in window if step.name in available]
-        if not left:  # the history ends inside this group
-            if not self.finished:
-                raise self._stop_at_end_of_history()
-            raise self._diverge(
-                "new_step", name, len(self.history) + 1, self._expected_next(), f"{name!r} ({kind})"
-            )
-        expected = left[0]
-        position = self.index_of[expected.name] + 1
-        recorded = self.index_of.get(name)
-        if recorded is None:
-            raise self._diverge(
-                "new_step", name, position, _describe(expected), f"{name!r} ({kind})"
-            )
-        raise self._diverge(
-            "out_of_order",
-            name,
-            position,
-            _describe(expected),
-            f"{name!r} ({kind}), recorded at position {recorded + 1}",
-        )
 
     def _serve(self, name: str) -> None:
         """Check the call against the history; return if the step can be served from it."""
         with self._mutex:
-            if self.group:
-                self._match_group()
             if self.halted:
                 raise _Halt
+            verdict = self.matcher.match()
+            if verdict != "recorded":
+                raise self._halt(end_of_history=verdict == "end_of_history")
             if self.state.steps[name].status not in ("completed", "failed"):
-                raise self._stop_at_end_of_history()  # a step in flight: history ends here
+                raise self._halt(end_of_history=True)  # a step in flight: history ends here
 
     def do(
         self,
@@ -468,30 +286,6 @@ class _ReplayRun(StepRun):
     def wait_for_event(self, name: str, event_type: str, timeout: timedelta) -> ReceivedEvent:
         self._serve(name)
         return super().wait_for_event(name, event_type, timeout)
-
-    # the end of the run ----------------------------------------------------------------
-
-    def finish(self, output: JsonValue, error: ErrorInfo | None) -> None:
-        """The code returned ``output`` or raised ``error``: check what history has left."""
-        found = (
-            "the run returned" if error is None else f"the run raised {error.name}: {error.message}"
-        )
-        unreached = self.history[self.matched :]
-        for index, step in enumerate(unreached, start=self.matched + 1):
-            self._note("unreached_step", step.name, index, _describe(step), found)
-        if unreached or not self.finished:
-            return
-        recorded_error = self.state.error
-        if self.state.status == "complete":
-            expected = f"output {_shown(self.state.output)}"
-        else:
-            assert recorded_error is not None
-            expected = _shown_error(recorded_error)
-        if error is not None:
-            if error != recorded_error:
-                self._note("changed_outcome", None, None, expected, _shown_error(error))
-        elif recorded_error is not None or _canonical(output) != _canonical(self.state.output):
-            self._note("changed_outcome", None, None, expected, f"output {_shown(output)}")
 
 
 # --- replaying instances --------------------------------------------------------------
@@ -559,16 +353,16 @@ class _Replayer:
         if run.halted:  # also when the code caught the signal itself
             outcome = "end_of_history" if run.end_of_history else "divergence"
         else:
-            run.finish(output, raised)
+            run.matcher.finish(output, raised)
             outcome = "returned" if raised is None else "raised"
         return ReplayReport(
             instance_id=state.instance_id,
             workflow=state.workflow,
             status=state.status,
             outcome=outcome,
-            steps_replayed=run.matched,
+            steps_replayed=run.matcher.matched,
             history_steps=history_steps,
-            findings=tuple(run.findings),
+            findings=tuple(run.matcher.findings),
         )
 
 
