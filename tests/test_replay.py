@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
+import types
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -34,11 +37,22 @@ from wfcli.core.codec import (
     WaitStarted,
     Warned,
 )
+from wfcli.core.settings import Settings
 from wfcli.core.state import InstanceState, fold
+from wfcli.engine.callbacks import CallbackRunner
 from wfcli.engine.history import HistoryMatcher
-from wfcli.engine.replay import Finding, ReplayReport, ReplaySummary, replay_instance, replay_many
+from wfcli.engine.replay import (
+    Finding,
+    ReplayReport,
+    ReplaySummary,
+    ReplayWriteError,
+    _ReplaySource,
+    replay_instance,
+    replay_many,
+)
+from wfcli.engine.signals import RunSignal
 from wfcli.errors import InstanceNotFoundError
-from wfcli.store.contract import LockOwner
+from wfcli.store.contract import JournalStore, Lease, LockOwner
 
 WORKFLOW = "flow"
 
@@ -499,6 +513,162 @@ def test_replay_many_filters_by_workflow_and_status(
     assert [report.instance_id for report in chosen] == ["w2", "q1"]
     with pytest.raises(InstanceNotFoundError):
         replay_many(client, ["missing"])
+
+
+# --- replay cannot write, by construction ---------------------------------------------------
+
+
+class WritesRefused(FileStore):
+    """A store whose every write (journal, lock, inbox, cache) fails the test."""
+
+    def create(self, record: Created) -> None:
+        raise AssertionError(f"replay created {record.instance_id!r}")
+
+    def acquire(self, instance_id: str, owner: LockOwner) -> Lease:
+        raise AssertionError(f"replay locked {instance_id!r}")
+
+    def post(self, instance_id: str, message: InboxMessage) -> None:
+        raise AssertionError(f"replay posted to {instance_id!r}")
+
+    def save_cache(self, name: str, data: bytes) -> None:
+        raise AssertionError(f"replay saved the cache {name!r}")
+
+
+def test_every_kind_of_history_replays_against_a_store_that_refuses_writes(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    plans: dict[str, tuple[str, ...]] = {
+        "straight": ("do:a", "do:b"),
+        "sleeper": ("do:a", "sleep:nap", "do:b"),
+        "waiter": ("do:a", "event:approve", "do:b"),
+        "fan": ("do:a", "parallel:x,y,z", "do:b"),
+        "failing": ("do:a", "fail:b"),
+        "raising": ("do:a", "raise:broken"),
+        "twice": ("do:a", "do:a", "do:b"),
+    }
+    recorder = WorkflowClient(
+        store, {label: scripted(*plan) for label, plan in plans.items()}, clock=fake_clock
+    )
+    for label in plans:
+        for suffix in ("early", "late"):
+            recorder.create(label, instance_id=f"{label}-{suffix}")
+            recorder.execute(f"{label}-{suffix}", max_inline_wait=timedelta(0))
+    recorder.send_event("waiter-late", "approve", {"ok": True})
+    fake_clock.advance(timedelta(hours=2))
+    for label in plans:
+        recorder.execute(f"{label}-late", max_inline_wait=timedelta(0))
+    recorder.pause("sleeper-early")
+    recorder.create("straight", instance_id="queued")
+    before = snapshot(store.root)
+    # The current code: some fit their histories, some diverge.
+    current = {**plans, "straight": ("do:a", "do:new", "do:b"), "fan": ("do:a", "do:x", "do:b")}
+
+    def replay_all(journals: FileStore) -> list[dict[str, Any]]:
+        workflows = {label: scripted(*plan) for label, plan in current.items()}
+        return [r.to_json() for r in replay_many(WorkflowClient(journals, workflows))]
+
+    refused = replay_all(WritesRefused(store.root, durable=False))
+
+    assert refused == replay_all(store)
+    assert snapshot(store.root) == before
+    by_id = {report["id"]: report for report in refused}
+    assert len(by_id) == 15
+    assert {report["outcome"] for report in refused} == {
+        "returned",
+        "raised",
+        "end_of_history",
+        "divergence",
+    }
+    assert not by_id["straight-late"]["compatible"]
+    assert by_id["twice-late"]["compatible"]
+    assert by_id["sleeper-early"]["status"] == "paused"
+
+
+def reachable(root: object) -> list[object]:
+    """Every object reachable from ``root`` through instances and containers
+    (classes, modules and functions are not followed: they reach everything)."""
+    seen: dict[int, object] = {}
+    stack = [root]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, (type, types.ModuleType, types.FunctionType)):
+            continue
+        seen[id(item)] = item
+        stack.extend(gc.get_referents(item))
+    return list(seen.values())
+
+
+def test_the_replay_source_holds_nothing_that_reaches_a_store(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    record(store, fake_clock, scripted("do:a", "parallel:x,y", "sleep:nap"))
+    source = _ReplaySource(fold(store.read("i1")), Settings())
+    step = WorkflowStep(source)
+
+    assert step.do("a", lambda: "never called") == "A"
+    assert step.parallel({"x": lambda: 0, "y": lambda: 0}) == ["X", "Y"]
+    with pytest.raises(RunSignal):  # the sleep is in flight: history ends there
+        step.sleep("nap", "1 hour")
+
+    assert source.halted == "end_of_history"
+    assert source.matcher.matched == 4
+    forbidden = (JournalStore, Lease, CallbackRunner, WorkflowClient, threading.Thread)
+    assert any(isinstance(item, forbidden) for item in reachable(WorkflowClient(store, {})))
+    assert [type(item) for item in reachable(source) if isinstance(item, forbidden)] == []
+    assert [type(item) for item in reachable(step) if isinstance(item, forbidden)] == []
+
+
+def test_bindings_refuse_every_write_and_still_read(store: FileStore) -> None:
+    refusals: list[str] = []
+
+    class Meddler(WorkflowEntrypoint):
+        replaying = False
+
+        def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+            first = step.do("a", lambda: 1)
+            if not self.replaying:
+                return first
+            flow = self.env.FLOW
+            other = flow.get("other")
+            attempts: list[Callable[[], object]] = [
+                lambda: flow.create(params={"n": 1}, id="child"),
+                lambda: flow.create_batch([{"id": "batch-1"}]),
+                other.pause,
+                other.resume,
+                other.terminate,
+                other.restart,
+                lambda: other.send_event("go", {"n": 1}),
+                other.execute,
+            ]
+            for attempt in attempts:
+                with pytest.raises(ReplayWriteError) as refused:
+                    attempt()
+                refusals.append(str(refused.value))
+            assert flow.create_batch([]) == []
+            assert other.status().status == "queued"
+            return first
+
+    client = WorkflowClient(store, {WORKFLOW: Meddler}, bindings={"FLOW": WORKFLOW})
+    client.create(WORKFLOW, instance_id="parent")
+    client.create(WORKFLOW, instance_id="other")
+    assert client.execute("parent").status == "complete"
+    before = snapshot(store.root)
+    Meddler.replaying = True
+
+    report = replay_instance(client, "parent")
+
+    assert snapshot(store.root) == before
+    assert report.compatible, report.findings
+    prefix = "replay writes nothing: refused to "
+    assert refusals == [
+        prefix + "create instance 'child'",
+        prefix + "create instance 'batch-1'",
+        *(
+            prefix + f"post a {action!r} message to instance 'other'"
+            for action in ("pause", "resume", "terminate", "restart", "event")
+        ),
+        prefix + "append to the journal of instance 'other'",
+    ]
 
 
 # --- the history matcher: findings as a pure function of history and calls -----------------

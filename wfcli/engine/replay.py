@@ -1,14 +1,16 @@
 """``wf replay``: does the current workflow code still fit the recorded histories?
 
-Replay runs a workflow's ``run`` against an instance's journal with the real step
-engine (:class:`~wfcli.step.StepRun` and :class:`~wfcli.step.WorkflowStep`),
-serving every step from the record: no callback runs, no wait waits, and nothing
-is written to any journal, lock or inbox. Where the code departs from the history
-it says exactly where: a step history does not have while history goes on, steps
-out of order, a step whose kind changed, a duplicate step name, recorded steps the
-code no longer reaches, or a different outcome of a finished run. Reaching the end
-of the history of an instance still in flight is not a divergence: replay stops
-there and the instance is compatible.
+Replay runs a workflow's ``run`` against an instance's journal with the real
+:class:`~wfcli.engine.step.WorkflowStep` over a step source that holds only the
+folded history: every step is served from the record, no callback runs, no wait
+waits, and nothing can be written to any journal, lock or inbox (the workflow's
+``self.env`` bindings refuse writes too). Where the code departs from the history,
+the :class:`~wfcli.engine.history.HistoryMatcher` says exactly where: a step
+history does not have while history goes on, steps out of order, a step whose kind
+changed, a duplicate step name, recorded steps the code no longer reaches, or a
+different outcome of a finished run. Reaching the end of the history of an
+instance still in flight is not a divergence: replay stops there and the instance
+is compatible.
 
 Positions are 1-based places in the instance's step order, as ``wf status`` lists
 steps.
@@ -17,31 +19,33 @@ steps.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from wfcli.client.client import WorkflowClient
-from wfcli.core.codec import (
-    Created,
-    ErrorInfo,
-    InboxMessage,
-    JsonValue,
-    Record,
-    StepKind,
-    check_json,
-)
-from wfcli.core.ids import validate_instance_id
+from wfcli.core.codec import ErrorInfo, JsonValue, MessageAction, StepKind, check_json
+from wfcli.core.ids import new_instance_id, validate_instance_id
 from wfcli.core.retry import RetryPolicy
-from wfcli.core.state import InstanceState, fold
-from wfcli.core.workflow import ReceivedEvent, WorkflowEvent, freeze
+from wfcli.core.settings import Settings
+from wfcli.core.state import STATUSES, InstanceState, StepState, fold
+from wfcli.core.workflow import Env, ReceivedEvent, WorkflowEvent, freeze
 from wfcli.engine.callbacks import Callback, CallbackRunner
 from wfcli.engine.history import Finding, FindingKind, HistoryMatcher
 from wfcli.engine.signals import RunSignal
-from wfcli.engine.step import NullObserver, StepRun, WorkflowStep
-from wfcli.errors import StepFailedError, UnknownWorkflowError, WorkflowError
-from wfcli.store.contract import JournalStore, Lease, LockOwner
+from wfcli.engine.step import SETTLED, WorkflowStep, check_step_kind, served
+from wfcli.errors import (
+    InstanceNotFoundError,
+    StepFailedError,
+    UnknownWorkflowError,
+    WorkflowError,
+    WorkflowInputError,
+)
+
+if TYPE_CHECKING:  # replay reads through the caller's client; the engine does not build one
+    from wfcli.client.client import WorkflowClient
+    from wfcli.client.views import InstanceStatus
 
 __all__ = [
     "Finding",
@@ -137,132 +141,66 @@ class ReplaySummary:
         }
 
 
-# --- a store and a lease that refuse every write ----------------------------------------
-
-
-class _ReadOnlyLease(Lease):
-    def __init__(self, store: JournalStore, instance_id: str, owner: LockOwner) -> None:
-        self.instance_id = instance_id
-        self.owner = owner
-        self._store = store
-
-    def read(self) -> list[Record]:
-        return self._store.read(self.instance_id)
-
-    def append(self, records: Sequence[Record], *, sync: bool = True) -> None:
-        raise ReplayWriteError("append to the journal of", self.instance_id)
-
-    def pending(self) -> list[InboxMessage]:
-        return self._store.pending(self.instance_id)
-
-    def discard(self, message_ids: Sequence[str]) -> None:
-        raise ReplayWriteError("discard inbox messages of", self.instance_id)
-
-    def delete_instance(self) -> None:
-        raise ReplayWriteError("delete", self.instance_id)
-
-    def release(self) -> None:
-        pass  # nothing was locked
-
-
-class _ReadOnlyStore(JournalStore):
-    """A store seen through replay: reads pass through, writes raise, no lock is taken."""
-
-    def __init__(self, store: JournalStore) -> None:
-        self._store = store
-        self.durable = store.durable
-
-    def location(self) -> str:
-        return self._store.location()
-
-    def create(self, record: Created) -> None:
-        raise ReplayWriteError("create", record.instance_id)
-
-    def exists(self, instance_id: str) -> bool:
-        return self._store.exists(instance_id)
-
-    def read(self, instance_id: str) -> list[Record]:
-        return self._store.read(instance_id)
-
-    def instance_ids(self) -> list[str]:
-        return self._store.instance_ids()
-
-    def acquire(self, instance_id: str, owner: LockOwner) -> Lease:
-        return _ReadOnlyLease(self._store, instance_id, owner)
-
-    def holder(self, instance_id: str) -> LockOwner | None:
-        return self._store.holder(instance_id)
-
-    def post(self, instance_id: str, message: InboxMessage) -> None:
-        raise ReplayWriteError(f"post a {message.action!r} message to", instance_id)
-
-    def pending(self, instance_id: str) -> list[InboxMessage]:
-        return self._store.pending(instance_id)
-
-    def inbox_ids(self) -> set[str]:
-        return self._store.inbox_ids()
-
-    def journal_versions(self) -> dict[str, str]:
-        return self._store.journal_versions()
-
-    def load_cache(self, name: str) -> bytes | None:
-        return self._store.load_cache(name)
-
-    def save_cache(self, name: str, data: bytes) -> None:
-        pass  # replay leaves the store as it found it; a cache only saves time
-
-
-# --- the replay-only step engine ----------------------------------------------------------
+# --- the replay step source --------------------------------------------------------------
 
 
 class _Halt(RunSignal):
     """Stops a replay: at a divergence, or at the end of an in-flight history."""
 
 
-class _ReplayRun(StepRun):
-    """A :class:`StepRun` that serves every step from the history and halts where
-    the :class:`HistoryMatcher` finds the code departs from it."""
+class _ReplaySource:
+    """A :class:`~wfcli.engine.step.StepSource` that serves every step from a history.
 
-    def __init__(self, lease: Lease, state: InstanceState, client: WorkflowClient) -> None:
-        super().__init__(lease, state, client.clock, client.settings, NullObserver())
+    It holds the folded history and a :class:`HistoryMatcher`, nothing that
+    reaches a store: no step it serves can write, run a callback or wait. Where
+    the matcher finds a divergence, or the history ends, it halts the run.
+    """
+
+    def __init__(self, state: InstanceState, settings: Settings) -> None:
+        self.state = state
+        self.settings = settings
         self.matcher = HistoryMatcher(state)
-        self.halted = False
-        self.end_of_history = False
+        self.halted: Literal["divergence", "end_of_history"] | None = None
+        self._calls: dict[str, int] = {}
+        self._lock = threading.Lock()  # parallel branches ask from their own threads
 
-    def _halt(self, *, end_of_history: bool = False) -> _Halt:
-        self.halted = True
-        self.end_of_history = end_of_history
+    def _halt(self, why: Literal["divergence", "end_of_history"]) -> _Halt:
+        self.halted = why
         return _Halt()
 
-    # the step engine's entry points -------------------------------------------------------
+    def _note(self, name: str, kind: StepKind) -> int:
+        if self.halted is not None:
+            raise _Halt
+        count = self._calls.get(name, 0) + 1
+        self._calls[name] = count
+        if count > 1:
+            # Live execution refuses a name reused for another kind of step before it
+            # writes anything; the workflow gets that error here as it would there.
+            check_step_kind(self.state, name, kind)
+        if not self.matcher.called(name, kind, count):
+            raise self._halt("divergence")
+        return count
 
-    def checkpoint(self) -> None:
-        """Replay applies no inbox and honours no cancel: nothing between steps."""
+    def enter(self, name: str, kind: StepKind) -> int:
+        with self._lock:
+            return self._note(name, kind)
 
-    def note_call(self, name: str, kind: StepKind) -> int:
-        with self._mutex:
-            if self.halted:
-                raise _Halt
-            count = self.calls.get(name, 0) + 1
-            self.calls[name] = count
-            if count > 1 and self.state.steps[name].kind != kind:
-                # The engine refuses a name reused for another kind of step before it
-                # writes anything; let it raise that error into the workflow as it would.
-                super().note_call(name, kind)
-            if not self.matcher.called(name, kind, count):
-                raise self._halt()
-            return count
+    def enter_parallel(self, names: Sequence[str]) -> list[int]:
+        with self._lock:
+            return [self._note(name, "do") for name in names]
 
-    def _serve(self, name: str) -> None:
-        """Check the call against the history; return if the step can be served from it."""
-        with self._mutex:
-            if self.halted:
+    def _recorded(self, name: str) -> StepState:
+        """The settled step to serve, or halt."""
+        with self._lock:
+            if self.halted is not None:
                 raise _Halt
             verdict = self.matcher.match()
             if verdict != "recorded":
-                raise self._halt(end_of_history=verdict == "end_of_history")
-            if self.state.steps[name].status not in ("completed", "failed"):
-                raise self._halt(end_of_history=True)  # a step in flight: history ends here
+                raise self._halt(verdict)
+            step = self.state.steps[name]
+            if step.status not in SETTLED:
+                raise self._halt("end_of_history")  # a step in flight: history ends here
+            return step
 
     def do(
         self,
@@ -272,98 +210,148 @@ class _ReplayRun(StepRun):
         policy: RetryPolicy,
         timeout: timedelta,
         count: int,
-        runner: CallbackRunner,
-    ) -> object:
-        self._serve(name)
-        return super().do(
-            name, callback, policy=policy, timeout=timeout, count=count, runner=runner
-        )
+        runner: CallbackRunner | None = None,
+    ) -> Any:
+        return served(self._recorded(name))
 
-    def sleep(self, name: str, until: Callable[[], datetime]) -> None:
-        self._serve(name)
-        super().sleep(name, until)
+    def sleep(self, name: str, until: Callable[[datetime], datetime]) -> None:
+        served(self._recorded(name))
 
     def wait_for_event(self, name: str, event_type: str, timeout: timedelta) -> ReceivedEvent:
-        self._serve(name)
-        return super().wait_for_event(name, event_type, timeout)
+        event: ReceivedEvent = served(self._recorded(name), event_type)
+        return event
+
+
+# --- bindings that refuse writes -------------------------------------------------------
+
+
+class _ReplayBinding:
+    """``self.env.FLOW`` during a replay: reads go to the client, writes raise.
+
+    It has only the binding's methods; anything that would create or signal an
+    instance raises :class:`ReplayWriteError` after the checks the client makes
+    first, so the workflow sees the error it would have seen had nothing been
+    refused.
+    """
+
+    def __init__(self, client: WorkflowClient, workflow: str) -> None:
+        self._client = client
+        self._workflow = workflow
+
+    def create(self, *, params: object = None, id: str | None = None) -> NoReturn:
+        self._client.executor.resolve(self._workflow)
+        chosen = new_instance_id() if id is None else validate_instance_id(id)
+        check_json(params, "params", self._client.settings.max_value_bytes)
+        raise ReplayWriteError("create", chosen)
+
+    def create_batch(self, batch: Sequence[Mapping[str, Any]]) -> list[_ReplayHandle]:
+        return [self.create(params=item.get("params"), id=item.get("id")) for item in batch]
+
+    def get(self, id: str) -> _ReplayHandle:
+        self._client.status(id)
+        return _ReplayHandle(self._client, id)
+
+
+class _ReplayHandle:
+    """An instance handle during a replay: ``status()`` reads, everything else raises."""
+
+    def __init__(self, client: WorkflowClient, instance_id: str) -> None:
+        self._client = client
+        self.id = instance_id
+
+    def __repr__(self) -> str:
+        return f"InstanceHandle({self.id!r})"
+
+    def status(self) -> InstanceStatus:
+        return self._client.status(self.id)
+
+    def _post(self, action: MessageAction) -> NoReturn:
+        raise ReplayWriteError(f"post a {action!r} message to", self.id)
+
+    def execute(self, **options: Any) -> NoReturn:
+        raise ReplayWriteError("append to the journal of", self.id)
+
+    def pause(self) -> NoReturn:
+        self._post("pause")
+
+    def resume(self) -> NoReturn:
+        self._post("resume")
+
+    def terminate(self) -> NoReturn:
+        self._post("terminate")
+
+    def restart(self, *, from_step: str | None = None) -> NoReturn:
+        self._post("restart")
+
+    def send_event(self, type: str, payload: object = None) -> NoReturn:
+        self._post("event")
+
+
+def _replay_env(client: WorkflowClient) -> Env:
+    bindings = {name: _ReplayBinding(client, wf) for name, wf in client.bindings.items()}
+    return Env(bindings, client.variables)
 
 
 # --- replaying instances --------------------------------------------------------------
 
 
-class _Replayer:
-    """Replays instances of one client's store with its workflows, writing nothing."""
-
-    def __init__(self, client: WorkflowClient) -> None:
-        # Workflows get bindings on a client that refuses writes, so a workflow
-        # creating or signalling instances outside a step cannot change anything.
-        self.client = WorkflowClient(
-            _ReadOnlyStore(client.store),
-            client.workflows,
-            bindings=client.bindings,
-            variables=client.variables,
-            clock=client.clock,
-            settings=client.settings,
+def _replay(client: WorkflowClient, state: InstanceState) -> ReplayReport:
+    history_steps = len(state.steps)
+    try:
+        workflow = client.executor.resolve(state.workflow)
+    except UnknownWorkflowError as error:
+        finding = Finding(
+            state.instance_id,
+            "unknown_workflow",
+            None,
+            None,
+            f"workflow {state.workflow!r}",
+            f"no such workflow (known: {', '.join(error.known) or 'none'})",
         )
-
-    def replay(self, state: InstanceState) -> ReplayReport:
-        history_steps = len(state.steps)
-        try:
-            workflow = self.client.executor.resolve(state.workflow)
-        except UnknownWorkflowError as error:
-            finding = Finding(
-                state.instance_id,
-                "unknown_workflow",
-                None,
-                None,
-                f"workflow {state.workflow!r}",
-                f"no such workflow (known: {', '.join(error.known) or 'none'})",
-            )
-            return ReplayReport(
-                state.instance_id,
-                state.workflow,
-                state.status,
-                "divergence",
-                0,
-                history_steps,
-                (finding,),
-            )
-        lease = self.client.store.acquire(state.instance_id, LockOwner.current())
-        run = _ReplayRun(lease, state, self.client)
-        event = WorkflowEvent(
-            payload=freeze(state.params),
-            timestamp=state.created,
-            instance_id=state.instance_id,
-            workflow_name=state.workflow,
-        )
-        output: JsonValue = None
-        raised: ErrorInfo | None = None
-        try:
-            returned = workflow(self.client.executor.env()).run(event, WorkflowStep(run))
-            output = json.loads(
-                check_json(returned, "workflow output", run.settings.max_value_bytes)
-            )
-        except _Halt:
-            pass  # run.halted says why
-        except StepFailedError as error:  # the instance's error, as the executor records it
-            raised = ErrorInfo(error.error_name, error.error_message)
-        except Exception as error:
-            raised = ErrorInfo.of(error)
-        outcome: ReplayOutcome
-        if run.halted:  # also when the code caught the signal itself
-            outcome = "end_of_history" if run.end_of_history else "divergence"
-        else:
-            run.matcher.finish(output, raised)
-            outcome = "returned" if raised is None else "raised"
         return ReplayReport(
-            instance_id=state.instance_id,
-            workflow=state.workflow,
-            status=state.status,
-            outcome=outcome,
-            steps_replayed=run.matcher.matched,
-            history_steps=history_steps,
-            findings=tuple(run.matcher.findings),
+            state.instance_id,
+            state.workflow,
+            state.status,
+            "divergence",
+            0,
+            history_steps,
+            (finding,),
         )
+    source = _ReplaySource(state, client.settings)
+    event = WorkflowEvent(
+        payload=freeze(state.params),
+        timestamp=state.created,
+        instance_id=state.instance_id,
+        workflow_name=state.workflow,
+    )
+    output: JsonValue = None
+    raised: ErrorInfo | None = None
+    try:
+        returned = workflow(_replay_env(client)).run(event, WorkflowStep(source))
+        output = json.loads(
+            check_json(returned, "workflow output", client.settings.max_value_bytes)
+        )
+    except _Halt:
+        pass  # source.halted says why
+    except StepFailedError as error:  # the instance's error, as the executor records it
+        raised = ErrorInfo(error.error_name, error.error_message)
+    except Exception as error:
+        raised = ErrorInfo.of(error)
+    outcome: ReplayOutcome
+    if source.halted is not None:  # also when the code caught the signal itself
+        outcome = source.halted
+    else:
+        source.matcher.finish(output, raised)
+        outcome = "returned" if raised is None else "raised"
+    return ReplayReport(
+        instance_id=state.instance_id,
+        workflow=state.workflow,
+        status=state.status,
+        outcome=outcome,
+        steps_replayed=source.matcher.matched,
+        history_steps=history_steps,
+        findings=tuple(source.matcher.findings),
+    )
 
 
 def replay_instance(client: WorkflowClient, instance_id: str) -> ReplayReport:
@@ -373,7 +361,32 @@ def replay_instance(client: WorkflowClient, instance_id: str) -> ReplayReport:
     :class:`~wfcli.errors.JournalCorruptError`; a workflow that is no longer
     configured is reported as a divergence.
     """
-    return _Replayer(client).replay(fold(client.store.read(validate_instance_id(instance_id))))
+    return _replay(client, fold(client.store.read(validate_instance_id(instance_id))))
+
+
+def _selected(
+    client: WorkflowClient, workflow: str | None, statuses: Iterable[str]
+) -> list[InstanceState]:
+    """Every instance of ``workflow`` in ``statuses`` (as ``wf list`` shows them), newest
+    first; read journal by journal, since the listing index would save itself."""
+    wanted = set(statuses)
+    unknown = wanted - set(STATUSES)
+    if unknown:
+        raise WorkflowInputError(
+            "status", f"{sorted(unknown)[0]!r} is not one of {', '.join(STATUSES)}"
+        )
+    selected: list[InstanceState] = []
+    for instance_id in client.store.instance_ids():
+        try:
+            snapshot = client.status(instance_id)
+        except InstanceNotFoundError:
+            continue  # deleted since the IDs were taken
+        if workflow is not None and snapshot.workflow != workflow:
+            continue
+        if not wanted or snapshot.status in wanted:
+            selected.append(snapshot.state)
+    selected.sort(key=lambda state: (state.created, state.instance_id), reverse=True)
+    return selected
 
 
 def replay_many(
@@ -385,12 +398,6 @@ def replay_many(
 ) -> list[ReplayReport]:
     """Replay the given instances, or with ``instance_ids=None`` every instance
     (newest first), optionally only those of ``workflow`` and in ``statuses``."""
-    replayer = _Replayer(client)
-    if instance_ids is not None:
-        return [
-            replayer.replay(fold(client.store.read(validate_instance_id(instance_id))))
-            for instance_id in instance_ids
-        ]
-    reader = replayer.client  # its store writes nothing, not even the listing index
-    selected = reader.list_instances(workflow=workflow, statuses=statuses)
-    return [replayer.replay(fold(reader.store.read(summary.id))) for summary in selected]
+    if instance_ids is None:
+        return [_replay(client, state) for state in _selected(client, workflow, statuses)]
+    return [replay_instance(client, instance_id) for instance_id in instance_ids]
