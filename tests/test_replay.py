@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
+import types
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +23,36 @@ from wfcli import (
     WorkflowEvent,
     WorkflowStep,
 )
-from wfcli.core.codec import AttemptStarted, InboxMessage, RunStarted
-from wfcli.engine.replay import Finding, ReplayReport, ReplaySummary, replay_instance, replay_many
+from wfcli.core.codec import (
+    AttemptStarted,
+    Created,
+    Errored,
+    ErrorInfo,
+    Finished,
+    InboxMessage,
+    Record,
+    RunStarted,
+    StepCompleted,
+    Suspended,
+    WaitStarted,
+    Warned,
+)
+from wfcli.core.settings import Settings
+from wfcli.core.state import InstanceState, fold
+from wfcli.engine.callbacks import CallbackRunner
+from wfcli.engine.history import HistoryMatcher
+from wfcli.engine.replay import (
+    Finding,
+    ReplayReport,
+    ReplaySummary,
+    ReplayWriteError,
+    _ReplaySource,
+    replay_instance,
+    replay_many,
+)
+from wfcli.engine.signals import RunSignal
 from wfcli.errors import InstanceNotFoundError
-from wfcli.store.contract import Owner
+from wfcli.store.contract import JournalStore, Lease, Owner
 
 WORKFLOW = "flow"
 
@@ -488,3 +517,264 @@ def test_replay_many_filters_by_workflow_and_status(
     assert [report.instance_id for report in chosen] == ["w2", "q1"]
     with pytest.raises(InstanceNotFoundError):
         replay_many(client, ["missing"])
+
+
+# --- replay cannot write, by construction ---------------------------------------------------
+
+
+class WritesRefused(FileStore):
+    """A store whose every write (journal, lock, inbox, cache) fails the test."""
+
+    def create(self, record: Created) -> None:
+        raise AssertionError(f"replay created {record.instance_id!r}")
+
+    def acquire(self, instance_id: str, owner: Owner) -> Lease:
+        raise AssertionError(f"replay locked {instance_id!r}")
+
+    def post(self, instance_id: str, message: InboxMessage) -> None:
+        raise AssertionError(f"replay posted to {instance_id!r}")
+
+    def save_cache(self, name: str, data: bytes) -> None:
+        raise AssertionError(f"replay saved the cache {name!r}")
+
+
+def test_every_kind_of_history_replays_against_a_store_that_refuses_writes(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    plans: dict[str, tuple[str, ...]] = {
+        "straight": ("do:a", "do:b"),
+        "sleeper": ("do:a", "sleep:nap", "do:b"),
+        "waiter": ("do:a", "event:approve", "do:b"),
+        "fan": ("do:a", "parallel:x,y,z", "do:b"),
+        "failing": ("do:a", "fail:b"),
+        "raising": ("do:a", "raise:broken"),
+        "twice": ("do:a", "do:a", "do:b"),
+    }
+    recorder = WorkflowClient(
+        store, {label: scripted(*plan) for label, plan in plans.items()}, clock=fake_clock
+    )
+    for label in plans:
+        for suffix in ("early", "late"):
+            recorder.create(label, instance_id=f"{label}-{suffix}")
+            recorder.execute(f"{label}-{suffix}", max_inline_wait=timedelta(0))
+    recorder.send_event("waiter-late", "approve", {"ok": True})
+    fake_clock.advance(timedelta(hours=2))
+    for label in plans:
+        recorder.execute(f"{label}-late", max_inline_wait=timedelta(0))
+    recorder.pause("sleeper-early")
+    recorder.create("straight", instance_id="queued")
+    before = snapshot(store.root)
+    # The current code: some fit their histories, some diverge.
+    current = {**plans, "straight": ("do:a", "do:new", "do:b"), "fan": ("do:a", "do:x", "do:b")}
+
+    def replay_all(journals: FileStore) -> list[dict[str, Any]]:
+        workflows = {label: scripted(*plan) for label, plan in current.items()}
+        return [r.to_json() for r in replay_many(WorkflowClient(journals, workflows))]
+
+    refused = replay_all(WritesRefused(store.root, durable=False))
+
+    assert refused == replay_all(store)
+    assert snapshot(store.root) == before
+    by_id = {report["id"]: report for report in refused}
+    assert len(by_id) == 15
+    assert {report["outcome"] for report in refused} == {
+        "returned",
+        "raised",
+        "end_of_history",
+        "divergence",
+    }
+    assert not by_id["straight-late"]["compatible"]
+    assert by_id["twice-late"]["compatible"]
+    assert by_id["sleeper-early"]["status"] == "paused"
+
+
+def reachable(root: object) -> list[object]:
+    """Every object reachable from ``root`` through instances and containers
+    (classes, modules and functions are not followed: they reach everything)."""
+    seen: dict[int, object] = {}
+    stack = [root]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, (type, types.ModuleType, types.FunctionType)):
+            continue
+        seen[id(item)] = item
+        stack.extend(gc.get_referents(item))
+    return list(seen.values())
+
+
+def test_the_replay_source_holds_nothing_that_reaches_a_store(
+    store: FileStore, fake_clock: FakeClock
+) -> None:
+    record(store, fake_clock, scripted("do:a", "parallel:x,y", "sleep:nap"))
+    source = _ReplaySource(fold(store.read("i1")), Settings())
+    step = WorkflowStep(source)
+
+    assert step.do("a", lambda: "never called") == "A"
+    assert step.parallel({"x": lambda: 0, "y": lambda: 0}) == ["X", "Y"]
+    with pytest.raises(RunSignal):  # the sleep is in flight: history ends there
+        step.sleep("nap", "1 hour")
+
+    assert source.halted == "end_of_history"
+    assert source.matcher.matched == 4
+    forbidden = (JournalStore, Lease, CallbackRunner, WorkflowClient, threading.Thread)
+    assert any(isinstance(item, forbidden) for item in reachable(WorkflowClient(store, {})))
+    assert [type(item) for item in reachable(source) if isinstance(item, forbidden)] == []
+    assert [type(item) for item in reachable(step) if isinstance(item, forbidden)] == []
+
+
+def test_bindings_refuse_every_write_and_still_read(store: FileStore) -> None:
+    refusals: list[str] = []
+
+    class Meddler(WorkflowEntrypoint):
+        replaying = False
+
+        def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+            first = step.do("a", lambda: 1)
+            if not self.replaying:
+                return first
+            flow = self.env.FLOW
+            other = flow.get("other")
+            attempts: list[Callable[[], object]] = [
+                lambda: flow.create(params={"n": 1}, id="child"),
+                lambda: flow.create_batch([{"id": "batch-1"}]),
+                other.pause,
+                other.resume,
+                other.terminate,
+                other.restart,
+                lambda: other.send_event("go", {"n": 1}),
+                other.execute,
+            ]
+            for attempt in attempts:
+                with pytest.raises(ReplayWriteError) as refused:
+                    attempt()
+                refusals.append(str(refused.value))
+            assert flow.create_batch([]) == []
+            assert other.status().status == "queued"
+            return first
+
+    client = WorkflowClient(store, {WORKFLOW: Meddler}, bindings={"FLOW": WORKFLOW})
+    client.create(WORKFLOW, instance_id="parent")
+    client.create(WORKFLOW, instance_id="other")
+    assert client.execute("parent").status == "complete"
+    before = snapshot(store.root)
+    Meddler.replaying = True
+
+    report = replay_instance(client, "parent")
+
+    assert snapshot(store.root) == before
+    assert report.compatible, report.findings
+    prefix = "replay writes nothing: refused to "
+    assert refusals == [
+        prefix + "create instance 'child'",
+        prefix + "create instance 'batch-1'",
+        *(
+            prefix + f"post a {action!r} message to instance 'other'"
+            for action in ("pause", "resume", "terminate", "restart", "event")
+        ),
+        prefix + "append to the journal of instance 'other'",
+    ]
+
+
+# --- the history matcher: findings as a pure function of history and calls -----------------
+
+T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
+def history(*steps: str, ending: str = "suspended", warned: tuple[str, ...] = ()) -> InstanceState:
+    """A folded journal, built in memory: ``KIND:NAME`` steps, all settled, then ``ending``
+    (``suspended``, ``finished`` with output ``"out"``, or ``errored``)."""
+    records: list[Record] = [
+        Created(at=T0, instance_id="h", workflow=WORKFLOW, params=None),
+        RunStarted(at=T0, pid=1, host="here"),
+    ]
+    for item in steps:
+        kind, _, name = item.partition(":")
+        if kind == "do":
+            records.append(AttemptStarted(at=T0, step=name, attempt=1))
+        else:
+            records.append(WaitStarted(at=T0, step=name, kind="sleep", until=T0, event_type=None))
+        records.append(StepCompleted(at=T0, step=name, kind=kind, attempt=1, output=name))
+    records += [Warned(at=T0, step=name, message="duplicate") for name in warned]
+    if ending == "finished":
+        records.append(Finished(at=T0, output="out"))
+    elif ending == "errored":
+        records.append(Errored(at=T0, error=ErrorInfo("ValueError", "old")))
+    else:
+        records.append(Suspended(at=T0, wait="sleep", step="later", until=T0, event_type=None))
+    return fold(records)
+
+
+def play(matcher: HistoryMatcher, *groups: str) -> list[str]:
+    """Feed ``groups`` (``KIND:A,B`` calls) to ``matcher``; the verdict on each."""
+    counts: dict[str, int] = {}
+    verdicts: list[str] = []
+    for group in groups:
+        kind, _, names = group.partition(":")
+        for name in names.split(","):
+            counts[name] = counts.get(name, 0) + 1
+            if not matcher.called(name, kind, counts[name]):  # type: ignore[arg-type]
+                return [*verdicts, "divergence"]
+        verdicts.append(matcher.match())
+        if verdicts[-1] != "recorded":
+            break
+    return verdicts
+
+
+@pytest.mark.parametrize(
+    ("steps", "ending", "calls", "verdicts", "found"),
+    [
+        (("do:a", "do:b"), "suspended", ("do:a", "do:b", "do:c"),
+         ["recorded", "recorded", "end_of_history"], []),
+        (("do:a", "do:x", "do:y"), "suspended", ("do:a", "do:y,x"), ["recorded"] * 2, []),
+        (("do:a", "do:b"), "suspended", ("do:a", "do:new"), ["recorded", "divergence"],
+         [("new_step", "new", 2, "'b' (do)")]),
+        (("do:a", "do:b"), "suspended", ("do:b",), ["divergence"],
+         [("out_of_order", "b", 1, "'a' (do)")]),
+        (("do:a", "sleep:b"), "suspended", ("do:a", "do:b"), ["recorded", "divergence"],
+         [("changed_kind", "b", 2, "'b' as a sleep step")]),
+        (("do:a",), "finished", ("do:a", "do:more"), ["recorded", "divergence"],
+         [("new_step", "more", 2, "the end of the run (the instance is complete)")]),
+        (("do:a", "do:b"), "suspended", ("do:a", "do:a"), ["recorded", "divergence"],
+         [("duplicate_step", "a", 2, "'b' (do)")]),
+        (("do:a",), "suspended", ("do:a", "do:a", "do:b"),
+         ["recorded", "recorded", "end_of_history"], [("duplicate_step", "a", 2, None)]),
+    ],
+)  # fmt: skip
+def test_matcher_verdicts_and_findings(
+    steps: tuple[str, ...],
+    ending: str,
+    calls: tuple[str, ...],
+    verdicts: list[str],
+    found: list[tuple[str, str, int, str | None]],
+) -> None:
+    state = history(*steps, ending=ending)
+    journaled = state.record_count
+    matchers = [HistoryMatcher(state), HistoryMatcher(state)]
+
+    assert [play(matcher, *calls) for matcher in matchers] == [verdicts, verdicts]
+    first, second = (matcher.findings for matcher in matchers)
+    assert first == second  # the same history and calls, the same findings
+    assert [(f.kind, f.step, f.position, None if f.warning else f.expected) for f in first] == found
+    assert state.record_count == journaled
+
+
+def test_matcher_at_the_end_of_the_run() -> None:
+    duplicate = HistoryMatcher(history("do:a", "do:a", ending="finished", warned=("a",)))
+    assert play(duplicate, "do:a", "do:a") == ["recorded", "recorded"]
+    duplicate.finish("out", None)
+    assert [(f.kind, f.warning) for f in duplicate.findings] == [("duplicate_step", True)]
+
+    short = HistoryMatcher(history("do:a", "sleep:b", "do:c", ending="errored"))
+    assert play(short, "do:a") == ["recorded"]
+    short.finish(None, ErrorInfo("ValueError", "new"))
+    assert [(f.kind, f.step, f.position, f.found) for f in short.findings] == [
+        ("unreached_step", "b", 2, "the run raised ValueError: new"),
+        ("unreached_step", "c", 3, "the run raised ValueError: new"),
+    ]
+
+    changed = HistoryMatcher(history("do:a", ending="errored"))
+    assert play(changed, "do:a") == ["recorded"]
+    changed.finish(["fixed"], None)
+    assert [(f.kind, f.expected, f.found) for f in changed.findings] == [
+        ("changed_outcome", "error ValueError: old", 'output ["fixed"]')
+    ]

@@ -1,5 +1,10 @@
 """``WorkflowStep``: replay a step from the journal, or run it and record it.
 
+``WorkflowStep`` checks a workflow's calls and hands each step to a
+:class:`StepSource`, which decides what happens: :class:`StepRun`, the live
+engine, serves settled steps and runs and journals the rest; ``wf replay``'s
+source serves steps from the history or halts, and cannot write.
+
 The rules (SPEC §2): a step whose result is journaled returns that result and its
 callback is not called; a step that failed for good re-raises the journaled
 failure; otherwise the step runs from the first attempt with no outcome. Wake
@@ -12,7 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol
 
@@ -58,10 +63,15 @@ from wfcli.errors import (
 from wfcli.store.contract import Lease
 
 __all__ = [
+    "SETTLED",
     "Callback",
     "RunObserver",
     "StepInterceptor",
+    "StepRun",
+    "StepSource",
     "WorkflowStep",
+    "check_step_kind",
+    "served",
 ]
 
 
@@ -110,7 +120,7 @@ class NullObserver:
 
 
 # A step whose journal says "completed" or "failed" is replayed, not run.
-_SETTLED = ("completed", "failed")
+SETTLED = ("completed", "failed")
 _NO_TIME = timedelta(0)
 
 
@@ -145,14 +155,83 @@ def _event_from_output(output: JsonValue) -> ReceivedEvent:
     )
 
 
+def _failure(step: StepState) -> StepFailedError:
+    assert step.error is not None
+    return StepFailedError(step.name, step.error.name, step.error.message, step.attempts)
+
+
+def served(step: StepState, event_type: str = "") -> Any:
+    """What a settled step hands back to ``run``, whoever serves it.
+
+    A ``do`` step's result (a fresh copy) or its :class:`StepFailedError`, a
+    ``wait_for_event`` step's event or its :class:`WorkflowTimeoutError` (for
+    ``event_type``, the type the code waits for), None for a finished sleep.
+    """
+    if step.status == "completed":
+        if step.kind == "do":
+            return _copy_json(step.output)
+        return _event_from_output(step.output) if step.kind == "event" else None
+    if step.kind == "event":
+        raise WorkflowTimeoutError(step.name, event_type)
+    raise _failure(step)
+
+
+def check_step_kind(state: InstanceState, name: str, kind: StepKind) -> None:
+    """Refuse a step name the journal already has for another kind of step."""
+    known = state.steps.get(name)
+    if known is not None and known.kind != kind:
+        raise WorkflowInputError("step name", f"{name!r} is already used by a {known.kind!r} step")
+
+
+# --- what happens at each step ------------------------------------------------------
+
+
+class StepSource(Protocol):
+    """What happens at each step of a run: serve its recorded outcome, run it, or halt.
+
+    :class:`WorkflowStep` validates a call and then asks its source. The live
+    source (:class:`StepRun`) serves settled steps and runs the rest; a replay
+    serves every step from history and halts where the code leaves it. A source
+    halts by raising a :class:`~wfcli.engine.signals.RunSignal`.
+    """
+
+    @property
+    def settings(self) -> Settings:
+        """The defaults of step options and the limits on values."""
+
+    def enter(self, name: str, kind: StepKind) -> int:
+        """Before a step: take note of the call; returns how often ``name`` was called."""
+
+    def enter_parallel(self, names: Sequence[str]) -> list[int]:
+        """:meth:`enter` for the ``do`` steps of one ``parallel`` call."""
+
+    def do(
+        self,
+        name: str,
+        callback: Callback,
+        *,
+        policy: RetryPolicy,
+        timeout: timedelta,
+        count: int,
+        runner: CallbackRunner | None = None,
+    ) -> Any:
+        """The result of step ``name``; ``runner`` is a ``parallel`` branch's own."""
+
+    def sleep(self, name: str, until: Callable[[datetime], datetime]) -> None:
+        """Sleep step ``name``; ``until(now)`` is its wake time when it first starts."""
+
+    def wait_for_event(self, name: str, event_type: str, timeout: timedelta) -> ReceivedEvent:
+        """The event step ``name`` waits for."""
+
+
 # --- one run of one instance -------------------------------------------------------
 
 
 class StepRun:
-    """The executor's side of a run: journal, state, clock, waits and inbox.
+    """The live :class:`StepSource`: journal, state, clock, waits and inbox.
 
-    ``WorkflowStep`` asks it for everything that touches the outside world, so
-    this is the one place that writes records, calls callbacks and waits.
+    The one place that writes records, calls callbacks and waits. Settled steps
+    are served from the journal; the inbox is applied before a step that runs.
     """
 
     def __init__(
@@ -232,18 +311,32 @@ class StepRun:
     def replays(self, name: str) -> bool:
         """Whether a call of step ``name`` now only hands back its journaled outcome."""
         step = self.state.steps.get(name)
-        return step is not None and step.status in _SETTLED
+        return step is not None and step.status in SETTLED
+
+    def enter(self, name: str, kind: StepKind) -> int:
+        """Apply the inbox before a step that will run, then count the call.
+
+        A replayed step touches nothing outside the journal's copy in memory, so
+        the inbox waits for the first step that runs (or waits): a message posted
+        during a long replay still takes effect before anything new happens, and
+        replaying costs no folder listing per step.
+        """
+        step = self.state.steps.get(name)  # replays(name), inlined: this path is hot
+        if step is None or step.status not in SETTLED:
+            self.checkpoint()
+        return self.note_call(name, kind)
+
+    def enter_parallel(self, names: Sequence[str]) -> list[int]:
+        if not all(self.replays(name) for name in names):
+            self.checkpoint()
+        return [self.note_call(name, "do") for name in names]
 
     def note_call(self, name: str, kind: StepKind) -> int:
         """Count calls of ``name`` in this run; warn once about a duplicate name."""
         with self._mutex:
             count = self.calls.get(name, 0) + 1
             self.calls[name] = count
-        known = self.state.steps.get(name)
-        if known is not None and known.kind != kind:
-            raise WorkflowInputError(
-                "step name", f"{name!r} is already used by a {known.kind!r} step"
-            )
+        check_step_kind(self.state, name, kind)
         if count == 2 and not any(w.step == name for w in self.state.warnings):
             self.record(
                 Warned(
@@ -294,14 +387,13 @@ class StepRun:
         policy: RetryPolicy,
         timeout: timedelta,
         count: int,
-        runner: CallbackRunner,
+        runner: CallbackRunner | None = None,
     ) -> Any:
         step = self.state.steps.get(name)
-        if step is not None and step.status == "completed":
-            self.observer.step_finished(name, "do", ok=True, replayed=True)
-            return _copy_json(step.output)
-        if step is not None and step.status == "failed":
-            raise self._failure(step)
+        if step is not None and step.status in SETTLED:
+            if step.status == "completed":
+                self.observer.step_finished(name, "do", ok=True, replayed=True)
+            return served(step)
         attempt = 1
         if step is not None:
             # An attempt with no outcome was cut short by a crash: run it again.
@@ -319,7 +411,7 @@ class StepRun:
                 if stand_in is not None:
                     function, args = stand_in, ()
             try:
-                result = runner.call(function, args, timeout.total_seconds())
+                result = (runner or self.runner).call(function, args, timeout.total_seconds())
                 encoded = check_json(result, f"step {name!r} result", self.settings.max_value_bytes)
             except AttemptTimedOut:
                 error: Exception = StepTimeoutError(name, attempt, timeout.total_seconds())
@@ -350,7 +442,7 @@ class StepRun:
             )
             self.observer.attempt_failed(name, attempt, info, None)
             self.observer.step_finished(name, "do", ok=False, replayed=False)
-            raise self._failure(self.state.steps[name])
+            raise _failure(self.state.steps[name])
         retry_at = now + backoff_delay(policy, attempt)
         self.record(
             AttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=retry_at)
@@ -359,21 +451,20 @@ class StepRun:
         self.wait(name, "retry", retry_at)
         return attempt + 1
 
-    @staticmethod
-    def _failure(step: StepState) -> StepFailedError:
-        assert step.error is not None
-        return StepFailedError(step.name, step.error.name, step.error.message, step.attempts)
+    def _served(self, step: StepState, event_type: str = "") -> Any:
+        if step.status == "completed":
+            self.observer.step_finished(step.name, step.kind, ok=True, replayed=True)
+        return served(step, event_type)
 
-    def sleep(self, name: str, until: Callable[[], datetime]) -> None:
+    def sleep(self, name: str, until: Callable[[datetime], datetime]) -> None:
         step = self.state.steps.get(name)
-        if step is not None and step.status == "completed":
-            self.observer.step_finished(name, "sleep", ok=True, replayed=True)
+        if step is not None and step.status in SETTLED:
+            self._served(step)
             return
         if step is None or step.until is None:
+            now = self.clock.now()
             self.record(
-                WaitStarted(
-                    at=self.clock.now(), step=name, kind="sleep", until=until(), event_type=None
-                )
+                WaitStarted(at=now, step=name, kind="sleep", until=until(now), event_type=None)
             )
             step = self.state.steps[name]
         assert step.until is not None
@@ -386,11 +477,9 @@ class StepRun:
 
     def wait_for_event(self, name: str, event_type: str, timeout: timedelta) -> ReceivedEvent:
         step = self.state.steps.get(name)
-        if step is not None and step.status == "completed":
-            self.observer.step_finished(name, "event", ok=True, replayed=True)
-            return _event_from_output(step.output)
-        if step is not None and step.status == "failed":
-            raise WorkflowTimeoutError(name, event_type)
+        if step is not None and step.status in SETTLED:
+            received: ReceivedEvent = self._served(step, event_type)
+            return received
         if step is None or step.until is None:
             now = self.clock.now()
             self.record(
@@ -437,26 +526,18 @@ class StepRun:
 class WorkflowStep:
     """The ``step`` argument of ``run``: durable steps, sleeps and event waits."""
 
-    def __init__(self, run: StepRun) -> None:
-        self._run = run
+    def __init__(self, source: StepSource) -> None:
+        self._source = source
 
     def _enter(self, name: object, kind: StepKind) -> tuple[str, int]:
-        """Check the call and apply the inbox before a step that will run.
-
-        A replayed step touches nothing outside the journal's copy in memory, so
-        the inbox waits for the first step that runs (or waits): a message posted
-        during a long replay still takes effect before anything new happens, and
-        replaying costs no folder listing per step.
-        """
+        """Check the call and tell the source a step begins."""
         if in_step_callback():
             raise WorkflowInputError("step", "steps cannot be started inside a step callback")
         checked = validate_step_name(name)
-        if not self._run.replays(checked):
-            self._run.checkpoint()
-        return checked, self._run.note_call(checked, kind)
+        return checked, self._source.enter(checked, kind)
 
     def _options(self, retries: object, timeout: Duration | None) -> tuple[RetryPolicy, timedelta]:
-        defaults = self._run.settings
+        defaults = self._source.settings
         policy = RetryPolicy.from_value(retries, defaults.retries)
         limit = defaults.timeout if timeout is None else parse_duration(timeout, "timeout")
         if limit <= _NO_TIME:
@@ -483,9 +564,7 @@ class WorkflowStep:
         if not callable(callback):
             raise WorkflowInputError("callback", f"{type(callback).__name__} is not callable")
         checked, count = self._enter(name, "do")
-        return self._run.do(
-            checked, callback, policy=policy, timeout=limit, count=count, runner=self._run.runner
-        )
+        return self._source.do(checked, callback, policy=policy, timeout=limit, count=count)
 
     def parallel(
         self,
@@ -509,9 +588,7 @@ class WorkflowStep:
                 )
         if in_step_callback():
             raise WorkflowInputError("step", "steps cannot be started inside a step callback")
-        if not all(self._run.replays(name) for name, _ in named):
-            self._run.checkpoint()
-        counts = [self._run.note_call(name, "do") for name, _ in named]
+        counts = self._source.enter_parallel([name for name, _ in named])
         outcomes: list[tuple[bool, object]] = [(False, None)] * len(named)
 
         def branch(index: int) -> None:
@@ -520,7 +597,7 @@ class WorkflowStep:
             try:
                 outcomes[index] = (
                     True,
-                    self._run.do(
+                    self._source.do(
                         name,
                         callback,
                         policy=policy,
@@ -557,7 +634,7 @@ class WorkflowStep:
         """Sleep durably for ``duration``; the wake time is journaled before the wait."""
         delta = parse_duration(duration, "sleep duration")
         checked, _ = self._enter(name, "sleep")
-        self._run.sleep(checked, lambda: self._run.clock.now() + delta)
+        self._source.sleep(checked, lambda now: now + delta)
 
     def sleep_until(self, name: str, when: datetime | float | int) -> None:
         """Sleep durably until ``when`` (a timezone-aware datetime or epoch seconds)."""
@@ -575,7 +652,7 @@ class WorkflowStep:
                 "sleep_until", f"expected a datetime or epoch seconds, got {type(when).__name__}"
             )
         checked, _ = self._enter(name, "sleep")
-        self._run.sleep(checked, lambda: moment)
+        self._source.sleep(checked, lambda now: moment)
 
     def wait_for_event(
         self, name: str, *, type: str, timeout: Duration = "24 hours"
@@ -587,4 +664,4 @@ class WorkflowStep:
         event_type = validate_event_type(type)
         limit = parse_duration(timeout, "timeout")
         checked, _ = self._enter(name, "event")
-        return self._run.wait_for_event(checked, event_type, limit)
+        return self._source.wait_for_event(checked, event_type, limit)
