@@ -184,10 +184,13 @@ def format_optional_time(moment: datetime | None) -> str | None:
     return None if moment is None else format_time(moment)
 
 
+_from_text = datetime.fromisoformat
+
+
 def parse_time(text: str) -> datetime:
     """Inverse of :func:`format_time`; raises :class:`RecordError` on bad text."""
     try:
-        moment = datetime.fromisoformat(text)
+        moment = _from_text(text)
     except ValueError:
         raise RecordError(f"bad timestamp {text!r}") from None
     zone = moment.tzinfo
@@ -452,6 +455,8 @@ def _text(value: object) -> str:
 
 
 def _count(value: object) -> int:
+    if type(value) is int and value >= 0:  # as parsed; the isinstance checks are slower
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise RecordError(f"expected a non-negative integer, got {value!r}")
     return value
@@ -460,7 +465,12 @@ def _count(value: object) -> int:
 def _time(value: object) -> datetime:
     if not isinstance(value, str):
         raise RecordError(f"expected text, got {type(value).__name__}")
-    return parse_time(value)
+    try:
+        moment = _from_text(value)
+    except ValueError:
+        raise RecordError(f"bad timestamp {value!r}") from None
+    # What wfcli writes is in UTC already; parse_time says what is wrong with the rest.
+    return moment if moment.tzinfo is timezone.utc else parse_time(value)
 
 
 def _json(value: object) -> object:
@@ -492,10 +502,13 @@ def _error(value: object) -> ErrorInfo:
 
 
 def _choice(allowed: tuple[str, ...]) -> _Check:
+    choices = {choice: choice for choice in allowed}
+
     def check(value: object) -> str:
-        if value not in allowed:
-            raise RecordError(f"expected one of {', '.join(allowed)}, got {value!r}")
-        return str(value)
+        try:
+            return choices[value]  # type: ignore[index]
+        except (KeyError, TypeError):  # TypeError: not hashable, so not a choice either
+            raise RecordError(f"expected one of {', '.join(allowed)}, got {value!r}") from None
 
     return check
 
@@ -532,7 +545,6 @@ def _check_of(annotation: object) -> _Check:
     return _CHECKS[annotation]
 
 
-_REQUIRED = object()
 _T = TypeVar("_T")
 
 
@@ -549,8 +561,10 @@ class _Layout(Generic[_T]):
     """What a missing or unexpected field is said to be of."""
     names: tuple[str, ...]
     """Its fields, in the order lines list them."""
-    fields: tuple[tuple[str, _Check, Callable[[object, object], None], object], ...]
-    """Each field's name, check, slot setter and default (``_REQUIRED`` if none)."""
+    fields: tuple[tuple[str, _Check, Callable[[object, object], None]], ...]
+    """Each field's name, check and slot setter."""
+    defaults: dict[str, object]
+    """The value of each field that may be left out."""
     keys: frozenset[str]
     """Every key a line may have."""
     template: str
@@ -575,10 +589,10 @@ class _Layout(Generic[_T]):
                     f.name,
                     _check_of(f.type),
                     getattr(target, f.name).__set__,
-                    _REQUIRED if f.default is MISSING else f.default,
                 )
                 for f in declared
             ),
+            defaults={f.name: f.default for f in declared if f.default is not MISSING},
             keys=frozenset({"v", *names} if tag is None else {"v", "n", "type", *names}),
             template=f"{_OPENING}%s{head}" + "".join(f",{_DUMPS(n)}:%s" for n in names) + "}",
             values=attrgetter(*names),
@@ -586,8 +600,8 @@ class _Layout(Generic[_T]):
 
 
 _OPENING = f'{{"v":{FORMAT_VERSION}'
-_RECORD_TYPES: dict[str, type[Record]] = {
-    cls.TYPE: cls
+_LAYOUTS: dict[type[Record], _Layout[Record]] = {
+    cls: _Layout.of(cls, cls.TYPE, f"{cls.TYPE} record", cls.TYPE)
     for cls in (
         Created,
         RunStarted,
@@ -607,10 +621,7 @@ _RECORD_TYPES: dict[str, type[Record]] = {
         Warned,
     )
 }
-_LAYOUTS: dict[type[Record], _Layout[Record]] = {
-    record_type: _Layout.of(record_type, tag, f"{tag} record", tag)
-    for tag, record_type in _RECORD_TYPES.items()
-}
+_BY_TAG = {layout.name: layout for layout in _LAYOUTS.values()}
 _INBOX = _Layout.of(InboxMessage, "message", "inbox message", None)
 
 
@@ -658,15 +669,13 @@ def _decode(layout: _Layout[_T], document: dict[str, object]) -> _T:
     # Built slot by slot: a frozen dataclass's __init__ sets each field through
     # object.__setattr__ and costs as much again as checking the fields.
     item: _T = object.__new__(layout.target)
-    for name, check, set_field, default in layout.fields:
+    for name, check, set_field in layout.fields:
         try:
-            value = document[name]
-        except KeyError:
-            if default is _REQUIRED:
+            set_field(item, check(document[name]))
+        except KeyError:  # the field is missing: the checks raise RecordError only
+            if name not in layout.defaults:
                 raise RecordError(f"{layout.what} lacks field {name!r}") from None
-            value = default
-        try:
-            set_field(item, check(value))
+            set_field(item, layout.defaults[name])
         except RecordError as error:
             raise RecordError(f"{layout.name}.{name}: {error.reason}") from None
     return item
@@ -685,10 +694,11 @@ def decode_record(document: object) -> Record:
             f"format version {version!r} is not supported (this wfcli reads {FORMAT_VERSION})"
         )
     tag = document.get("type")
-    record_type = _RECORD_TYPES.get(tag) if isinstance(tag, str) else None
-    if record_type is None:
-        raise RecordError(f"unknown record type {tag!r}")
-    return _decode(_LAYOUTS[record_type], document)
+    try:
+        layout = _BY_TAG[tag]  # type: ignore[index]
+    except (KeyError, TypeError):  # TypeError: not hashable, so not a type either
+        raise RecordError(f"unknown record type {tag!r}") from None
+    return _decode(layout, document)
 
 
 _EVENT_OUTPUT_KEYS = frozenset({"id", "type", "payload", "timestamp"})
