@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from .codec import codec_per_record
 from .coldstart import cold_start
 from .growth import growth, list_and_replay, run_memory
 from .harness import Report, Sizes, load_average, machine_info
@@ -30,6 +31,7 @@ SECTIONS: dict[str, Section] = {
     "coldstart": cold_start,
     "peer": peer,
     "memory": run_memory,
+    "codec": codec_per_record,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -1,21 +1,22 @@
 """JSON values and journal records, and their one-line JSON encoding.
 
-Every journal line is one JSON object ``{"v": 1, "type": ..., "at": ..., ...}``;
-``docs/journal-format.md`` documents each type. Decoding validates every field,
-so a damaged or hostile journal fails with a :class:`RecordError` instead of
+Every journal line is one JSON object ``{"v": 1, "n": N, "type": ..., "at": ..., ...}``;
+``docs/journal-format.md`` documents each type. The record classes (and
+:class:`InboxMessage`) are the schema: one encoder and one decoder, worked out from
+their fields and declared types, write and read them all. Decoding validates every
+field, so a damaged or hostile journal fails with a :class:`RecordError` instead of
 handing odd types to the executor. Nothing here evaluates or unpickles content.
 """
-
-from __future__ import annotations
 
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime, timezone
 from json.encoder import encode_basestring as _encode_text
 from operator import attrgetter
-from typing import ClassVar, Literal, TypeAlias, Union
+from types import UnionType
+from typing import ClassVar, Generic, Literal, TypeAlias, TypeVar, Union, get_args, get_origin
 
 from wfcli.errors import NonRetryableError, ValueTooLargeError, WorkflowInputError
 
@@ -66,8 +67,6 @@ JsonValue: TypeAlias = Union[  # noqa: UP007
     bool, int, float, str, list["JsonValue"], dict[str, "JsonValue"], None
 ]
 StepKind = Literal["do", "sleep", "event"]
-_STEP_KINDS = ("do", "sleep", "event")
-_WAIT_KINDS = ("sleep", "retry", "event")
 _DUMPS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
@@ -185,10 +184,13 @@ def format_optional_time(moment: datetime | None) -> str | None:
     return None if moment is None else format_time(moment)
 
 
+_from_text = datetime.fromisoformat
+
+
 def parse_time(text: str) -> datetime:
     """Inverse of :func:`format_time`; raises :class:`RecordError` on bad text."""
     try:
-        moment = datetime.fromisoformat(text)
+        moment = _from_text(text)
     except ValueError:
         raise RecordError(f"bad timestamp {text!r}") from None
     zone = moment.tzinfo
@@ -215,7 +217,7 @@ class ErrorInfo:
     message: str
 
     @classmethod
-    def of(cls, error: BaseException) -> ErrorInfo:
+    def of(cls, error: BaseException) -> "ErrorInfo":
         """The journaled form of ``error``; a message over 64 KiB keeps its start and end."""
         name = error.name if isinstance(error, NonRetryableError) else type(error).__name__
         message = _journalable(str(error))
@@ -314,7 +316,7 @@ class StepFailed(Record):
 
     TYPE: ClassVar[str] = "step_failed"
     step: str
-    kind: StepKind
+    kind: Literal["do", "event"]
     attempts: int
     error: ErrorInfo
 
@@ -325,7 +327,7 @@ class WaitStarted(Record):
 
     TYPE: ClassVar[str] = "wait_started"
     step: str
-    kind: StepKind
+    kind: Literal["sleep", "event"]
     until: datetime
     event_type: str | None
 
@@ -410,8 +412,196 @@ class Warned(Record):
     message: str
 
 
-_RECORD_TYPES: dict[str, type[Record]] = {
-    cls.TYPE: cls
+MessageAction = Literal["event", "pause", "resume", "terminate", "restart"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboxMessage:
+    """A request from another process, applied to the journal by the lock holder."""
+
+    message_id: str
+    action: MessageAction
+    sent_at: datetime
+    event_type: str | None = None
+    payload: JsonValue = None
+    from_step: str | None = None
+
+    def encode(self) -> str:
+        """The message file's JSON: ``{"v":1, <fields in order>}``."""
+        return _encode(_INBOX, self, "")
+
+    @classmethod
+    def decode(cls, text: str) -> "InboxMessage":
+        """Parse an encoded message (a field with a default may be left out); raises
+        :class:`RecordError`."""
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError) as error:
+            raise RecordError(f"not JSON: {error}") from None
+        if not isinstance(document, dict) or document.get("v") != FORMAT_VERSION:
+            raise RecordError("not a version 1 inbox message")
+        return _decode(_INBOX, document)
+
+
+# --- reading and writing: one encoder and one decoder, derived from the classes ---------
+
+_Check = Callable[[object], object]
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise RecordError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _count(value: object) -> int:
+    if type(value) is int and value >= 0:  # as parsed; the isinstance checks are slower
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RecordError(f"expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _time(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise RecordError(f"expected text, got {type(value).__name__}")
+    try:
+        moment = _from_text(value)
+    except ValueError:
+        raise RecordError(f"bad timestamp {value!r}") from None
+    # What wfcli writes is in UTC already; parse_time says what is wrong with the rest.
+    return moment if moment.tzinfo is timezone.utc else parse_time(value)
+
+
+def _json(value: object) -> object:
+    if isinstance(value, (dict, list)):
+        _check_nesting(value)
+    return value  # otherwise, json.loads only ever produces JSON values
+
+
+def _check_nesting(value: dict[str, object] | list[object]) -> None:
+    """Refuse a parsed value nested deeper than wfcli ever writes (``MAX_NESTING``), so
+    nothing that walks it later (replay, a workflow's params) runs out of stack."""
+    level: list[dict[str, object] | list[object]] = [value]
+    for _ in range(MAX_NESTING):  # level by level: one comprehension per depth
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return
+    raise RecordError(f"nested deeper than {MAX_NESTING} levels")
+
+
+def _error(value: object) -> ErrorInfo:
+    if not isinstance(value, dict) or value.keys() != {"name", "message"}:
+        raise RecordError("expected an error object with name and message")
+    return ErrorInfo(name=_text(value["name"]), message=_text(value["message"]))
+
+
+def _choice(allowed: tuple[str, ...]) -> _Check:
+    choices = {choice: choice for choice in allowed}
+
+    def check(value: object) -> str:
+        try:
+            return choices[value]  # type: ignore[index]
+        except (KeyError, TypeError):  # TypeError: not hashable, so not a choice either
+            raise RecordError(f"expected one of {', '.join(allowed)}, got {value!r}") from None
+
+    return check
+
+
+def _optional(check: _Check) -> _Check:
+    return lambda value: None if value is None else check(value)
+
+
+def _text_list(value: object) -> list[str]:
+    if not isinstance(value, list):
+        raise RecordError(f"expected a list of text, got {type(value).__name__}")
+    return [_text(item) for item in value]
+
+
+# Every integer of a record or message is a count (a pid, an attempt number): never negative.
+_CHECKS: dict[object, _Check] = {
+    str: _text,
+    int: _count,
+    datetime: _time,
+    ErrorInfo: _error,
+    list[str]: _text_list,
+}
+
+
+def _check_of(annotation: object) -> _Check:
+    """How a field declared as ``annotation`` is read back and validated."""
+    if annotation is JsonValue:
+        return _json
+    if get_origin(annotation) is Literal:
+        return _choice(get_args(annotation))
+    arguments = get_args(annotation)
+    if get_origin(annotation) is UnionType and arguments[1:] == (type(None),):
+        return _optional(_check_of(arguments[0]))
+    return _CHECKS[annotation]
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout(Generic[_T]):
+    """How one class's objects are written and read, worked out once from its fields:
+    journals are encoded and decoded record by record on every step, resume, status
+    and list."""
+
+    target: type[_T]
+    name: str
+    """What field errors are prefixed with: the record type, or ``message``."""
+    what: str
+    """What a missing or unexpected field is said to be of."""
+    names: tuple[str, ...]
+    """Its fields, in the order lines list them."""
+    fields: tuple[tuple[str, _Check, Callable[[object, object], None]], ...]
+    """Each field's name, check and slot setter."""
+    defaults: dict[str, object]
+    """The value of each field that may be left out."""
+    keys: frozenset[str]
+    """Every key a line may have."""
+    template: str
+    """The line with a ``%s`` for the line number part and for each field's JSON."""
+    values: Callable[[object], tuple[object, ...]]
+    """An object's field values, in order."""
+
+    @classmethod
+    def of(cls, target: type[_T], name: str, what: str, tag: str | None) -> "_Layout[_T]":
+        """``tag`` is a record's ``type``; an inbox message has none, and no ``n``."""
+        declared = fields(target)  # type: ignore[arg-type]
+        names = tuple(f.name for f in declared)
+        assert len(names) > 1, "attrgetter of one name returns a bare value"
+        head = "" if tag is None else f',"type":{_DUMPS(tag)}'
+        return cls(
+            target=target,
+            name=name,
+            what=what,
+            names=names,
+            fields=tuple(
+                (
+                    f.name,
+                    _check_of(f.type),
+                    getattr(target, f.name).__set__,
+                )
+                for f in declared
+            ),
+            defaults={f.name: f.default for f in declared if f.default is not MISSING},
+            keys=frozenset({"v", *names} if tag is None else {"v", "n", "type", *names}),
+            template=f"{_OPENING}%s{head}" + "".join(f",{_DUMPS(n)}:%s" for n in names) + "}",
+            values=attrgetter(*names),
+        )
+
+
+_OPENING = f'{{"v":{FORMAT_VERSION}'
+_LAYOUTS: dict[type[Record], _Layout[Record]] = {
+    cls: _Layout.of(cls, cls.TYPE, f"{cls.TYPE} record", cls.TYPE)
     for cls in (
         Created,
         RunStarted,
@@ -431,6 +621,8 @@ _RECORD_TYPES: dict[str, type[Record]] = {
         Warned,
     )
 }
+_BY_TAG = {layout.name: layout for layout in _LAYOUTS.values()}
+_INBOX = _Layout.of(InboxMessage, "message", "inbox message", None)
 
 
 def _encode_field(value: object) -> object:
@@ -454,7 +646,8 @@ def _encode_value(value: object) -> str:
     return _DUMPS(_encode_field(value))
 
 
-_OPENING = f'{{"v":{FORMAT_VERSION},'
+def _encode(layout: _Layout[_T], item: _T, number_part: str) -> str:
+    return layout.template % (number_part, *map(_encode_value, layout.values(item)))
 
 
 def encode_record(record: Record, number: int | None = None) -> str:
@@ -463,168 +656,29 @@ def encode_record(record: Record, number: int | None = None) -> str:
     ``number`` is the record's 1-based line number in its journal (``"n"``); the
     journal store writes it so that a missing or duplicated line is detected.
     """
-    layout = _LAYOUTS[type(record)]
-    parts = [_OPENING if number is None else f'{_OPENING}"n":{_encode_value(number)},']
-    parts.append(layout.type_part)
-    for key_part, value in zip(layout.key_parts, layout.values(record), strict=True):
-        parts.append(key_part)
-        parts.append(_encode_value(value))
-    parts.append("}")
-    return "".join(parts)
+    number_part = "" if number is None else f',"n":{_encode_value(number)}'
+    return _encode(_LAYOUTS[type(record)], record, number_part)
 
 
-# --- decoding ---------------------------------------------------------------
-
-_Decoder = Callable[[object], object]
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise RecordError(f"expected text, got {type(value).__name__}")
-    return value
-
-
-def _optional_text(value: object) -> str | None:
-    return None if value is None else _text(value)
-
-
-def _count(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise RecordError(f"expected a non-negative integer, got {value!r}")
-    return value
-
-
-def _time(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise RecordError(f"expected text, got {type(value).__name__}")
-    return parse_time(value)
-
-
-def _optional_time(value: object) -> datetime | None:
-    return None if value is None else _time(value)
-
-
-def _json(value: object) -> object:
-    if isinstance(value, (dict, list)):
-        _check_nesting(value)
-    return value  # otherwise, json.loads only ever produces JSON values
-
-
-def _check_nesting(value: object) -> None:
-    """Refuse a parsed value nested deeper than wfcli ever writes (``MAX_NESTING``), so
-    nothing that walks it later (replay, a workflow's params) runs out of stack."""
-    if not isinstance(value, (dict, list)):
-        return
-    stack: list[tuple[dict[str, object] | list[object], int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth >= MAX_NESTING:
-            raise RecordError(f"nested deeper than {MAX_NESTING} levels")
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
-
-
-def _error(value: object) -> ErrorInfo:
-    if not isinstance(value, dict) or set(value) != {"name", "message"}:
-        raise RecordError("expected an error object with name and message")
-    return ErrorInfo(name=_text(value["name"]), message=_text(value["message"]))
-
-
-def _choice(*allowed: str) -> _Decoder:
-    def decode(value: object) -> str:
-        if value not in allowed:
-            raise RecordError(f"expected one of {', '.join(allowed)}, got {value!r}")
-        return str(value)
-
-    return decode
-
-
-def _text_list(value: object) -> list[str]:
-    if not isinstance(value, list):
-        raise RecordError(f"expected a list of text, got {type(value).__name__}")
-    return [_text(item) for item in value]
-
-
-_FIELD_DECODERS: dict[str, _Decoder] = {
-    "at": _time,
-    "instance_id": _text,
-    "workflow": _text,
-    "params": _json,
-    "pid": _count,
-    "host": _text,
-    "step": _text,
-    "attempt": _count,
-    "attempts": _count,
-    "output": _json,
-    "error": _error,
-    "retry_at": _optional_time,
-    "until": _time,
-    "event_type": _optional_text,
-    "message_id": _text,
-    "payload": _json,
-    "wait": _choice(*_WAIT_KINDS),
-    "kind": _choice(*_STEP_KINDS),
-    "from_step": _optional_text,
-    "kept_steps": _text_list,
-    "message": _text,
-}
-# Per-type exceptions to the shared decoders above.
-_OVERRIDES: dict[tuple[type[Record], str], _Decoder] = {
-    (Warned, "step"): _optional_text,
-    (WaitStarted, "kind"): _choice("sleep", "event"),
-    (StepFailed, "kind"): _choice("do", "event"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    """One record type as its journal lines lay it out, worked out once per type:
-    journals are encoded and decoded record by record on every step, resume,
-    status and list."""
-
-    record_type: type[Record]
-    names: tuple[str, ...]
-    """Its fields, in the order lines list them."""
-    decoding: tuple[tuple[str, _Decoder, Callable[[object, object], None]], ...]
-    """Each field's name, decoder and slot setter."""
-    keys: frozenset[str]
-    """Every key of a line: ``v``, ``n``, ``type`` and the fields."""
-    keys_unnumbered: frozenset[str]
-    """The same without ``n`` (a line numbered by the store is checked there)."""
-    type_part: str
-    """``"type":"..."`` as lines have it."""
-    key_parts: tuple[str, ...]
-    """``,"name":`` of each field, to go before its JSON value."""
-    values: Callable[[Record], tuple[object, ...]]
-    """A record's field values, in order."""
-
-    @classmethod
-    def of(cls, record_type: type[Record]) -> _Layout:
-        names = tuple(f.name for f in fields(record_type))
-        assert len(names) > 1, "attrgetter of one name returns a bare value"
-        keys = frozenset({"v", "n", "type", *names})
-        return cls(
-            record_type=record_type,
-            names=names,
-            decoding=tuple(
-                (
-                    name,
-                    _OVERRIDES.get((record_type, name)) or _FIELD_DECODERS[name],
-                    getattr(record_type, name).__set__,
-                )
-                for name in names
-            ),
-            keys=keys,
-            keys_unnumbered=keys - {"n"},
-            type_part=f'"type":{_DUMPS(record_type.TYPE)}',
-            key_parts=tuple(f",{_DUMPS(name)}:" for name in names),
-            values=attrgetter(*names),
-        )
-
-
-_LAYOUTS: dict[type[Record], _Layout] = {
-    record_type: _Layout.of(record_type) for record_type in _RECORD_TYPES.values()
-}
+def _decode(layout: _Layout[_T], document: dict[str, object]) -> _T:
+    """Check and build one object from its parsed line; the first bad field in order is
+    the one reported. ``v`` (and ``type``) are the caller's to check."""
+    if not document.keys() <= layout.keys:
+        extra = sorted(document.keys() - layout.keys)[0]
+        raise RecordError(f"{layout.what} has unexpected field {extra!r}")
+    # Built slot by slot: a frozen dataclass's __init__ sets each field through
+    # object.__setattr__ and costs as much again as checking the fields.
+    item: _T = object.__new__(layout.target)
+    for name, check, set_field in layout.fields:
+        try:
+            set_field(item, check(document[name]))
+        except KeyError:  # the field is missing: the checks raise RecordError only
+            if name not in layout.defaults:
+                raise RecordError(f"{layout.what} lacks field {name!r}") from None
+            set_field(item, layout.defaults[name])
+        except RecordError as error:
+            raise RecordError(f"{layout.name}.{name}: {error.reason}") from None
+    return item
 
 
 def decode_record(document: object) -> Record:
@@ -640,115 +694,11 @@ def decode_record(document: object) -> Record:
             f"format version {version!r} is not supported (this wfcli reads {FORMAT_VERSION})"
         )
     tag = document.get("type")
-    record_type = _RECORD_TYPES.get(tag) if isinstance(tag, str) else None
-    if record_type is None:
-        raise RecordError(f"unknown record type {tag!r}")
-    layout = _LAYOUTS[record_type]
-    keys = document.keys()
-    complete = keys in (layout.keys, layout.keys_unnumbered)
-    if complete:
-        plain = _PLAIN_DECODERS.get(record_type)
-        record = None if plain is None else plain(document)
-        if record is not None:
-            return record
-    elif not keys <= layout.keys:
-        extra = sorted(set(document) - layout.keys)[0]
-        raise RecordError(f"{tag} record has unexpected field {extra!r}")
-    return _decode_fields(document, layout, complete)
-
-
-def _decode_fields(document: dict[str, object], layout: _Layout, complete: bool) -> Record:
-    """Decode the fields of a line with no unexpected key; ``complete`` if none is missing."""
-    tag = layout.record_type.TYPE
-    # Built slot by slot: a frozen dataclass's __init__ sets each field through
-    # object.__setattr__ and costs as much again as decoding the fields.
-    record = object.__new__(layout.record_type)
-    for name, decode, set_field in layout.decoding:
-        if not complete and name not in document:
-            raise RecordError(f"{tag} record lacks field {name!r}")
-        try:
-            set_field(record, decode(document[name]))
-        except RecordError as error:
-            raise RecordError(f"{tag}.{name}: {error.reason}") from None
-    return record
-
-
-# The two records of every ``do`` step, as wfcli writes them, decoded without a call
-# per field: they are most of any long journal. Given a line with every key and no
-# other, each returns the record, or None for anything unusual, which the general
-# decoder above then accepts or refuses with its reason.
-
-
-def _plain_time(value: object) -> datetime | None:
-    if type(value) is str:
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        if moment.tzinfo is timezone.utc:
-            return moment
-    return None
-
-
-def _plain_attempt_started(document: dict[str, object]) -> Record | None:
-    at = _plain_time(document["at"])
-    step = document["step"]
-    attempt = document["attempt"]
-    if at is None or type(step) is not str or type(attempt) is not int or attempt < 0:
-        return None
-    record = object.__new__(AttemptStarted)
-    _set_attempt_started_at(record, at)
-    _set_attempt_started_step(record, step)
-    _set_attempt_started_attempt(record, attempt)
-    return record
-
-
-def _plain_step_completed(document: dict[str, object]) -> Record | None:
-    at = _plain_time(document["at"])
-    step = document["step"]
-    kind = document["kind"]
-    attempt = document["attempt"]
-    output = document["output"]
-    if (
-        at is None
-        or type(step) is not str
-        or kind not in _STEP_KINDS
-        or type(attempt) is not int
-        or attempt < 0
-        or (isinstance(output, (dict, list)) and not _within_nesting(output))
-    ):
-        return None
-    record = object.__new__(StepCompleted)
-    _set_step_completed_at(record, at)
-    _set_step_completed_step(record, step)
-    _set_step_completed_kind(record, kind)
-    _set_step_completed_attempt(record, attempt)
-    _set_step_completed_output(record, output)
-    return record
-
-
-def _within_nesting(value: object) -> bool:
     try:
-        _check_nesting(value)
-    except RecordError:
-        return False
-    return True
-
-
-(_set_attempt_started_at, _set_attempt_started_step, _set_attempt_started_attempt) = (
-    setter for _, _, setter in _LAYOUTS[AttemptStarted].decoding
-)
-(
-    _set_step_completed_at,
-    _set_step_completed_step,
-    _set_step_completed_kind,
-    _set_step_completed_attempt,
-    _set_step_completed_output,
-) = (setter for _, _, setter in _LAYOUTS[StepCompleted].decoding)
-_PLAIN_DECODERS: dict[type[Record], Callable[[dict[str, object]], Record | None]] = {
-    AttemptStarted: _plain_attempt_started,
-    StepCompleted: _plain_step_completed,
-}
+        layout = _BY_TAG[tag]  # type: ignore[index]
+    except (KeyError, TypeError):  # TypeError: not hashable, so not a type either
+        raise RecordError(f"unknown record type {tag!r}") from None
+    return _decode(layout, document)
 
 
 _EVENT_OUTPUT_KEYS = frozenset({"id", "type", "payload", "timestamp"})
@@ -778,55 +728,3 @@ def record_to_json(record: Record) -> dict[str, object]:
     for name in _LAYOUTS[type(record)].names:
         result[name] = _encode_field(getattr(record, name))
     return result
-
-
-# --- inbox messages -----------------------------------------------------------
-
-MessageAction = Literal["event", "pause", "resume", "terminate", "restart"]
-_ACTIONS = ("event", "pause", "resume", "terminate", "restart")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InboxMessage:
-    """A request from another process, applied to the journal by the lock holder."""
-
-    message_id: str
-    action: MessageAction
-    sent_at: datetime
-    event_type: str | None = None
-    payload: JsonValue = None
-    from_step: str | None = None
-
-    def encode(self) -> str:
-        return _DUMPS(
-            {
-                "v": FORMAT_VERSION,
-                "message_id": self.message_id,
-                "action": self.action,
-                "sent_at": format_time(self.sent_at),
-                "event_type": self.event_type,
-                "payload": self.payload,
-                "from_step": self.from_step,
-            }
-        )
-
-    @classmethod
-    def decode(cls, text: str) -> InboxMessage:
-        """Parse an encoded message; raises :class:`RecordError`."""
-        try:
-            document = json.loads(text)
-        except (ValueError, RecursionError) as error:
-            raise RecordError(f"not JSON: {error}") from None
-        if not isinstance(document, dict) or document.get("v") != FORMAT_VERSION:
-            raise RecordError("not a version 1 inbox message")
-        action = _choice(*_ACTIONS)(document.get("action"))
-        payload = document.get("payload")
-        _check_nesting(payload)
-        return cls(
-            message_id=_text(document.get("message_id")),
-            action=action,  # type: ignore[arg-type]
-            sent_at=_time(document.get("sent_at")),
-            event_type=_optional_text(document.get("event_type")),
-            payload=payload,
-            from_step=_optional_text(document.get("from_step")),
-        )
