@@ -8,6 +8,7 @@ Errors a user causes with bad input also derive from :class:`ValueError`.
 from __future__ import annotations
 
 __all__ = [
+    "AttemptLostError",
     "ConfigError",
     "InstanceBusyError",
     "InstanceExistsError",
@@ -214,3 +215,19 @@ class StoreFaultError(WorkflowError):
         code = errno.errorcode.get(error.errno or 0, "")
         reason = error.strerror or str(error)
         return cls(operation, where, f"{reason} ({code})" if code else reason)
+
+
+class AttemptLostError(WorkflowError):
+    """An attempt of a step started and never finished: the process running it died,
+    or lost its lease. It counts against the step's retry limit like any failure."""
+
+    def __init__(self, step: str, attempt: int, lost: int) -> None:
+        self.step = step
+        self.attempt = attempt
+        self.lost = lost
+        if lost == attempt:
+            what = "its only attempt" if attempt == 1 else f"each of its {attempt} attempts"
+            detail = f"the process running step {step!r} died during {what}"
+        else:
+            detail = f"the process running attempt {attempt} of step {step!r} died"
+        super().__init__(detail + " (a crash, a kill, or a lost lease)")

@@ -62,6 +62,7 @@ from wfcli.core.codec import (
     StepFailed,
     Terminated,
 )
+from wfcli.core.state import LOST_ATTEMPT
 
 __all__ = [
     "KINDS",
@@ -657,6 +658,8 @@ class Lane:
             if isinstance(record, RunStarted):
                 runner = record.pid
                 completed_before.setdefault(runner, set(completed))
+            elif isinstance(record, AttemptFailed) and record.error.name == LOST_ATTEMPT:
+                continue  # journaled by the next run for a call in flight in a dead process
             elif isinstance(record, (AttemptFailed, StepCompleted)) and (
                 not isinstance(record, StepCompleted) or record.kind == "do"
             ):

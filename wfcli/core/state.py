@@ -36,6 +36,7 @@ from wfcli.core.codec import (
 )
 
 __all__ = [
+    "LOST_ATTEMPT",
     "STATUSES",
     "TERMINAL_STATUSES",
     "BufferedEvent",
@@ -60,6 +61,8 @@ STATUSES: tuple[Status, ...] = (
     "terminated",
     "complete",
 )
+LOST_ATTEMPT = "AttemptLostError"
+"""The error name journaled for an attempt whose process died."""
 TERMINAL_STATUSES: frozenset[str] = frozenset({"errored", "terminated", "complete"})
 StepStatus = Literal["running", "waiting", "completed", "failed"]
 
@@ -80,6 +83,8 @@ class StepState:
     retry_at: datetime | None = None
     until: datetime | None = None
     event_type: str | None = None
+    lost_attempts: int = 0
+    """Attempts that never finished because their process died (``AttemptLostError``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +192,8 @@ class InstanceState:
             step.attempts = max(step.attempts, record.attempt)
             step.error = record.error
             step.retry_at = record.retry_at
+            if record.error.name == LOST_ATTEMPT:
+                step.lost_attempts += 1
         elif isinstance(record, StepFailed):
             step = self._step(record.step, record.kind, record.at)
             step.status = "failed"

@@ -9,7 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AttemptTimedOut", "Callback", "CallbackRunner", "in_step_callback", "wants_context"]
+__all__ = [
+    "AttemptTimedOut",
+    "Callback",
+    "CallbackRaised",
+    "CallbackRunner",
+    "in_step_callback",
+    "wants_context",
+]
 
 Callback = Callable[..., Any]
 
@@ -65,6 +72,17 @@ class AttemptTimedOut(Exception):
     so a callback's own ``TimeoutError`` is not mistaken for one)."""
 
 
+class CallbackRaised(Exception):
+    """A callback raised a ``BaseException`` that is not an ``Exception`` (``SystemExit``,
+    ``KeyboardInterrupt``, ``GeneratorExit``, ...): its attempt fails with ``error``
+    like with any error. A real Ctrl-C reaches the thread that waits, not the
+    callback's, so it still stops the process."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
 class CallbackRunner:
     """Runs callbacks with a per-attempt timeout.
 
@@ -85,9 +103,12 @@ class CallbackRunner:
             self._worker.calls.put(None)  # the thread exits once the callback returns
             self._worker = None
             raise AttemptTimedOut
-        if call.error is not None:
-            raise call.error
-        return call.result
+        error = call.error
+        if error is None:
+            return call.result
+        if isinstance(error, Exception):
+            raise error
+        raise CallbackRaised(error)  # SystemExit, KeyboardInterrupt, ... of the callback
 
     def close(self) -> None:
         if self._worker is not None:

@@ -19,9 +19,15 @@ from wfcli.core.codec import Errored, ErrorInfo, Finished, RunStarted, Suspended
 from wfcli.core.settings import Settings
 from wfcli.core.state import InstanceState, fold
 from wfcli.core.workflow import Env, WorkflowEntrypoint, WorkflowEvent, freeze
-from wfcli.engine.signals import Cancelled, Restart, Stop, Suspend
+from wfcli.engine.signals import Cancelled, Restart, Stop, StoreFailed, Suspend
 from wfcli.engine.step import NullObserver, RunObserver, StepInterceptor, StepRun, WorkflowStep
-from wfcli.errors import InstanceBusyError, InstanceNotFoundError, StepFailedError
+from wfcli.errors import (
+    InstanceBusyError,
+    InstanceNotFoundError,
+    LeaseLostError,
+    StepFailedError,
+    StoreFaultError,
+)
 from wfcli.store.contract import JournalStore, Lease, Owner
 
 __all__ = ["Executor", "WorkflowResolver"]
@@ -58,7 +64,11 @@ class Executor:
     ) -> InstanceState:
         """Run the instance until it completes, errors, pauses, stops or must wait.
 
-        Raises :class:`InstanceBusyError` if another process executes it. A
+        Raises :class:`InstanceBusyError` if another process executes it, and the
+        store's error (:class:`StoreFaultError`, :class:`LeaseLostError`, or
+        :class:`JournalCorruptError` for a damaged inbox) if the store fails under the
+        run: then nothing more is journaled (never ``errored``: it is not the
+        workflow's error) and the instance is resumable. A
         ``KeyboardInterrupt`` or crash leaves the instance ``running`` in its
         journal (it shows as interrupted and any later ``execute`` recovers it).
         ``cancel`` is checked between steps; when it returns true the run stops
@@ -73,6 +83,8 @@ class Executor:
             lease = self.store.acquire(instance_id, Owner.current())
         try:
             state = self._execute(lease, settings, observer or NullObserver(), cancel, interceptor)
+        except StoreFailed as failure:
+            raise failure.error from None
         finally:
             lease.release()
         return self.settle_inbox(instance_id) or state
@@ -130,8 +142,10 @@ class Executor:
             )
         except (Stop, Cancelled):
             pass  # a pause or termination is journaled already; a cancel journals nothing
-        except Restart:
+        except (Restart, StoreFailed):
             raise
+        except (StoreFaultError, LeaseLostError) as error:  # from a binding, say: not the run's
+            raise StoreFailed(error) from None
         except StepFailedError as error:
             run.record(
                 Errored(at=self.clock.now(), error=ErrorInfo(error.error_name, error.error_message))
@@ -148,7 +162,10 @@ class Executor:
         """
         with self.store.acquire(instance_id, Owner.current()) as lease:
             state = fold(lease.read())
-            StepRun(lease, state, self.clock, self.settings, NullObserver()).apply_inbox()
+            try:
+                StepRun(lease, state, self.clock, self.settings, NullObserver()).apply_inbox()
+            except StoreFailed as failure:
+                raise failure.error from None
             return state
 
     def settle_inbox(self, instance_id: str) -> InstanceState | None:

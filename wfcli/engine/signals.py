@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
-from wfcli.core.codec import (
-    format_time,
-)
-from wfcli.core.state import WaitInfo
+from typing import Union
 
-__all__ = ["Cancelled", "Restart", "RunSignal", "Stop", "Suspend"]
+from wfcli.core.codec import format_time
+from wfcli.core.state import WaitInfo
+from wfcli.errors import JournalCorruptError, LeaseLostError, StoreFaultError
+
+__all__ = ["Cancelled", "Restart", "RunSignal", "Stop", "StoreFailed", "StoreFailure", "Suspend"]
+
+StoreFailure = Union[StoreFaultError, LeaseLostError, JournalCorruptError]  # noqa: UP007
+"""What the store can fail with under a run: a fault, a lost lease, a damaged inbox."""
 
 
 class RunSignal(BaseException):
@@ -37,3 +41,16 @@ class Cancelled(RunSignal):
 
 class Restart(RunSignal):
     """The instance was restarted; the executor runs it again from the top."""
+
+
+class StoreFailed(RunSignal):
+    """The store failed under the run (``error``): nothing more is journaled by it.
+
+    Not the workflow's error: workflow code cannot catch it, the run stops without
+    journaling ``errored``, and the executor raises ``error`` to its caller. The
+    instance stays resumable from what its journal says.
+    """
+
+    def __init__(self, error: StoreFailure) -> None:
+        self.error = error
+        super().__init__(str(error))

@@ -48,15 +48,20 @@ from wfcli.core.workflow import ReceivedEvent, StepContext
 from wfcli.engine.callbacks import (
     AttemptTimedOut,
     Callback,
+    CallbackRaised,
     CallbackRunner,
     in_step_callback,
     wants_context,
 )
-from wfcli.engine.signals import Cancelled, Restart, Stop, Suspend
+from wfcli.engine.signals import Cancelled, Restart, Stop, StoreFailed, StoreFailure, Suspend
 from wfcli.errors import (
+    AttemptLostError,
+    JournalCorruptError,
+    LeaseLostError,
     NonRetryableError,
     StepFailedError,
     StepTimeoutError,
+    StoreFaultError,
     WorkflowInputError,
     WorkflowTimeoutError,
 )
@@ -254,17 +259,37 @@ class StepRun:
         self.observer = observer
         self.calls: dict[str, int] = {}
         self.runner = CallbackRunner()
+        self.store_failure: StoreFailure | None = None
         self._mutex = threading.RLock()
         self._main_thread = threading.get_ident()
 
     # journal --------------------------------------------------------------------
 
     def record(self, *records: Record, sync: bool = True) -> None:
-        """Append records and fold them into the state, as one step of the run."""
+        """Append records and fold them into the state, as one step of the run.
+
+        A store that fails stops the run (:class:`StoreFailed`), and every later
+        record of the run fails the same way without reaching the store: what could
+        not be journaled never counts as done, so nothing runs twice in this process.
+        """
         with self._mutex:
-            self.lease.append(records, sync=sync)
+            if self.store_failure is not None:
+                raise StoreFailed(self.store_failure)
+            try:
+                self.lease.append(records, sync=sync)
+            except (StoreFaultError, LeaseLostError, JournalCorruptError) as error:
+                self.store_failure = error
+                raise StoreFailed(error) from None
             for record in records:
                 self.state.apply(record)
+
+    def _pending(self) -> list[InboxMessage]:
+        """The inbox, as the lease sees it; a store that fails stops the run."""
+        try:
+            return self.lease.pending()
+        except (StoreFaultError, LeaseLostError, JournalCorruptError) as error:
+            self.store_failure = error
+            raise StoreFailed(error) from None
 
     def apply_inbox(self) -> bool:
         """Apply pending inbox messages one at a time; True if any changed the state.
@@ -273,7 +298,7 @@ class StepRun:
         a journaled message is never applied twice, so a crash anywhere here is safe.
         """
         changed = False
-        for message in self.lease.pending():
+        for message in self._pending():
             changed |= self._apply_message(message)
         return changed
 
@@ -281,7 +306,11 @@ class StepRun:
         records = records_for_message(self.state, message, self.clock.now())
         if records:
             self.record(*records)
-        self.lease.discard([message.message_id])
+        try:
+            self.lease.discard([message.message_id])
+        except (StoreFaultError, LeaseLostError) as error:
+            self.store_failure = error
+            raise StoreFailed(error) from None
         return bool(records)
 
     def checkpoint(self) -> None:
@@ -292,7 +321,7 @@ class StepRun:
             raise Cancelled
         records_before = self.state.record_count
         restarted = False
-        for message in self.lease.pending():
+        for message in self._pending():
             if self._apply_message(message) and message.action == "restart":
                 restarted = True
         if self.state.record_count == records_before:
@@ -368,8 +397,13 @@ class StepRun:
         if until - now > self.settings.max_inline_wait:
             raise Suspend(WaitInfo(kind, name, until, event_type))
         self.observer.waiting(name, kind, until)
+        # Slept by the monotonic clock too, so a wall clock set back mid-wait never
+        # keeps it past the inline wait it was admitted as.
+        deadline = self.clock.monotonic() + (until - now).total_seconds()
         while True:
-            remaining = (until - self.clock.now()).total_seconds()
+            remaining = min(
+                (until - self.clock.now()).total_seconds(), deadline - self.clock.monotonic()
+            )
             if remaining <= 0:
                 return
             self.clock.sleep(min(remaining, self.settings.poll_interval))
@@ -396,9 +430,13 @@ class StepRun:
             return served(step)
         attempt = 1
         if step is not None:
-            # An attempt with no outcome was cut short by a crash: run it again.
             attempt = step.attempts + 1 if step.status == "waiting" else max(step.attempts, 1)
-            if step.retry_at is not None:
+            if step.status == "running" and step.attempts:
+                # Its last attempt started and has no outcome: the process running it
+                # died (or lost its lease). That counts as a failed attempt.
+                lost = AttemptLostError(name, step.attempts, step.lost_attempts + 1)
+                attempt = self._attempt_failed(name, step.attempts, lost, policy)
+            elif step.retry_at is not None:
                 self.wait(name, "retry", step.retry_at)
         takes_context = wants_context(callback)
         while True:
@@ -431,8 +469,12 @@ class StepRun:
     def _attempt_failed(
         self, name: str, attempt: int, error: Exception, policy: RetryPolicy
     ) -> int:
-        """Journal a failed attempt; wait for the retry and return its number, or raise."""
-        info = ErrorInfo.of(error)
+        """Journal a failed attempt; wait for the retry and return its number, or raise.
+
+        An attempt lost with its process is retried at once: the retry delay is for
+        errors the step raised, not for a crash or a Ctrl-C.
+        """
+        info = ErrorInfo.of(error.error if isinstance(error, CallbackRaised) else error)
         now = self.clock.now()
         final = isinstance(error, (NonRetryableError, WorkflowInputError))
         if final or attempt >= policy.max_attempts:
@@ -443,7 +485,9 @@ class StepRun:
             self.observer.attempt_failed(name, attempt, info, None)
             self.observer.step_finished(name, "do", ok=False, replayed=False)
             raise _failure(self.state.steps[name])
-        retry_at = now + backoff_delay(policy, attempt)
+        retry_at = (
+            now if isinstance(error, AttemptLostError) else now + backoff_delay(policy, attempt)
+        )
         self.record(
             AttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=retry_at)
         )
@@ -622,6 +666,9 @@ class WorkflowStep:
         for thread in threads:
             thread.join()
         errors = [value for ok, value in outcomes if not ok]
+        for error in errors:  # a failed store ends the run whatever else happened
+            if isinstance(error, StoreFailed):
+                raise error
         suspends = [error for error in errors if isinstance(error, Suspend)]
         if suspends:
             raise min(suspends, key=lambda signal: signal.wait.until)
