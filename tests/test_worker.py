@@ -25,7 +25,7 @@ from wfcli import (
     WorkflowEvent,
     WorkflowStep,
 )
-from wfcli.client import Worker, WorkerEvents
+from wfcli.client import NullWorkerEvents, Worker
 from wfcli.core.codec import StepKind
 from wfcli.engine.step import NullObserver, RunObserver
 from wfcli.errors import JournalCorruptError, WorkflowError, WorkflowInputError
@@ -80,7 +80,7 @@ class Napper(WorkflowEntrypoint):
 WORKFLOWS: dict[str, type[WorkflowEntrypoint]] = {"gated": Gated, "quick": Quick, "nap": Napper}
 
 
-class Recorder(WorkerEvents):
+class Recorder:
     """Every event, in order, as ``(kind, detail)``."""
 
     def __init__(self) -> None:
@@ -332,7 +332,7 @@ def test_the_started_hook_observes_the_steps(memory: WorkflowClient) -> None:
         def step_started(self, name: str, kind: StepKind, attempt: int) -> None:
             steps.append(f"{self.instance_id}: {name} {attempt}")
 
-    class Steps(WorkerEvents):
+    class Steps(NullWorkerEvents):
         def started(self, instance_id: str) -> RunObserver:
             return StepLog(instance_id)
 

@@ -13,11 +13,10 @@ into one red ``error: ...`` line and an exit code (SPEC §5), in one place:
 import functools
 import os
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
 
     from wfcli.client.client import WorkflowClient
     from wfcli.client.views import InstanceStatus
+    from wfcli.engine.step import RunObserver
     from wfcli.project.schema import Project
 
 __all__ = ["app", "command", "exit_code_for_error", "exit_code_for_status", "main"]
@@ -688,88 +688,55 @@ def worker(
     """
     import signal
 
-    from wfcli.ui.render import LineRunLog, status_line
+    from wfcli.client.worker import Worker
 
     screen = Screen()
-    interval = parse_duration_option(poll, "--poll").total_seconds()
+    interval = parse_duration_option(poll, "--poll")
     client = open_session(config, store, load=True, creates=True).client
-    stop = threading.Event()
-    failed: set[str] = set()  # errors that would recur on every scan; not retried
-
-    def execute(instance_id: str) -> None:
-        log = LineRunLog(screen.out, client.clock.now, prefix=f"{instance_id}: ")
-        try:
-            outcome = client.execute(instance_id, observer=log, cancel=stop.is_set)
-        except InstanceBusyError:
-            return  # another worker took it
-        except (WorkflowError, OSError) as error:
-            failed.add(instance_id)
-            screen.error(f"{instance_id}: {error}")
-            return
-        screen.say(f"{instance_id}: {status_line(outcome)}")
+    events = WorkerLines(screen, client.clock.now)
+    runner = Worker(
+        client, concurrency=concurrency, poll_interval=interval, once=once, events=events
+    )
 
     def request_stop(signum: int, frame: object) -> None:
-        stop.set()
+        runner.stop()
 
     handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     screen.note(f"worker: store {client.store.location()}, up to {concurrency} at a time")
     try:
-        _work_loop(
-            client,
-            screen,
-            execute=execute,
-            stop=stop,
-            skip=failed,
-            concurrency=concurrency,
-            interval=interval,
-            once=once,
-        )
+        runner.run()
     finally:
         for sig, previous in handlers.items():
             signal.signal(sig, previous)
     screen.note("worker: stopped")
 
 
-def _work_loop(
-    client: "WorkflowClient",
-    screen: Screen,
-    *,
-    execute: Callable[[str], None],
-    stop: threading.Event,
-    skip: set[str],
-    concurrency: int,
-    interval: float,
-    once: bool,
-) -> None:
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+class WorkerLines:
+    """A worker's events as lines: each run's steps and outcome on stdout, prefixed with
+    the instance ID; failures and skipped journals as errors, stopping as a note."""
 
-    running: dict[Future[None], str] = {}
-    reported: set[str] = set()
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="wf-worker") as pool:
-        while not stop.is_set():
-            free = concurrency - len(running)
-            if free:
-                taken = set(running.values()) | skip
-                damaged: list[JournalCorruptError] = []
-                due = client.due(damaged=damaged)
-                for problem in map(str, damaged):
-                    if problem not in reported:
-                        reported.add(problem)
-                        screen.error(f"skipped: {problem}")
-                for instance_id in [i for i in due if i not in taken][:free]:
-                    running[pool.submit(execute, instance_id)] = instance_id
-            if once and not running:
-                return
-            if running:
-                done, _ = wait(running, timeout=interval, return_when=FIRST_COMPLETED)
-                for future in done:
-                    del running[future]
-                    future.result()
-            else:
-                stop.wait(interval)
-        if running:
-            in_flight = ", ".join(sorted(running.values()))
-            screen.note(f"worker: stopping once the steps in flight end ({in_flight})")
+    def __init__(self, screen: Screen, now: Callable[[], datetime]) -> None:
+        self.screen = screen
+        self.now = now
+
+    def started(self, instance_id: str) -> "RunObserver":
+        from wfcli.ui.render import LineRunLog
+
+        return LineRunLog(self.screen.out, self.now, prefix=f"{instance_id}: ")
+
+    def finished(self, status: "InstanceStatus") -> None:
+        from wfcli.ui.render import status_line
+
+        self.screen.say(f"{status.id}: {status_line(status)}")
+
+    def failed(self, instance_id: str, error: WorkflowError | OSError) -> None:
+        self.screen.error(f"{instance_id}: {error}")
+
+    def skipped(self, error: JournalCorruptError) -> None:
+        self.screen.error(f"skipped: {error}")
+
+    def stopping(self, in_flight: Sequence[str]) -> None:
+        self.screen.note(f"worker: stopping once the steps in flight end ({', '.join(in_flight)})")
 
 
 @command()

@@ -3,13 +3,14 @@ instances, and the worker that executes what is due."""
 
 from wfcli.client.client import InstanceHandle, WorkflowBinding, WorkflowClient
 from wfcli.client.views import InstanceStatus
-from wfcli.client.worker import Worker, WorkerEvents
+from wfcli.client.worker import NullWorkerEvents, Worker, WorkerEvents
 from wfcli.core.summary import InstanceSummary
 
 __all__ = [
     "InstanceHandle",
     "InstanceStatus",
     "InstanceSummary",
+    "NullWorkerEvents",
     "Worker",
     "WorkerEvents",
     "WorkflowBinding",

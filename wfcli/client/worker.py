@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from wfcli.errors import JournalCorruptError, WorkflowError, WorkflowInputError
 
@@ -29,19 +29,19 @@ if TYPE_CHECKING:
     from wfcli.engine.step import RunObserver
     from wfcli.store.contract import Lease
 
-__all__ = ["Worker", "WorkerEvents"]
+__all__ = ["NullWorkerEvents", "Worker", "WorkerEvents"]
 
 
-class WorkerEvents:
-    """What a :class:`Worker` reports; override the methods you need (each does nothing).
+class WorkerEvents(Protocol):
+    """What a :class:`Worker` reports (``wf worker`` prints a line for each).
 
     :meth:`started`, :meth:`finished` and :meth:`failed` are called from the worker's
     pool threads, several at once; the others from the thread in :meth:`Worker.run`.
+    Subclass :class:`NullWorkerEvents` to hear only some of them.
     """
 
     def started(self, instance_id: str) -> RunObserver | None:
         """The instance is about to run; return an observer of its steps, or None."""
-        return None
 
     def finished(self, status: InstanceStatus) -> None:
         """The run ended (complete, errored, suspended, paused, or stopped by the worker)."""
@@ -54,6 +54,25 @@ class WorkerEvents:
 
     def stopping(self, in_flight: Sequence[str]) -> None:
         """The worker was stopped while these instances run; it returns once their steps end."""
+
+
+class NullWorkerEvents:
+    """Worker events that are ignored."""
+
+    def started(self, instance_id: str) -> RunObserver | None:
+        return None
+
+    def finished(self, status: InstanceStatus) -> None:
+        pass
+
+    def failed(self, instance_id: str, error: WorkflowError | OSError) -> None:
+        pass
+
+    def skipped(self, error: JournalCorruptError) -> None:
+        pass
+
+    def stopping(self, in_flight: Sequence[str]) -> None:
+        pass
 
 
 class Worker:
@@ -79,7 +98,7 @@ class Worker:
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.once = once
-        self.events = events or WorkerEvents()
+        self.events: WorkerEvents = events or NullWorkerEvents()
         self._stop = threading.Event()
         self._failed: set[str] = set()  # their errors would recur on every scan
         self._reported: set[str] = set()  # damaged journals' problems, said once each
