@@ -214,12 +214,17 @@ StatusFilter = Annotated[
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """What a command works with: the project (None with ``--store`` alone), where the
-    store is, and a client on it."""
+    """What a command works with: the project (None with ``--store`` alone) and a client
+    on the store."""
 
     project: "Project | None"
-    store_location: str
     client: "WorkflowClient"
+
+    def load_workflows(self) -> None:
+        """Import the project's workflow code into the client: for a command that opened
+        the session with ``load=False`` and turns out to execute."""
+        if self.project is not None:
+            self.client.workflows.update(self.project.load_workflows())
 
 
 def open_session(
@@ -249,7 +254,7 @@ def open_session(
     client = project_config.open_client(
         project, choice.location, load=load, must_exist=choice.given and not creates
     )
-    return Session(project, choice.location, client)
+    return Session(project, client)
 
 
 # --- input parsing --------------------------------------------------------------------------
@@ -527,20 +532,12 @@ def resume(
     store: StoreOption = None,
 ) -> None:
     """Lift a pause and run instances in the foreground until they finish or suspend."""
-    from wfcli.errors import InvalidStateError
-
     screen = Screen()
     if not instance_ids and not due:
         raise WorkflowInputError("wf resume", "give instance IDs, or --due")
     wait = None if max_wait is None else parse_duration_option(max_wait, "--max-wait")
     client = open_session(config, store, load=True).client
-    targets = list(dict.fromkeys(instance_ids or ()))
-    for instance_id in targets:  # check everything before running anything
-        current = client.status(instance_id)
-        if current.finished:
-            raise InvalidStateError(instance_id, current.status, "resume")
-    if due:
-        targets += [i for i in client.due() if i not in targets]
+    targets = client.plan_resume(instance_ids or (), due=due)
     if not targets and not json_output:
         screen.say("nothing is due")
     codes: list[int] = []
@@ -632,35 +629,41 @@ def send_event(
     store: StoreOption = None,
 ) -> None:
     """Send an event; an instance waiting for it goes on in the foreground."""
+    from wfcli.client.client import EventFate
     from wfcli.ui.render import status_line
 
     screen = Screen()
     value = parse_json_input(payload, "--payload")
     session = open_session(config, store, load=False)
-    current = session.client.send_event(instance_id, event_type, value)
-    wait = current.waiting
-    if current.holder is not None:
+    delivery = session.client.deliver_event(instance_id, event_type, value)
+    current = delivery.status
+    if delivery.fate is EventFate.HOLDER_TAKES:
+        assert current.holder is not None
         screen.say(
             f"{instance_id}: event {event_type!r} sent; process {current.holder.pid}, "
             "which executes the instance, will take it"
         )
         return
-    if wait is None or wait.kind != "event" or wait.event_type != event_type:
-        if current.state.buffered_events(event_type) or "event" in current.pending_messages:
-            fate = f"buffered ({current.status}); a later wait for that type takes it"
-        else:  # a process that held the instance took it and let go meanwhile
-            fate = f"taken; the instance is {status_line(current)}"
-        screen.say(f"{instance_id}: event {event_type!r} {fate}")
+    if delivery.fate is EventFate.BUFFERED:
+        screen.say(
+            f"{instance_id}: event {event_type!r} buffered ({current.status}); "
+            "a later wait for that type takes it"
+        )
+        return
+    if delivery.fate is EventFate.TAKEN:
+        screen.say(
+            f"{instance_id}: event {event_type!r} taken; the instance is {status_line(current)}"
+        )
         return
     if session.project is None:
         screen.say(f"{instance_id}: event {event_type!r} sent")
         screen.note(f"continue with `wf resume {instance_id}` where its workflows.toml is")
         raise typer.Exit(EXIT_NOT_FINISHED)
-    from wfcli.project import open_client
-
-    client = open_client(session.project, session.store_location, load=True)
+    session.load_workflows()
     try:
-        outcome = execute_foreground(client, instance_id, screen, max_wait=None, quiet=False)
+        outcome = execute_foreground(
+            session.client, instance_id, screen, max_wait=None, quiet=False
+        )
     except InstanceBusyError as error:
         screen.say(f"{instance_id}: event sent; {error}, which will take it")
         return
