@@ -24,7 +24,7 @@ from typer.testing import CliRunner, Result
 from tests.cli_support import ERROR_MESSAGE, Project, make_project
 from tests.workflows_for_tests import BLOCK_ENV, Effects, Pipeline, wait_for_file, wait_until
 from wfcli import FakeClock, InstanceStatus, WorkflowClient
-from wfcli.cli.commands import app
+from wfcli.cli import app
 from wfcli.core.codec import ErrorInfo
 from wfcli.project import load_project, open_client
 from wfcli.store import open_store
