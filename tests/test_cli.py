@@ -22,11 +22,12 @@ from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from tests.cli_support import ERROR_MESSAGE, Project, make_project
-from tests.workflows_for_tests import BLOCK_ENV, Effects, wait_for_file, wait_until
+from tests.workflows_for_tests import BLOCK_ENV, Effects, Pipeline, wait_for_file, wait_until
 from wfcli import FakeClock, InstanceStatus, WorkflowClient
-from wfcli.cli.commands import app
+from wfcli.cli import app
 from wfcli.core.codec import ErrorInfo
 from wfcli.project import load_project, open_client
+from wfcli.store import open_store
 from wfcli.ui.render import LineRunLog, LiveRunView
 
 STATUS_KEYS = {
@@ -641,6 +642,26 @@ def test_worker_once_runs_everything_due_and_exits(project: Project) -> None:
         result.stdout.splitlines()
     )
     assert "--poll" in one_line_error(wf(project, "worker", "--poll", "often"))
+
+
+def test_worker_prints_each_run_its_outcome_and_what_it_cannot_run(project: Project) -> None:
+    unbound = WorkflowClient(open_store(project.store), {"ghost": Pipeline})
+    unbound.create("ghost", params={"dir": str(project.effects), "n": 1}, instance_id="g1")
+    detach(project, "pipeline", "q1", n=1)
+    result = ok(wf(project, "worker", "--once"))
+    assert result.stdout.splitlines() == [
+        *(
+            f"q1: {line}"
+            for step in "abc"
+            for line in (f"{step!r}: started (attempt 1)", f"{step!r}: done")
+        ),
+        "q1: complete",
+    ]
+    assert result.stderr.splitlines() == [
+        f"worker: store {project.store}, up to 1 at a time",
+        "error: g1: unknown workflow 'ghost' (known: approval, failing, flaky, pipeline, sleeper)",
+        "worker: stopped",
+    ]
 
 
 def test_delete_and_prune(project: Project) -> None:

@@ -26,11 +26,14 @@ from tests.workflows_for_tests import (
     BLOCK_ENV,
     PATIENCE_SECONDS,
     Effects,
+    Pipeline,
     assert_journal_sane,
     journal_path,
     wait_until,
 )
+from wfcli import WorkflowClient
 from wfcli.project import load_project, open_client
+from wfcli.store import open_store
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and flock are POSIX")
 
@@ -256,6 +259,28 @@ def test_a_stopped_worker_finishes_its_step_exits_0_and_leaves_valid_journals(
     assert stopped["interrupted"]
     assert wf.run("resume", "w1").returncode == 0
     assert [effects.count(step) for step in "abc"] == [1, 1, 1]
+
+
+def test_a_worker_reports_an_instance_it_cannot_run_once_and_runs_the_rest(
+    wf: Processes, project: Project
+) -> None:
+    unbound = WorkflowClient(open_store(project.store), {"ghost": Pipeline})
+    unbound.create("ghost", params=json.loads(project.params(n=1)), instance_id="g1")
+    worker = wf.start("worker", "--poll", "0.01")
+    create(project, "pipeline", "q1", n=1)
+    wait_until(lambda: wf.status("q1")["status"] == "complete", "the worker to run q1", worker)
+    create(project, "pipeline", "q2", n=1)  # a scan after the failure, and more
+    wait_until(lambda: wf.status("q2")["status"] == "complete", "the worker to run q2", worker)
+    worker.send_signal(signal.SIGTERM)
+    code, stdout, stderr = finish(worker)
+    assert code == 0, stderr
+    assert stderr.splitlines() == [
+        f"worker: store {project.store}, up to 1 at a time",
+        "error: g1: unknown workflow 'ghost' (known: approval, failing, flaky, pipeline, sleeper)",
+        "worker: stopped",
+    ]
+    assert stdout.splitlines()[-1] == "q2: complete"
+    assert wf.status("g1")["status"] == "queued"
 
 
 def test_ctrl_c_during_run_says_how_to_resume_and_exits_130(

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from tests.cli_support import make_project
 from tests.workflows_for_tests import Effects, journal_path, make_client
 from wfcli import FakeClock, JournalCorruptError, MemoryStore, WorkflowClient
-from wfcli.cli.commands import app
+from wfcli.cli import app
 from wfcli.core.codec import InboxMessage, JsonValue, RunStarted, Warned
 from wfcli.store.contract import JournalStore, Lease, Owner
 from wfcli.store.files.index import INDEX_NAME

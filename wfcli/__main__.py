@@ -1,6 +1,6 @@
 """``python -m wfcli``: the ``wf`` command line."""
 
-from wfcli.cli.commands import main
+from wfcli.cli import main
 
 if __name__ == "__main__":
     main()

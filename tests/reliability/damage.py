@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typer.testing import CliRunner, Result
 
 from tests.cli_support import Project
-from wfcli.cli.commands import app
+from wfcli.cli import app
 
 __all__ = ["SweepFigures", "flip_sweep", "torn_sweep", "wf_inside"]
 

@@ -14,7 +14,7 @@ from tests.cli_support import Project
 from tests.reliability.chaos_workflows import Approval, Chain
 from tests.reliability.support import assert_one_line_error, make_chaos_project, run_wf, snapshot
 from wfcli import FakeClock, MemoryStore, WorkflowClient
-from wfcli.cli.commands import app
+from wfcli.cli import app
 from wfcli.core.codec import (
     AttemptStarted,
     EventReceived,

@@ -3,8 +3,9 @@
 It mirrors Cloudflare's Workflow binding (``create``, ``get``, and on an
 instance ``status``, ``pause``, ``resume``, ``terminate``, ``restart``,
 ``send_event``) and adds what a local runner needs: ``execute`` (run in the
-foreground until the next suspension), ``list_instances``, ``history``, ``due`` and
-``delete``. The CLI is a thin layer over this class.
+foreground until the next suspension), ``list_instances``, ``history``, ``due``,
+``claim_due``, ``deliver_event`` (an event's fate), ``plan_resume`` and ``delete``.
+The CLI is a thin layer over this class.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +50,32 @@ if TYPE_CHECKING:  # the executor and the step engine load when something execut
     from wfcli.engine.executor import Executor
     from wfcli.engine.step import RunObserver, StepInterceptor
 
-__all__ = ["InstanceHandle", "WorkflowBinding", "WorkflowClient"]
+__all__ = ["EventDelivery", "EventFate", "InstanceHandle", "WorkflowBinding", "WorkflowClient"]
 from wfcli.client.views import InstanceStatus
 from wfcli.core.summary import InstanceSummary
+
+
+class EventFate(Enum):
+    """What became of an event :meth:`WorkflowClient.deliver_event` sent."""
+
+    HOLDER_TAKES = "holder takes"
+    """Another process executes the instance; it takes the event itself."""
+    BUFFERED = "buffered"
+    """The instance does not wait for that type now; a later wait for it takes the event."""
+    TAKEN = "taken"
+    """A process that held the instance took the event and let go of it meanwhile."""
+    READY = "ready"
+    """The instance waits for exactly this event and nobody executes it: execute it
+    (:meth:`WorkflowClient.execute`) and it goes on."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventDelivery:
+    """The answer of :meth:`WorkflowClient.deliver_event`: the event's fate and the
+    instance's status once it was sent."""
+
+    fate: EventFate
+    status: InstanceStatus
 
 
 class WorkflowClient:
@@ -231,6 +257,22 @@ class WorkflowClient:
         self._require_live(instance_id, "pause")
         return self._post(instance_id, "pause")
 
+    def plan_resume(self, instance_ids: Iterable[str], *, due: bool = False) -> list[str]:
+        """The instances a resume of ``instance_ids`` goes through, each once: those, in
+        order, then with ``due`` every due instance (:meth:`due`) not among them.
+
+        Every named instance is checked first, so nothing is resumed if one cannot be:
+        raises :class:`InstanceNotFoundError`, or :class:`InvalidStateError` for a
+        finished one.
+        """
+        planned = list(dict.fromkeys(instance_ids))
+        for instance_id in planned:
+            self._require_live(instance_id, "resume")
+        if due:
+            named = set(planned)
+            planned += [instance_id for instance_id in self.due() if instance_id not in named]
+        return planned
+
     def resume(self, instance_id: str) -> InstanceStatus:
         """Lift a pause (it does not execute; see :meth:`execute`)."""
         snapshot = self._require_live(instance_id, "resume")
@@ -263,10 +305,28 @@ class WorkflowClient:
         self, instance_id: str, event_type: str, payload: object = None
     ) -> InstanceStatus:
         """Deliver an event; a waiting instance takes it, others buffer it by type."""
+        return self.deliver_event(instance_id, event_type, payload).status
+
+    def deliver_event(
+        self, instance_id: str, event_type: str, payload: object = None
+    ) -> EventDelivery:
+        """:meth:`send_event`, saying what became of the event (:class:`EventFate`)."""
         validate_event_type(event_type)
         encoded = check_json(payload, "event payload", self.settings.max_value_bytes)
         self._require_live(instance_id, "send an event to")
-        return self._post(instance_id, "event", event_type=event_type, payload=json.loads(encoded))
+        current = self._post(
+            instance_id, "event", event_type=event_type, payload=json.loads(encoded)
+        )
+        wait = current.waiting
+        if current.holder is not None:
+            fate = EventFate.HOLDER_TAKES
+        elif wait is not None and wait.kind == "event" and wait.event_type == event_type:
+            fate = EventFate.READY
+        elif current.state.buffered_events(event_type) or "event" in current.pending_messages:
+            fate = EventFate.BUFFERED
+        else:
+            fate = EventFate.TAKEN
+        return EventDelivery(fate, current)
 
     def delete(self, instance_id: str) -> None:
         """Remove the instance and its journal. Raises :class:`InstanceBusyError` if it runs."""

@@ -1,0 +1,124 @@
+"""The commands that look after the store as a whole: delete, prune, doctor."""
+
+# No ``from __future__ import annotations`` (see wfcli.cli.framework): typer reads these
+# annotations at each start.
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from wfcli.cli.framework import (
+    EXIT_BUSY,
+    EXIT_ERRORED,
+    EXIT_OK,
+    ConfigOption,
+    JsonFlag,
+    Screen,
+    StoreOption,
+    command,
+    open_session,
+    parse_duration_option,
+)
+from wfcli.errors import InstanceBusyError, WorkflowInputError
+
+if TYPE_CHECKING:
+    from wfcli.client.client import WorkflowClient
+
+
+@command()
+def delete(
+    *,
+    instance_ids: Annotated[
+        list[str], typer.Argument(metavar="ID...", help="Instances to delete.")
+    ],
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Delete instances and their journals."""
+    screen = Screen()
+    client = open_session(config, store, load=False).client
+    targets = list(dict.fromkeys(instance_ids))
+    for instance_id in targets:  # every ID must exist before anything is deleted
+        client.status(instance_id)
+    deleted = _delete_all(client, targets, screen)
+    raise typer.Exit(EXIT_OK if len(deleted) == len(targets) else EXIT_BUSY)
+
+
+def _delete_all(client: "WorkflowClient", instance_ids: Iterable[str], screen: Screen) -> list[str]:
+    """Delete each instance, skipping (and reporting) those another process executes."""
+    deleted = []
+    for instance_id in instance_ids:
+        try:
+            client.delete(instance_id)
+        except InstanceBusyError as error:
+            screen.error(str(error))
+        else:
+            deleted.append(instance_id)
+            screen.say(f"deleted {instance_id}")
+    return deleted
+
+
+@command()
+def prune(
+    *,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than", metavar="DUR", show_default=False, help="Age since the instance ended."
+        ),
+    ],
+    status_filter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            metavar="STATUS",
+            show_default=False,
+            help="Only these finished statuses (repeatable; default: complete, errored, "
+            "terminated).",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Delete finished instances that ended longer ago than --older-than."""
+    from wfcli.core.state import TERMINAL_STATUSES
+
+    screen = Screen()
+    age = parse_duration_option(older_than, "--older-than")
+    wanted = status_filter or sorted(TERMINAL_STATUSES)
+    for name in wanted:
+        if name not in TERMINAL_STATUSES:
+            raise WorkflowInputError(
+                "--status",
+                f"{name!r}: prune removes finished instances only "
+                f"({', '.join(sorted(TERMINAL_STATUSES))})",
+            )
+    client = open_session(config, store, load=False).client
+    cutoff = client.clock.now() - age
+    old = [
+        s.id
+        for s in client.list_instances(statuses=wanted)
+        if s.ended is not None and s.ended <= cutoff
+    ]
+    deleted = _delete_all(client, reversed(old), screen)
+    screen.say(f"pruned {len(deleted)} instance{'' if len(deleted) == 1 else 's'}")
+    raise typer.Exit(EXIT_OK if len(deleted) == len(old) else EXIT_BUSY)
+
+
+@command()
+def doctor(
+    *, json_output: JsonFlag = False, config: ConfigOption = None, store: StoreOption = None
+) -> None:
+    """Check the store, read-only: damaged journals and inbox files, crash leftovers.
+
+    Exit 0 when healthy (notes only), 1 when problems are found.
+    """
+    screen = Screen()
+    report = open_session(config, store, load=False).client.store.check()
+    if json_output:
+        screen.json(report.to_json())
+    else:
+        for finding in report.findings:
+            screen.say(str(finding))
+        screen.say(report.summary())
+    raise typer.Exit(EXIT_OK if report.healthy else EXIT_ERRORED)

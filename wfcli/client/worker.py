@@ -1,0 +1,187 @@
+"""The worker: executes whatever is due, in a loop, a few instances at a time.
+
+:class:`Worker` claims due instances (:meth:`WorkflowClient.claim_due`), runs each on a
+thread of its pool with its lease, and tells a :class:`WorkerEvents` what happens; ``wf
+worker`` renders those events, and a program or a test can drive a worker the same way.
+
+Waiting for work: between scans a worker sleeps the poll interval. A store that can
+tell when new work may be there gives itself a method ``wait_for_work(timeout: float)
+-> object`` (a PostgreSQL store listening for notifications, say) that blocks until
+then or until ``timeout`` seconds pass; the worker then waits with it instead. It is a
+duck-typed hook, not part of :class:`~wfcli.store.contract.JournalStore`: a store
+without it is polled.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from wfcli.errors import WorkflowError, WorkflowInputError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from wfcli.client.client import WorkflowClient
+    from wfcli.client.views import InstanceStatus
+    from wfcli.engine.step import RunObserver
+    from wfcli.store.contract import Damage, Lease
+
+__all__ = ["NullWorkerEvents", "Worker", "WorkerEvents"]
+
+
+class WorkerEvents(Protocol):
+    """What a :class:`Worker` reports (``wf worker`` prints a line for each).
+
+    :meth:`started`, :meth:`finished` and :meth:`failed` are called from the worker's
+    pool threads, several at once; the others from the thread in :meth:`Worker.run`.
+    Subclass :class:`NullWorkerEvents` to hear only some of them.
+    """
+
+    def started(self, instance_id: str) -> RunObserver | None:
+        """The instance is about to run; return an observer of its steps, or None."""
+
+    def finished(self, status: InstanceStatus) -> None:
+        """The run ended (complete, errored, suspended, paused, or stopped by the worker)."""
+
+    def failed(self, instance_id: str, error: WorkflowError | OSError) -> None:
+        """The instance could not be executed; this worker does not try it again."""
+
+    def skipped(self, error: Damage) -> None:
+        """A journal cannot be read, so its instance is not executed (said once per problem)."""
+
+    def stopping(self, in_flight: Sequence[str]) -> None:
+        """The worker was stopped while these instances run; it returns once their steps end."""
+
+
+class NullWorkerEvents:
+    """Worker events that are ignored."""
+
+    def started(self, instance_id: str) -> RunObserver | None:
+        return None
+
+    def finished(self, status: InstanceStatus) -> None:
+        pass
+
+    def failed(self, instance_id: str, error: WorkflowError | OSError) -> None:
+        pass
+
+    def skipped(self, error: Damage) -> None:
+        pass
+
+    def stopping(self, in_flight: Sequence[str]) -> None:
+        pass
+
+
+class Worker:
+    """Executes due instances of ``client``'s store until stopped.
+
+    Up to ``concurrency`` instances run at once, each on its own thread; the store
+    is scanned every ``poll_interval`` while there is room. With ``once``,
+    :meth:`run` returns as soon as nothing is due and nothing runs.
+    """
+
+    def __init__(
+        self,
+        client: WorkflowClient,
+        *,
+        concurrency: int = 1,
+        poll_interval: timedelta = timedelta(seconds=1),
+        once: bool = False,
+        events: WorkerEvents | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise WorkflowInputError("concurrency", f"must be at least 1, got {concurrency}")
+        self.client = client
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.once = once
+        self.events: WorkerEvents = events or NullWorkerEvents()
+        self._stop = threading.Event()
+        self._failed: set[str] = set()  # their errors would recur on every scan
+        self._reported: set[str] = set()  # damaged journals' problems, said once each
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return: steps in flight finish, no next step or instance
+        starts. Safe from any thread and from a signal handler."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Claim and execute due instances until stopped (or, with ``once``, until
+        nothing is due); returns after the runs in flight end.
+
+        A stop is noticed within the poll interval.
+        """
+        # concurrent.futures loads logging: ~5 ms that only a worker pays.
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        interval = self.poll_interval.total_seconds()
+        running: dict[Future[bool], str] = {}
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="wf-worker") as pool:
+            while not self._stop.is_set():
+                free = self.concurrency - len(running)
+                if free:
+                    for lease in self._claim(free):
+                        running[pool.submit(self._execute, lease)] = lease.instance_id
+                if self.once and not running:
+                    return
+                if running:
+                    done, _ = wait(running, timeout=interval, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        instance_id = running.pop(future)
+                        if not future.result():
+                            self._failed.add(instance_id)
+                else:
+                    self._wait_for_work(interval)
+            if running:
+                self.events.stopping(sorted(running.values()))
+
+    def _claim(self, free: int) -> list[Lease]:
+        """Leases on up to ``free`` due instances that have not failed here before."""
+        damaged: list[Damage] = []
+        due = self.client.due(damaged=damaged)
+        for error in damaged:
+            problem = str(error)
+            if problem not in self._reported:
+                self._reported.add(problem)
+                self.events.skipped(error)
+        failed = sum(instance_id in self._failed for instance_id in due)
+        if failed == len(due):
+            return []
+        # Claims come oldest first, so claim past the failed ones among them.
+        leases: list[Lease] = []
+        for lease in self.client.claim_due(free + failed):
+            if lease.instance_id in self._failed or len(leases) == free:
+                lease.release()
+            else:
+                leases.append(lease)
+        return leases
+
+    def _execute(self, lease: Lease) -> bool:
+        """Run one claimed instance; False if it failed (and was reported)."""
+        instance_id = lease.instance_id
+        with lease:  # released by the run; here too if it never starts
+            try:
+                observer = self.events.started(instance_id)
+                outcome = self.client.execute(
+                    instance_id, observer=observer, cancel=self._stop.is_set, lease=lease
+                )
+            except (WorkflowError, OSError) as error:
+                self.events.failed(instance_id, error)
+                return False
+        self.events.finished(outcome)
+        return True
+
+    def _wait_for_work(self, timeout: float) -> None:
+        hook: Callable[[float], object] | None = getattr(self.client.store, "wait_for_work", None)
+        if hook is None:
+            self._stop.wait(timeout)
+        else:
+            hook(timeout)
