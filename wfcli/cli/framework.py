@@ -11,19 +11,29 @@ into one red ``error: ...`` line and an exit code (SPEC §5), in one place:
 # No ``from __future__ import annotations``: typer reads every command's annotations at
 # each start, and string annotations cost an ``eval`` per parameter (~10 ms in all). Names
 # imported only for type checking are quoted instead.
+import contextlib
 import functools
+import io
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO, TypeVar, cast
 
 import typer
 
-from wfcli.errors import InstanceBusyError, WorkflowError, WorkflowInputError
+from wfcli.errors import (
+    InstanceBusyError,
+    LeaseLostError,
+    StoreFaultError,
+    WorkflowError,
+    WorkflowInputError,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -38,6 +48,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_NOT_FINISHED",
     "EXIT_OK",
+    "EXIT_STORE_FAILED",
     "EXIT_TERMINATED",
     "EXIT_USAGE",
     "ConfigOption",
@@ -82,11 +93,20 @@ EXIT_USAGE = 2
 EXIT_NOT_FINISHED = 3
 EXIT_TERMINATED = 4
 EXIT_BUSY = 5
+EXIT_STORE_FAILED = 6
 EXIT_INTERRUPTED = 130
 _STATUS_EXIT_CODES = {"complete": EXIT_OK, "errored": EXIT_ERRORED, "terminated": EXIT_TERMINATED}
 # For commands over several instances the worst outcome wins, in this order. Bad
 # input is found before anything runs, so it outranks everything else.
-_SEVERITY = (EXIT_USAGE, EXIT_BUSY, EXIT_ERRORED, EXIT_TERMINATED, EXIT_NOT_FINISHED, EXIT_OK)
+_SEVERITY = (
+    EXIT_USAGE,
+    EXIT_STORE_FAILED,
+    EXIT_BUSY,
+    EXIT_ERRORED,
+    EXIT_TERMINATED,
+    EXIT_NOT_FINISHED,
+    EXIT_OK,
+)
 
 
 def exit_code_for_status(status: str) -> int:
@@ -95,8 +115,13 @@ def exit_code_for_status(status: str) -> int:
 
 
 def exit_code_for_error(error: BaseException) -> int:
-    """5 when another process holds the instance; 2 for every other error a user causes."""
-    return EXIT_BUSY if isinstance(error, InstanceBusyError) else EXIT_USAGE
+    """6 when the store failed; 5 when another process holds the instance (or took it
+    over); 2 for every other error a user causes."""
+    if isinstance(error, (StoreFaultError, OSError)):
+        return EXIT_STORE_FAILED
+    if isinstance(error, (InstanceBusyError, LeaseLostError)):
+        return EXIT_BUSY
+    return EXIT_USAGE
 
 
 def worst_exit_code(codes: Iterable[int]) -> int:
@@ -115,9 +140,13 @@ class Screen:
     def out(self) -> "Console":
         from rich.console import Console
 
-        console = Console(highlight=False)
+        console = Console(file=cast("TextIO", self.stdout), highlight=False)
         console.soft_wrap = not console.is_terminal
         return console
+
+    @functools.cached_property
+    def stdout(self) -> "ClosableStdout":
+        return ClosableStdout(sys.stdout)
 
     @functools.cached_property
     def err(self) -> "Console":
@@ -143,8 +172,7 @@ class Screen:
     def error(self, message: str) -> None:
         self.err.print(f"error: {message}", markup=False, style="red")
 
-    @staticmethod
-    def json(document: object) -> None:
+    def json(self, document: object) -> None:
         """One JSON document: indented on a terminal, else on one line for programs.
 
         Indenting forces ``json``'s pure-Python encoder, ~4x slower on a long ``wf list``.
@@ -155,8 +183,57 @@ class Screen:
             text = json.dumps(document, indent=2, ensure_ascii=False)
         else:
             text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        stdout = ClosableStdout(sys.stdout)
+        stdout.write(text + "\n")
+        stdout.flush()
+
+
+class ClosableStdout(io.TextIOBase):
+    """stdout that drops what is written once its reader has gone (``wf run | head -1``).
+
+    A closed pipe never stops a command: its output is dropped, the run goes on, and
+    the exit code is the instance's. The descriptor is pointed at the null device, so
+    the interpreter's last flush at exit has nowhere to fail either.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._closed_pipe = False
+
+    def write(self, text: str) -> int:
+        if not self._closed_pipe:
+            try:
+                self._stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._closed_pipe:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._stream.encoding
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def _drop(self) -> None:
+        self._closed_pipe = True
+        try:
+            descriptor = self._stream.fileno()
+        except (OSError, ValueError):  # not a real file (a test's capture)
+            return
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, descriptor)
+        os.close(null)
 
 
 def _fail(error: BaseException, code: int) -> NoReturn:
@@ -177,10 +254,8 @@ def command(name: str | None = None) -> Callable[[_Command], _Command]:
         def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
                 return function(*args, **kwargs)
-            except WorkflowError as error:
+            except (WorkflowError, OSError) as error:
                 _fail(error, exit_code_for_error(error))
-            except OSError as error:
-                _fail(error, EXIT_USAGE)
             except KeyboardInterrupt:
                 Screen().note("interrupted")
                 raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -350,28 +425,60 @@ def execute_foreground(
     """
     started = time.monotonic()
     try:
-        if quiet:
-            return client.execute(instance_id, max_inline_wait=max_wait)
-        from wfcli.ui import render
-
-        if screen.plain:
-            log = render.LineRunLog(screen.out, client.clock.now)
-            status = client.execute(instance_id, observer=log, max_inline_wait=max_wait)
-        else:
-            from rich.live import Live
-
-            view = render.LiveRunView(client.clock.now)
-            with Live(view, console=screen.out, refresh_per_second=8):
-                try:
-                    status = client.execute(instance_id, observer=view, max_inline_wait=max_wait)
-                finally:
-                    view.settle()
+        with _terminate_as_interrupt():
+            status = _execute_shown(client, instance_id, screen, max_wait=max_wait, quiet=quiet)
     except KeyboardInterrupt:
         screen.note(f"interrupted: continue with `wf resume {instance_id}`")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    elapsed = timedelta(seconds=time.monotonic() - started)
-    screen.show(render.run_summary(status, elapsed, screen.plain))
+    if not quiet:
+        from wfcli.ui import render
+
+        elapsed = timedelta(seconds=time.monotonic() - started)
+        screen.show(render.run_summary(status, elapsed, screen.plain))
     return status
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a foreground run as Ctrl-C does: between steps, resumable."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _execute_shown(
+    client: "WorkflowClient",
+    instance_id: str,
+    screen: Screen,
+    *,
+    max_wait: timedelta | None,
+    quiet: bool,
+) -> "InstanceStatus":
+    """Execute, drawn live on a terminal, one line per event otherwise, or quietly."""
+    if quiet:
+        return client.execute(instance_id, max_inline_wait=max_wait)
+    from wfcli.ui import render
+
+    if screen.plain:
+        log = render.LineRunLog(screen.out, client.clock.now)
+        return client.execute(instance_id, observer=log, max_inline_wait=max_wait)
+    from rich.live import Live
+
+    view = render.LiveRunView(client.clock.now)
+    with Live(view, console=screen.out, refresh_per_second=8):
+        try:
+            return client.execute(instance_id, observer=view, max_inline_wait=max_wait)
+        finally:
+            view.settle()
 
 
 # click's error classes, reached through what typer re-exports in every supported

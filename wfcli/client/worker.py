@@ -14,12 +14,14 @@ without it is polled.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from wfcli.errors import WorkflowError, WorkflowInputError
+from wfcli.errors import LeaseLostError, StoreFaultError, WorkflowError, WorkflowInputError
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
     from wfcli.store.contract import Damage, Lease
 
 __all__ = ["NullWorkerEvents", "Worker", "WorkerEvents"]
+
+_FIRST_BACKOFF = 1.0  # seconds before an instance whose store failed is tried again
+_LONGEST_BACKOFF = 60.0
 
 
 class WorkerEvents(Protocol):
@@ -47,7 +52,9 @@ class WorkerEvents(Protocol):
         """The run ended (complete, errored, suspended, paused, or stopped by the worker)."""
 
     def failed(self, instance_id: str, error: WorkflowError | OSError) -> None:
-        """The instance could not be executed; this worker does not try it again."""
+        """The instance could not be executed. After a store failure (a
+        :class:`StoreFaultError` or a lost lease) the worker tries it again after a
+        backoff, once the store may have recovered; after any other error, not again."""
 
     def skipped(self, error: Damage) -> None:
         """A journal cannot be read, so its instance is not executed (said once per problem)."""
@@ -100,7 +107,10 @@ class Worker:
         self.once = once
         self.events: WorkerEvents = events or NullWorkerEvents()
         self._stop = threading.Event()
-        self._failed: set[str] = set()  # their errors would recur on every scan
+        # Instances that failed here: not claimed again before this monotonic time (for
+        # ever after an error of their own, which would recur on every scan).
+        self._held_off: dict[str, float] = {}
+        self._store_failures: dict[str, int] = {}  # in a row, per instance
         self._reported: set[str] = set()  # damaged journals' problems, said once each
 
     def stop(self) -> None:
@@ -123,7 +133,7 @@ class Worker:
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
         interval = self.poll_interval.total_seconds()
-        running: dict[Future[bool], str] = {}
+        running: dict[Future[WorkflowError | OSError | None], str] = {}
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="wf-worker") as pool:
             while not self._stop.is_set():
                 free = self.concurrency - len(running)
@@ -135,9 +145,7 @@ class Worker:
                 if running:
                     done, _ = wait(running, timeout=interval, return_when=FIRST_COMPLETED)
                     for future in done:
-                        instance_id = running.pop(future)
-                        if not future.result():
-                            self._failed.add(instance_id)
+                        self._settle(running.pop(future), future.result())
                 else:
                     self._wait_for_work(interval)
             if running:
@@ -152,20 +160,22 @@ class Worker:
             if problem not in self._reported:
                 self._reported.add(problem)
                 self.events.skipped(error)
-        failed = sum(instance_id in self._failed for instance_id in due)
+        now = time.monotonic()
+        held_off = {i for i, until in self._held_off.items() if until > now}
+        failed = sum(instance_id in held_off for instance_id in due)
         if failed == len(due):
             return []
         # Claims come oldest first, so claim past the failed ones among them.
         leases: list[Lease] = []
         for lease in self.client.claim_due(free + failed):
-            if lease.instance_id in self._failed or len(leases) == free:
+            if lease.instance_id in held_off or len(leases) == free:
                 lease.release()
             else:
                 leases.append(lease)
         return leases
 
-    def _execute(self, lease: Lease) -> bool:
-        """Run one claimed instance; False if it failed (and was reported)."""
+    def _execute(self, lease: Lease) -> WorkflowError | OSError | None:
+        """Run one claimed instance; its error if it failed (it was reported)."""
         instance_id = lease.instance_id
         with lease:  # released by the run; here too if it never starts
             try:
@@ -175,9 +185,22 @@ class Worker:
                 )
             except (WorkflowError, OSError) as error:
                 self.events.failed(instance_id, error)
-                return False
+                return error
         self.events.finished(outcome)
-        return True
+        return None
+
+    def _settle(self, instance_id: str, error: WorkflowError | OSError | None) -> None:
+        """Hold off an instance that failed: a while after a store failure (doubling
+        from 1 s to a minute while it recurs), for good after its own error."""
+        if error is None:
+            self._held_off.pop(instance_id, None)
+            self._store_failures.pop(instance_id, None)
+        elif isinstance(error, (StoreFaultError, LeaseLostError)):
+            count = self._store_failures[instance_id] = self._store_failures.get(instance_id, 0) + 1
+            backoff = min(_FIRST_BACKOFF * 2 ** (count - 1), _LONGEST_BACKOFF)
+            self._held_off[instance_id] = time.monotonic() + backoff
+        else:
+            self._held_off[instance_id] = math.inf
 
     def _wait_for_work(self, timeout: float) -> None:
         hook: Callable[[float], object] | None = getattr(self.client.store, "wait_for_work", None)

@@ -251,4 +251,9 @@ def check_folder(store: FileStore) -> StoreReport:
     """
     if not store.root.is_dir():
         raise StoreLocationError(str(store.root), "no store there")
+    try:
+        store.verify()
+    except StoreLocationError as error:  # another user could change it: read nothing more
+        finding = Finding("problem", "unsafe-store", error.location, error.reason)
+        return StoreReport(str(store.root), 0, 0, 0, (finding,))
     return _Checker(store).run()

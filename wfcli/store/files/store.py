@@ -395,7 +395,7 @@ class FileStore(JournalStore):
         """:meth:`inbox_path` as text."""
         return f"{self._inboxes}/{validate_instance_id(instance_id)}"
 
-    def _verify(self) -> None:
+    def verify(self) -> None:
         """Refuse a store whose folders another user could change (once per store object).
 
         As ssh refuses a key file with loose modes: every folder of the store must be
@@ -421,7 +421,7 @@ class FileStore(JournalStore):
     def _prepare(self) -> None:
         if self._ready:
             return
-        self._verify()
+        self.verify()
         try:
             # mkdir's mode is for the folder it makes, not for parents made on the way.
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -430,7 +430,7 @@ class FileStore(JournalStore):
         except OSError as error:
             raise StoreFaultError.of("make the folders of", str(self.root), error) from None
         self._verified = False
-        self._verify()  # what was there already, or made under us, is checked too
+        self.verify()  # what was there already, or made under us, is checked too
         self._ready = True
 
     def _write_new_file(self, folder: str, data: bytes, *, sync: bool = True) -> str:
@@ -478,7 +478,7 @@ class FileStore(JournalStore):
 
     def read_with_length(self, instance_id: str) -> tuple[list[Record], int]:
         """Records plus the byte length of the journal's complete lines."""
-        self._verify()
+        self.verify()
         path = self._journal_file(instance_id)
         try:
             fd = _open(path, os.O_RDONLY)
@@ -534,7 +534,7 @@ class FileStore(JournalStore):
             start = end + 1
 
     def instance_ids(self) -> list[str]:
-        self._verify()
+        self.verify()
         try:
             names = os.listdir(self._journals)
         except FileNotFoundError:
@@ -586,6 +586,7 @@ class FileStore(JournalStore):
         os.pwrite(fd, _owner_record(owner), 0)
 
     def holder(self, instance_id: str) -> Owner | None:
+        self.verify()
         path = self._lock_file(instance_id)
         try:
             fd = _open(path, os.O_RDONLY)
@@ -643,12 +644,14 @@ class FileStore(JournalStore):
             os.close(counter)  # and with it the lock
 
     def pending(self, instance_id: str) -> list[InboxMessage]:
+        self.verify()
         return _read_inbox(self._inbox_folder(instance_id), self.max_line_bytes)
 
     def list_instances(self, query: ListQuery) -> Listing:
         """From the instance index (:mod:`wfcli.store.files.index`): only journals
         changed since the last listing are read. A worker's scans (``due_at``) keep the
         index in memory; other listings save it in ``cache/``."""
+        self.verify()
         damaged: list[Damage] = []
         if self._index is None:
             self._index = InstanceIndex(self)
