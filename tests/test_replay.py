@@ -23,6 +23,7 @@ from wfcli import (
     WorkflowEvent,
     WorkflowStep,
 )
+from wfcli.client.replay import replay_instance, replay_many
 from wfcli.core.codec import (
     AttemptStarted,
     Created,
@@ -47,8 +48,6 @@ from wfcli.engine.replay import (
     ReplaySummary,
     ReplayWriteError,
     _ReplaySource,
-    replay_instance,
-    replay_many,
 )
 from wfcli.engine.signals import RunSignal
 from wfcli.errors import InstanceNotFoundError

@@ -35,14 +35,14 @@ if TYPE_CHECKING:
     from wfcli.core.retry import RetryPolicy
     from wfcli.core.settings import Settings
     from wfcli.core.summary import InstanceSummary
-    from wfcli.core.workflow import (
+    from wfcli.engine.step import WorkflowStep
+    from wfcli.engine.workflow import (
         Env,
         ReceivedEvent,
         StepContext,
         WorkflowEntrypoint,
         WorkflowEvent,
     )
-    from wfcli.engine.step import WorkflowStep
     from wfcli.store.contract import JournalStore
     from wfcli.store.files.store import FileStore
     from wfcli.store.memory import MemoryStore
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 # package version is read from the installed metadata only when asked for.
 _LAZY_NAMES = {
     "Clock": "wfcli.core.clock",
-    "Env": "wfcli.core.workflow",
+    "Env": "wfcli.engine.workflow",
     "FakeClock": "wfcli.core.clock",
     "FileStore": "wfcli.store",
     "InstanceHandle": "wfcli.client",
@@ -61,15 +61,15 @@ _LAZY_NAMES = {
     "InstanceSummary": "wfcli.client",
     "JournalStore": "wfcli.store",
     "MemoryStore": "wfcli.store",
-    "ReceivedEvent": "wfcli.core.workflow",
+    "ReceivedEvent": "wfcli.engine.workflow",
     "RetryPolicy": "wfcli.core.retry",
     "Settings": "wfcli.core.settings",
-    "StepContext": "wfcli.core.workflow",
+    "StepContext": "wfcli.engine.workflow",
     "SystemClock": "wfcli.core.clock",
     "WorkflowBinding": "wfcli.client",
     "WorkflowClient": "wfcli.client",
-    "WorkflowEntrypoint": "wfcli.core.workflow",
-    "WorkflowEvent": "wfcli.core.workflow",
+    "WorkflowEntrypoint": "wfcli.engine.workflow",
+    "WorkflowEvent": "wfcli.engine.workflow",
     "WorkflowStep": "wfcli.engine.step",
 }
 

@@ -41,7 +41,8 @@ def replay(
     Every step is served from the record: no callback runs, nothing waits, nothing
     is written. Use it in CI before deploying a change to instances in flight.
     """
-    from wfcli.engine.replay import ReplaySummary, replay_many
+    from wfcli.client.replay import replay_many
+    from wfcli.engine.replay import ReplaySummary
 
     ids = instance_ids or []
     statuses = status_filter or []

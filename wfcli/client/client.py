@@ -46,9 +46,9 @@ from wfcli.errors import (
 from wfcli.store.contract import Damage, JournalStore, Lease, ListQuery, Owner
 
 if TYPE_CHECKING:  # the executor and the step engine load when something executes
-    from wfcli.core.workflow import Env, WorkflowEntrypoint
     from wfcli.engine.executor import Executor
     from wfcli.engine.step import RunObserver, StepInterceptor
+    from wfcli.engine.workflow import Env, WorkflowEntrypoint
 
 __all__ = ["EventDelivery", "EventFate", "InstanceHandle", "WorkflowBinding", "WorkflowClient"]
 from wfcli.client.views import InstanceStatus
@@ -117,7 +117,7 @@ class WorkflowClient:
             raise UnknownWorkflowError(workflow, tuple(sorted(self.workflows))) from None
 
     def _env(self) -> Env:
-        from wfcli.core.workflow import Env
+        from wfcli.engine.workflow import Env
 
         bindings = {name: WorkflowBinding(self, wf) for name, wf in self.bindings.items()}
         return Env(bindings, self.variables)

@@ -18,9 +18,9 @@ from wfcli.core.clock import Clock
 from wfcli.core.codec import Errored, ErrorInfo, Finished, RunStarted, Suspended, check_json
 from wfcli.core.settings import Settings
 from wfcli.core.state import InstanceState, fold
-from wfcli.core.workflow import Env, WorkflowEntrypoint, WorkflowEvent, freeze
 from wfcli.engine.signals import Cancelled, Restart, Stop, StoreFailed, Suspend
 from wfcli.engine.step import NullObserver, RunObserver, StepInterceptor, StepRun, WorkflowStep
+from wfcli.engine.workflow import Env, WorkflowEntrypoint, WorkflowEvent, freeze
 from wfcli.errors import (
     InstanceBusyError,
     InstanceNotFoundError,

@@ -20,32 +20,28 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal
 
-from wfcli.core.codec import ErrorInfo, JsonValue, MessageAction, StepKind, check_json
-from wfcli.core.ids import new_instance_id, validate_instance_id
+from wfcli.core.codec import ErrorInfo, JsonValue, StepKind, check_json
 from wfcli.core.retry import RetryPolicy
 from wfcli.core.settings import Settings
-from wfcli.core.state import STATUSES, InstanceState, StepState, fold
-from wfcli.core.workflow import Env, ReceivedEvent, WorkflowEvent, freeze
+from wfcli.core.state import InstanceState, StepState
 from wfcli.engine.callbacks import Callback, CallbackRunner
 from wfcli.engine.history import Finding, FindingKind, HistoryMatcher
 from wfcli.engine.signals import RunSignal
 from wfcli.engine.step import SETTLED, WorkflowStep, check_step_kind, served
+from wfcli.engine.workflow import Env, ReceivedEvent, WorkflowEvent, freeze
 from wfcli.errors import (
-    InstanceNotFoundError,
     StepFailedError,
     UnknownWorkflowError,
     WorkflowError,
-    WorkflowInputError,
 )
 
-if TYPE_CHECKING:  # replay reads through the caller's client; the engine does not build one
-    from wfcli.client.client import WorkflowClient
-    from wfcli.client.views import InstanceStatus
+if TYPE_CHECKING:
+    from wfcli.engine.executor import WorkflowResolver
 
 __all__ = [
     "Finding",
@@ -54,8 +50,7 @@ __all__ = [
     "ReplayReport",
     "ReplaySummary",
     "ReplayWriteError",
-    "replay_instance",
-    "replay_many",
+    "replay_history",
 ]
 
 ReplayOutcome = Literal["returned", "raised", "end_of_history", "divergence"]
@@ -222,83 +217,20 @@ class _ReplaySource:
         return event
 
 
-# --- bindings that refuse writes -------------------------------------------------------
+# --- replaying one history ---------------------------------------------------------------
 
 
-class _ReplayBinding:
-    """``self.env.FLOW`` during a replay: reads go to the client, writes raise.
+def replay_history(
+    state: InstanceState, resolve: WorkflowResolver, env: Env, settings: Settings
+) -> ReplayReport:
+    """Replay one instance's folded history (``state``) with the code ``resolve`` finds
+    for its workflow, ``env`` as its bindings and vars; nothing can be written.
 
-    It has only the binding's methods; anything that would create or signal an
-    instance raises :class:`ReplayWriteError` after the checks the client makes
-    first, so the workflow sees the error it would have seen had nothing been
-    refused.
+    A workflow that ``resolve`` no longer knows is reported as a divergence.
     """
-
-    def __init__(self, client: WorkflowClient, workflow: str) -> None:
-        self._client = client
-        self._workflow = workflow
-
-    def create(self, *, params: object = None, id: str | None = None) -> NoReturn:
-        self._client.executor.resolve(self._workflow)
-        chosen = new_instance_id() if id is None else validate_instance_id(id)
-        check_json(params, "params", self._client.settings.max_value_bytes)
-        raise ReplayWriteError("create", chosen)
-
-    def create_batch(self, batch: Sequence[Mapping[str, Any]]) -> list[_ReplayHandle]:
-        return [self.create(params=item.get("params"), id=item.get("id")) for item in batch]
-
-    def get(self, id: str) -> _ReplayHandle:
-        self._client.status(id)
-        return _ReplayHandle(self._client, id)
-
-
-class _ReplayHandle:
-    """An instance handle during a replay: ``status()`` reads, everything else raises."""
-
-    def __init__(self, client: WorkflowClient, instance_id: str) -> None:
-        self._client = client
-        self.id = instance_id
-
-    def __repr__(self) -> str:
-        return f"InstanceHandle({self.id!r})"
-
-    def status(self) -> InstanceStatus:
-        return self._client.status(self.id)
-
-    def _post(self, action: MessageAction) -> NoReturn:
-        raise ReplayWriteError(f"post a {action!r} message to", self.id)
-
-    def execute(self, **options: Any) -> NoReturn:
-        raise ReplayWriteError("append to the journal of", self.id)
-
-    def pause(self) -> NoReturn:
-        self._post("pause")
-
-    def resume(self) -> NoReturn:
-        self._post("resume")
-
-    def terminate(self) -> NoReturn:
-        self._post("terminate")
-
-    def restart(self, *, from_step: str | None = None) -> NoReturn:
-        self._post("restart")
-
-    def send_event(self, type: str, payload: object = None) -> NoReturn:
-        self._post("event")
-
-
-def _replay_env(client: WorkflowClient) -> Env:
-    bindings = {name: _ReplayBinding(client, wf) for name, wf in client.bindings.items()}
-    return Env(bindings, client.variables)
-
-
-# --- replaying instances --------------------------------------------------------------
-
-
-def _replay(client: WorkflowClient, state: InstanceState) -> ReplayReport:
     history_steps = len(state.steps)
     try:
-        workflow = client.executor.resolve(state.workflow)
+        workflow = resolve(state.workflow)
     except UnknownWorkflowError as error:
         finding = Finding(
             state.instance_id,
@@ -317,7 +249,7 @@ def _replay(client: WorkflowClient, state: InstanceState) -> ReplayReport:
             history_steps,
             (finding,),
         )
-    source = _ReplaySource(state, client.settings)
+    source = _ReplaySource(state, settings)
     event = WorkflowEvent(
         payload=freeze(state.params),
         timestamp=state.created,
@@ -327,10 +259,8 @@ def _replay(client: WorkflowClient, state: InstanceState) -> ReplayReport:
     output: JsonValue = None
     raised: ErrorInfo | None = None
     try:
-        returned = workflow(_replay_env(client)).run(event, WorkflowStep(source))
-        output = json.loads(
-            check_json(returned, "workflow output", client.settings.max_value_bytes)
-        )
+        returned = workflow(env).run(event, WorkflowStep(source))
+        output = json.loads(check_json(returned, "workflow output", settings.max_value_bytes))
     except _Halt:
         pass  # source.halted says why
     except StepFailedError as error:  # the instance's error, as the executor records it
@@ -352,52 +282,3 @@ def _replay(client: WorkflowClient, state: InstanceState) -> ReplayReport:
         history_steps=history_steps,
         findings=tuple(source.matcher.findings),
     )
-
-
-def replay_instance(client: WorkflowClient, instance_id: str) -> ReplayReport:
-    """Replay one instance with the client's current workflow code.
-
-    Raises :class:`~wfcli.errors.InstanceNotFoundError` or
-    :class:`~wfcli.errors.JournalCorruptError`; a workflow that is no longer
-    configured is reported as a divergence.
-    """
-    return _replay(client, fold(client.store.read(validate_instance_id(instance_id))))
-
-
-def _selected(
-    client: WorkflowClient, workflow: str | None, statuses: Iterable[str]
-) -> list[InstanceState]:
-    """Every instance of ``workflow`` in ``statuses`` (as ``wf list`` shows them), newest
-    first; read journal by journal, since the listing index would save itself."""
-    wanted = set(statuses)
-    unknown = wanted - set(STATUSES)
-    if unknown:
-        raise WorkflowInputError(
-            "status", f"{sorted(unknown)[0]!r} is not one of {', '.join(STATUSES)}"
-        )
-    selected: list[InstanceState] = []
-    for instance_id in client.store.instance_ids():
-        try:
-            snapshot = client.status(instance_id)
-        except InstanceNotFoundError:
-            continue  # deleted since the IDs were taken
-        if workflow is not None and snapshot.workflow != workflow:
-            continue
-        if not wanted or snapshot.status in wanted:
-            selected.append(snapshot.state)
-    selected.sort(key=lambda state: (state.created, state.instance_id), reverse=True)
-    return selected
-
-
-def replay_many(
-    client: WorkflowClient,
-    instance_ids: Iterable[str] | None = None,
-    *,
-    workflow: str | None = None,
-    statuses: Iterable[str] = (),
-) -> list[ReplayReport]:
-    """Replay the given instances, or with ``instance_ids=None`` every instance
-    (newest first), optionally only those of ``workflow`` and in ``statuses``."""
-    if instance_ids is None:
-        return [_replay(client, state) for state in _selected(client, workflow, statuses)]
-    return [replay_instance(client, instance_id) for instance_id in instance_ids]

@@ -44,7 +44,6 @@ from wfcli.core.ids import validate_event_type, validate_step_name
 from wfcli.core.retry import RetryPolicy, backoff_delay
 from wfcli.core.settings import Settings
 from wfcli.core.state import BufferedEvent, InstanceState, StepState, WaitInfo, records_for_message
-from wfcli.core.workflow import ReceivedEvent, StepContext
 from wfcli.engine.callbacks import (
     AttemptTimedOut,
     Callback,
@@ -54,6 +53,7 @@ from wfcli.engine.callbacks import (
     wants_context,
 )
 from wfcli.engine.signals import Cancelled, Restart, Stop, StoreFailed, StoreFailure, Suspend
+from wfcli.engine.workflow import ReceivedEvent, StepContext
 from wfcli.errors import (
     AttemptLostError,
     JournalCorruptError,

@@ -21,7 +21,7 @@ from wfcli.project.schema import NO_MAIN, Project, absolute_path
 from wfcli.project.toml_lines import KeyPath
 
 if TYPE_CHECKING:
-    from wfcli.core.workflow import WorkflowEntrypoint
+    from wfcli.engine.workflow import WorkflowEntrypoint
 
 __all__ = ["load_workflows"]
 
@@ -31,7 +31,7 @@ def load_workflows(project: Project) -> dict[str, type[WorkflowEntrypoint]]:
 
     Each module is imported once per project.
     """
-    from wfcli.core.workflow import WorkflowEntrypoint
+    from wfcli.engine.workflow import WorkflowEntrypoint
 
     classes: dict[str, type[WorkflowEntrypoint]] = {}
     for index, workflow in enumerate(project.workflows):

@@ -36,7 +36,7 @@ from wfcli.project.toml_lines import (
 from wfcli.store.files import DEFAULT_MAX_LINE_BYTES
 
 if TYPE_CHECKING:  # loaded with the workflows themselves (status and list need none)
-    from wfcli.core.workflow import WorkflowEntrypoint
+    from wfcli.engine.workflow import WorkflowEntrypoint
 
 __all__ = [
     "CONFIG_FILENAME",

@@ -44,8 +44,8 @@ from wfcli.core.durations import Duration, parse_duration
 from wfcli.core.ids import validate_event_type, validate_step_name
 from wfcli.core.settings import Settings
 from wfcli.core.state import StepState, WaitInfo
-from wfcli.core.workflow import WorkflowEntrypoint
 from wfcli.engine.callbacks import Callback
+from wfcli.engine.workflow import WorkflowEntrypoint
 from wfcli.errors import StepTimeoutError, WorkflowInputError
 from wfcli.store.contract import JournalStore
 from wfcli.store.memory import MemoryStore
