@@ -63,7 +63,7 @@ def test_every_module_is_in_a_layer() -> None:
         layer(module_name(path))  # a KeyError names a package outside the layers
 
 
-@pytest.mark.parametrize("path", SOURCES, ids=lambda path: module_name(path))
+@pytest.mark.parametrize("path", SOURCES, ids=module_name)
 def test_imports_run_down_the_layers(path: Path) -> None:
     own = module_name(path)
     upward = [
@@ -74,7 +74,7 @@ def test_imports_run_down_the_layers(path: Path) -> None:
     assert upward == []
 
 
-@pytest.mark.parametrize("path", SOURCES, ids=lambda path: module_name(path))
+@pytest.mark.parametrize("path", SOURCES, ids=module_name)
 def test_store_backends_do_not_import_each_other(path: Path) -> None:
     own = module_name(path)
     mine = next((b for b in BACKENDS if own == b or own.startswith(b + ".")), None)
@@ -89,5 +89,5 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     fake = PACKAGE / "engine" / "step.py"
     source = tmp_path / "step.py"
     source.write_text("from wfcli.client.client import WorkflowClient\n", encoding="utf-8")
-    (line, target), *_ = imported(source)
+    (_, target), *_ = imported(source)
     assert layer(target) > layer(module_name(fake))
