@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
@@ -43,7 +43,7 @@ from wfcli.errors import (
     UnknownWorkflowError,
     WorkflowInputError,
 )
-from wfcli.store.contract import Damage, JournalStore, Lease, ListQuery, Owner
+from wfcli.store.contract import Claim, Damage, JournalStore, Lease, ListQuery, Owner
 
 if TYPE_CHECKING:  # the executor and the step engine load when something executes
     from wfcli.engine.executor import Executor
@@ -220,11 +220,11 @@ class WorkflowClient:
         query = ListQuery(due_at=self.clock.now())
         return [summary.id for summary in self._listed(query, damaged)]
 
-    def claim_due(self, limit: int) -> list[Lease]:
-        """Leases on up to ``limit`` instances due now, oldest first, for this process;
-        hand each to :meth:`execute`. Instances that another process takes first are
-        left out."""
-        return self.store.claim_due(self.clock.now(), Owner.current(), limit)
+    def claim_due(self, limit: int, *, skip: Collection[str] = ()) -> Claim:
+        """Leases on up to ``limit`` instances due now, oldest first, for this process,
+        leaving out ``skip``; hand each lease to :meth:`execute`. Instances another
+        process takes first are left out."""
+        return self.store.claim_due(self.clock.now(), Owner.current(), limit, skip=skip)
 
     def _listed(self, query: ListQuery, damaged: list[Damage] | None) -> list[InstanceSummary]:
         listing = self.store.list_instances(query)

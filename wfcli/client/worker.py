@@ -152,27 +152,16 @@ class Worker:
                 self.events.stopping(sorted(running.values()))
 
     def _claim(self, free: int) -> list[Lease]:
-        """Leases on up to ``free`` due instances that have not failed here before."""
-        damaged: list[Damage] = []
-        due = self.client.due(damaged=damaged)
-        for error in damaged:
+        """Leases on up to ``free`` due instances that are not held off here."""
+        now = time.monotonic()
+        held_off = {i for i, until in self._held_off.items() if until > now}
+        claim = self.client.claim_due(free, skip=held_off)
+        for error in claim.damaged:
             problem = str(error)
             if problem not in self._reported:
                 self._reported.add(problem)
                 self.events.skipped(error)
-        now = time.monotonic()
-        held_off = {i for i, until in self._held_off.items() if until > now}
-        failed = sum(instance_id in held_off for instance_id in due)
-        if failed == len(due):
-            return []
-        # Claims come oldest first, so claim past the failed ones among them.
-        leases: list[Lease] = []
-        for lease in self.client.claim_due(free + failed):
-            if lease.instance_id in held_off or len(leases) == free:
-                lease.release()
-            else:
-                leases.append(lease)
-        return leases
+        return claim.leases
 
     def _execute(self, lease: Lease) -> WorkflowError | OSError | None:
         """Run one claimed instance; its error if it failed (it was reported)."""

@@ -23,11 +23,11 @@ process, at once.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from wfcli.core.codec import Created, InboxMessage, Record
 from wfcli.core.owner import Owner
@@ -40,9 +40,11 @@ from wfcli.errors import (
     StoreFaultError,
     WorkflowInputError,
 )
-from wfcli.store.health import StoreReport, check_journals
 
-__all__ = ["Damage", "JournalStore", "Lease", "ListQuery", "Listing", "Owner"]
+if TYPE_CHECKING:
+    from wfcli.store.health import StoreReport
+
+__all__ = ["Claim", "Damage", "JournalStore", "Lease", "ListQuery", "Listing", "Owner"]
 
 Damage = Union[JournalCorruptError, StoreFaultError]  # noqa: UP007 (evaluated at runtime)
 """Why one instance could not be listed: its files are damaged, or could not be read."""
@@ -152,6 +154,16 @@ class Listing:
     damaged: list[Damage]
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What :meth:`JournalStore.claim_due` took: leases to execute, oldest first, and the
+    instances it could not read while looking (a store that claims without reading
+    journals reports none)."""
+
+    leases: list[Lease]
+    damaged: list[Damage]
+
+
 class JournalStore(ABC):
     """Where the journals, inboxes and leases of instances are kept.
 
@@ -241,26 +253,35 @@ class JournalStore(ABC):
                 damaged.append(error)
         return Listing(query.select(summaries), damaged)
 
-    def claim_due(self, now: datetime, owner: Owner, limit: int) -> list[Lease]:
-        """Leases for ``owner`` on up to ``limit`` instances due at ``now``, oldest first.
+    def claim_due(
+        self, now: datetime, owner: Owner, limit: int, *, skip: Collection[str] = ()
+    ) -> Claim:
+        """Leases for ``owner`` on up to ``limit`` instances due at ``now``, oldest first,
+        leaving out the IDs in ``skip``.
 
         What a worker calls for work: an instance another worker claims first is left
-        out, never waited for. This default lists what is due and acquires each in
-        turn; a database store claims them in one statement.
+        out, never waited for. This default lists what is due (reporting what it could
+        not read in :attr:`Claim.damaged`) and acquires each in turn; a database store
+        claims them in one statement.
         """
+        listing = self.list_instances(ListQuery(due_at=now))
         leases: list[Lease] = []
-        for summary in self.list_instances(ListQuery(due_at=now)).instances:
+        for summary in listing.instances:
             if len(leases) == limit:
                 break
+            if summary.id in skip:
+                continue
             try:
                 leases.append(self.acquire(summary.id, owner))
             except (InstanceBusyError, InstanceNotFoundError):
                 continue
-        return leases
+        return Claim(leases, listing.damaged)
 
     def check(self) -> StoreReport:
         """What ``wf doctor`` reports, read-only: damaged journals and what else the
         store can see. This default reads every journal and inbox."""
+        from wfcli.store.health import check_journals  # only wf doctor needs it
+
         return check_journals(self)
 
     def summarize(self, journal: JournalSummary) -> InstanceSummary:

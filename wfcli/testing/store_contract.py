@@ -449,10 +449,10 @@ class StoreContract:
     ) -> None:
         held = self._landscape(store)
         try:
-            claimed = store.claim_due(START + timedelta(minutes=5), OTHER, limit=3)
+            claimed = store.claim_due(START + timedelta(minutes=5), OTHER, limit=3).leases
             assert [lease.instance_id for lease in claimed] == ["queued", "woken", "crashed"]
             assert all(store.holder(lease.instance_id) == OTHER for lease in claimed)
-            rest = store.claim_due(START + timedelta(minutes=5), OWNER, limit=10)
+            rest = store.claim_due(START + timedelta(minutes=5), OWNER, limit=10).leases
             assert [lease.instance_id for lease in rest] == ["other"]
             for lease in [*claimed, *rest]:
                 lease.release()
@@ -460,13 +460,22 @@ class StoreContract:
             for lease in held:
                 lease.release()
 
+    def test_claim_due_leaves_out_what_it_is_told_to_skip(self, store: JournalStore) -> None:
+        for n in range(3):
+            store.create(created(f"q{n}", at=START + timedelta(seconds=n)))
+        claim = store.claim_due(START, OWNER, limit=2, skip={"q0"})
+        assert [lease.instance_id for lease in claim.leases] == ["q1", "q2"]
+        assert claim.damaged == []
+        for lease in claim.leases:
+            lease.release()
+
     def test_claims_racing_for_the_same_work_never_share_an_instance(
         self, store: JournalStore
     ) -> None:
         for n in range(12):
             store.create(created(f"q{n:02d}", at=START + timedelta(seconds=n)))
         owners = [Owner(worker_id=f"w-{n}", pid=n, host="h") for n in range(4)]
-        outcomes = all_at_once(4, lambda n: store.claim_due(START, owners[n], limit=12))
+        outcomes = all_at_once(4, lambda n: store.claim_due(START, owners[n], limit=12).leases)
         claimed = [lease for outcome in outcomes if isinstance(outcome, list) for lease in outcome]
         ids = [lease.instance_id for lease in claimed]
         assert sorted(ids) == [f"q{n:02d}" for n in range(12)]  # each once, none twice

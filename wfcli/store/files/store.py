@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from wfcli.core.codec import (
     Created,
@@ -38,9 +38,11 @@ from wfcli.errors import (
     StoreLocationError,
 )
 from wfcli.store.contract import Damage, JournalStore, Lease, Listing, ListQuery, Owner
-from wfcli.store.files.index import InstanceIndex
-from wfcli.store.health import StoreReport
 from wfcli.store.validation import JournalRules, decode_journal
+
+if TYPE_CHECKING:
+    from wfcli.store.files.index import InstanceIndex
+    from wfcli.store.health import StoreReport
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "FileStore"]
 
@@ -654,6 +656,8 @@ class FileStore(JournalStore):
         self.verify()
         damaged: list[Damage] = []
         if self._index is None:
+            from wfcli.store.files.index import InstanceIndex  # listings only
+
             self._index = InstanceIndex(self)
         journals = self._index.summaries(damaged)
         if query.due_at is None:
