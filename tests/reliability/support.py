@@ -16,14 +16,17 @@ from pathlib import Path
 
 from tests.cli_support import Project, wf_executable
 from tests.reliability.chaos_workflows import CHAOS_WORKFLOWS
+from tests.reliability.fault_workflows import FAULT_WORKFLOWS
 
 __all__ = [
     "CHAOS_MODULE",
+    "FAULT_MODULE",
     "PATIENCE_SECONDS",
     "WF",
     "Outcome",
     "assert_one_line_error",
     "make_chaos_project",
+    "make_fault_project",
     "memory_cap",
     "run_wf",
     "snapshot",
@@ -33,6 +36,7 @@ __all__ = [
 
 WF = wf_executable()
 CHAOS_MODULE = Path(__file__).resolve().parent / "chaos_workflows.py"
+FAULT_MODULE = Path(__file__).resolve().parent / "fault_workflows.py"
 PATIENCE_SECONDS = 60.0
 
 
@@ -42,15 +46,18 @@ def make_chaos_project(
     max_inline_wait: str = "1 minute",
     fsync: bool = True,
     max_step_result_bytes: int | None = None,
+    workflows: Mapping[str, str] = CHAOS_WORKFLOWS,
+    module: Path = CHAOS_MODULE,
 ) -> Project:
-    """Write ``root/workflows.toml`` binding every chaos workflow; the store is ``root/store``."""
+    """Write ``root/workflows.toml`` binding ``workflows`` (name -> class name) of
+    ``module``, by default every chaos workflow; the store is ``root/store``."""
     root.mkdir(parents=True, exist_ok=True)
     effects = root / "effects"
     effects.mkdir(exist_ok=True)
     entries = "".join(
         f'\n[[workflows]]\nname = "{name}"\nbinding = "{name.upper()}"\n'
         f'class_name = "{class_name}"\n'
-        for name, class_name in CHAOS_WORKFLOWS.items()
+        for name, class_name in workflows.items()
     )
     limits = (
         ""
@@ -59,12 +66,18 @@ def make_chaos_project(
     )
     config = root / "workflows.toml"
     config.write_text(
-        f'name = "reliability"\nmain = "{CHAOS_MODULE}"\n\n'
+        f'name = "reliability"\nmain = "{module}"\n\n'
         f'[defaults]\nmax_inline_wait = "{max_inline_wait}"\n\n'
         f'[store]\ndir = "store"\nfsync = {"true" if fsync else "false"}\n{limits}{entries}',
         encoding="utf-8",
     )
     return Project(config=config, store=root / "store", effects=effects)
+
+
+def make_fault_project(root: Path, *, fsync: bool = True) -> Project:
+    """:func:`make_chaos_project` binding the workflows of
+    :mod:`tests.reliability.fault_workflows`."""
+    return make_chaos_project(root, fsync=fsync, workflows=FAULT_WORKFLOWS, module=FAULT_MODULE)
 
 
 def wf_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

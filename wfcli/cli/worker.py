@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from wfcli.cli.framework import (
+    EXIT_STORE_FAILED,
     ConfigOption,
     Screen,
     StoreOption,
     command,
+    exit_code_for_error,
     open_session,
     parse_duration_option,
 )
@@ -42,7 +44,8 @@ def worker(
 ) -> None:
     """Execute due instances in a loop: queued, interrupted, and done waiting.
 
-    SIGINT or SIGTERM stops it cleanly: steps in flight finish, then it exits.
+    SIGINT or SIGTERM stops it cleanly: steps in flight finish, then it exits. With
+    --once it exits 6 if the store failed under an instance (left for the next run).
     """
     import signal
 
@@ -67,6 +70,8 @@ def worker(
         for sig, previous in handlers.items():
             signal.signal(sig, previous)
     screen.note("worker: stopped")
+    if once and events.store_failed:
+        raise typer.Exit(EXIT_STORE_FAILED)
 
 
 class WorkerLines:
@@ -76,6 +81,8 @@ class WorkerLines:
     def __init__(self, screen: Screen, now: Callable[[], datetime]) -> None:
         self.screen = screen
         self.now = now
+        self.store_failed = False
+        """Whether the store failed under an instance (it is tried again later)."""
 
     def started(self, instance_id: str) -> "RunObserver":
         from wfcli.ui.render import LineRunLog
@@ -88,6 +95,8 @@ class WorkerLines:
         self.screen.say(f"{status.id}: {status_line(status)}")
 
     def failed(self, instance_id: str, error: WorkflowError | OSError) -> None:
+        if exit_code_for_error(error) == EXIT_STORE_FAILED:
+            self.store_failed = True
         self.screen.error(f"{instance_id}: {error}")
 
     def skipped(self, error: "Damage") -> None:
