@@ -72,6 +72,7 @@ _CHECKSUM_KEY = "crc"
 _TAIL_HEAD = b',"crc":"'
 _TAIL_BYTES = len(_TAIL_HEAD) + 8 + 2  # the head, 8 hex digits, '"}'
 _V2_OPENING = b'{"v":2,'
+_crc32 = zlib.crc32
 MAX_NESTING = 256
 MAX_ERROR_MESSAGE = 64 * 1024  # characters of an error message kept in the journal
 
@@ -441,7 +442,7 @@ class InboxMessage:
 
     def encode(self) -> str:
         """The message file's JSON: ``{"v":1, <fields in order>}`` (no checksum)."""
-        return f'{{"v":{_INBOX_VERSION}{_encode(_INBOX, self, "")}}}'
+        return _encode(_INBOX.template, _INBOX, self, "")
 
     @classmethod
     def decode(cls, text: str) -> "InboxMessage":
@@ -583,8 +584,10 @@ class _Layout(Generic[_T]):
     checked_keys: frozenset[str]
     """Every key a version 2 line may have: those and its checksum's."""
     template: str
-    """The line between its version and its closing brace (or checksum tail), with a
-    ``%s`` for the line number part and for each field's JSON."""
+    """The version 1 line, with a ``%s`` for the line number part and for each field's
+    JSON."""
+    open_template: str
+    """The version 2 line up to its checksum tail, with the same ``%s``."""
     values: Callable[[object], tuple[object, ...]]
     """An object's field values, in order."""
 
@@ -596,6 +599,7 @@ class _Layout(Generic[_T]):
         assert len(names) > 1, "attrgetter of one name returns a bare value"
         head = "" if tag is None else f',"type":{_DUMPS(tag)}'
         keys = frozenset({"v", *names} if tag is None else {"v", "n", "type", *names})
+        body = f"%s{head}" + "".join(f",{_DUMPS(n)}:%s" for n in names)
         return cls(
             target=target,
             name=name,
@@ -612,7 +616,8 @@ class _Layout(Generic[_T]):
             defaults={f.name: f.default for f in declared if f.default is not MISSING},
             keys=keys,
             checked_keys=keys | {_CHECKSUM_KEY},
-            template=f"%s{head}" + "".join(f",{_DUMPS(n)}:%s" for n in names),
+            template=f'{{"v":1{body}}}',
+            open_template=f'{{"v":2{body}',
             values=attrgetter(*names),
         )
 
@@ -663,9 +668,9 @@ def _encode_value(value: object) -> str:
     return _DUMPS(_encode_field(value))
 
 
-def _encode(layout: _Layout[_T], item: _T, number_part: str) -> str:
-    """The line between its version and its end (see ``_Layout.template``)."""
-    return layout.template % (number_part, *map(_encode_value, layout.values(item)))
+def _encode(template: str, layout: _Layout[_T], item: _T, number_part: str) -> str:
+    """``template`` (one of ``layout``'s) filled in with ``item``."""
+    return template % (number_part, *map(_encode_value, layout.values(item)))
 
 
 def encode_record(
@@ -680,45 +685,30 @@ def encode_record(
     bytes before that tail.
     """
     number_part = "" if number is None else f',"n":{_encode_value(number)}'
-    body = _encode(_LAYOUTS[type(record)], record, number_part)
-    return f'{{"v":1{body}}}' if version == 1 else add_checksum(f'{{"v":2{body}')
+    layout = _LAYOUTS[type(record)]
+    if version == 1:
+        return _encode(layout.template, layout, record, number_part)
+    return add_checksum(_encode(layout.open_template, layout, record, number_part))
 
 
 def add_checksum(text: str) -> str:
     """A version 2 line up to its checksum (a JSON object without its closing brace)
     with its checksum tail ``,"crc":"<CRC-32 of its UTF-8 bytes, 8 hex digits>"}``."""
-    return f'{text},"crc":"{zlib.crc32(text.encode()):08x}"}}'
-
-
-def _has_tail(line: bytes) -> bool:
-    return line[-_TAIL_BYTES:-10] == _TAIL_HEAD and line[-2:] == b'"}'
+    # %-formatting: a sixth faster than an f-string here, and it runs for every line written.
+    return '%s,"crc":"%08x"}' % (text, _crc32(text.encode()))  # noqa: UP031
 
 
 def _tail_matches(line: bytes) -> bool:
-    """Whether the checksum tail of ``line`` matches the bytes before it."""
-    # Compared as the exact bytes written (lowercase hex): int(..., 16) would take
+    """Whether ``line``, whose tail starts ``,"crc":"`` (the caller checked), ends in
+    the checksum of the bytes before that."""
+    # The exact bytes written, lowercase hex and '"}': int(..., 16) would take
     # " 1a2b3c4" or "1A2B3C4D" as well.
-    return line[-10:-2] == b"%08x" % zlib.crc32(memoryview(line)[:-_TAIL_BYTES])
+    return line.endswith(b'%08x"}' % _crc32(line[:-_TAIL_BYTES]))
 
 
 def checksum_matches(line: bytes) -> bool:
     """Whether ``line`` (without its newline) ends in a checksum tail that matches it."""
-    return _has_tail(line) and _tail_matches(line)
-
-
-def _checksummed(line: bytes) -> bool:
-    """Whether ``line`` ends in a checksum tail; raises :class:`RecordError` if the tail
-    does not match the bytes before it, or if a line that opens as version 2 has none."""
-    if _has_tail(line):
-        if not _tail_matches(line):
-            raise RecordError("checksum mismatch: the line was changed after it was written")
-        return True
-    if line.startswith(_V2_OPENING):
-        raise RecordError(
-            'checksum missing: a version 2 line ends in ,"crc":"<8 hex digits>"}, '
-            "this one does not (its end was changed or cut)"
-        )
-    return False
+    return line.startswith(_TAIL_HEAD, -_TAIL_BYTES) and _tail_matches(line)
 
 
 def decode_line(line: bytes) -> tuple[Record, FormatVersion, object]:
@@ -728,7 +718,18 @@ def decode_line(line: bytes) -> tuple[Record, FormatVersion, object]:
     anything is parsed; a version 2 line must have one, a version 1 line may not.
     Raises :class:`RecordError`, or what :func:`parse_line` raises if it is not JSON.
     """
-    checksummed = _checksummed(line)
+    # Slicing nothing but what the checksum covers: this runs for every line read.
+    if line.startswith(_TAIL_HEAD, -_TAIL_BYTES):
+        if not _tail_matches(line):
+            raise RecordError("checksum mismatch: the line was changed after it was written")
+        checksummed = True
+    elif line.startswith(_V2_OPENING):
+        raise RecordError(
+            'checksum missing: a version 2 line ends in ,"crc":"<8 hex digits>"}, '
+            "this one does not (its end was changed or cut)"
+        )
+    else:
+        checksummed = False
     record, version, number = _decode_document(parse_line(line))
     if checksummed != (version == 2):  # a "crc" that is not the line's tail
         raise RecordError('checksum missing: a version 2 line ends in its "crc"')
