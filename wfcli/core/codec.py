@@ -698,17 +698,13 @@ def add_checksum(text: str) -> str:
     return '%s,"crc":"%08x"}' % (text, _crc32(text.encode()))  # noqa: UP031
 
 
-def _tail_matches(line: bytes) -> bool:
-    """Whether ``line``, whose tail starts ``,"crc":"`` (the caller checked), ends in
-    the checksum of the bytes before that."""
-    # The exact bytes written, lowercase hex and '"}': int(..., 16) would take
-    # " 1a2b3c4" or "1A2B3C4D" as well.
-    return line.endswith(b'%08x"}' % _crc32(line[:-_TAIL_BYTES]))
-
-
 def checksum_matches(line: bytes) -> bool:
     """Whether ``line`` (without its newline) ends in a checksum tail that matches it."""
-    return line.startswith(_TAIL_HEAD, -_TAIL_BYTES) and _tail_matches(line)
+    # The exact bytes written, lowercase hex and '"}': int(..., 16) would take
+    # " 1a2b3c4" or "1A2B3C4D" as well. (decode_line has this inline: it runs per line.)
+    return line.startswith(_TAIL_HEAD, -_TAIL_BYTES) and line.endswith(
+        b'%08x"}' % _crc32(line[:-_TAIL_BYTES])
+    )
 
 
 def decode_line(line: bytes) -> tuple[Record, FormatVersion, object]:
@@ -718,9 +714,9 @@ def decode_line(line: bytes) -> tuple[Record, FormatVersion, object]:
     anything is parsed; a version 2 line must have one, a version 1 line may not.
     Raises :class:`RecordError`, or what :func:`parse_line` raises if it is not JSON.
     """
-    # Slicing nothing but what the checksum covers: this runs for every line read.
+    # checksum_matches, inline, slicing only what the checksum covers: it runs per line.
     if line.startswith(_TAIL_HEAD, -_TAIL_BYTES):
-        if not _tail_matches(line):
+        if not line.endswith(b'%08x"}' % _crc32(line[:-_TAIL_BYTES])):
             raise RecordError("checksum mismatch: the line was changed after it was written")
         checksummed = True
     elif line.startswith(_V2_OPENING):
@@ -730,10 +726,10 @@ def decode_line(line: bytes) -> tuple[Record, FormatVersion, object]:
         )
     else:
         checksummed = False
-    record, version, number = _decode_document(parse_line(line))
-    if checksummed != (version == 2):  # a "crc" that is not the line's tail
+    decoded = _decode_document(parse_line(line))
+    if checksummed != (decoded[1] == 2):  # a "crc" that is not the line's tail
         raise RecordError('checksum missing: a version 2 line ends in its "crc"')
-    return record, version, number
+    return decoded
 
 
 def _decode(layout: _Layout[_T], document: dict[str, object], keys: frozenset[str]) -> _T:
