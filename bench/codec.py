@@ -4,15 +4,18 @@ Three records (``attempt_started``, ``step_completed``, ``created`` with nested
 params) are encoded to line bytes and decoded from them, alternating in one run:
 
 - ``wfcli``: ``wfcli.core.codec`` as checked out (``encode_record(...).encode()``;
-  ``decode_record(parse_line(...))``), what the store does per line.
+  ``decode_line(...)``), what the store does per line: version 2 lines, checksummed.
+- ``wfcli, version 1 lines``: the same codec writing and reading version 1 lines (no
+  checksum): the difference is what the checksum costs per line.
 - ``before``: ``wfcli/core/codec.py`` at commit ``BEFORE`` (the codec with three
   decode paths), loaded from git; left out outside a git checkout.
 - ``msgspec, own format``: tagged ``msgspec.Struct`` records, strict decoding
   (unknown fields, ``ge=0`` counts, ``Literal`` choices, aware datetimes). Not the
   journal format: the tag comes first, times end in ``Z`` without zero microseconds.
 - ``msgspec, line format``: as near to wfcli's lines as msgspec gets: times formatted
-  and parsed by wfcli, the ``{"v":1,"n":N,"type":...`` head spliced on, the nesting
-  check on JSON values; the decoded struct is not turned into a record (a lower bound).
+  and parsed by wfcli, the ``{"v":1,"n":N,"type":...`` head spliced on (a version 1
+  line), the nesting check on JSON values; the decoded struct is not turned into a
+  record (a lower bound).
   Floats with an exponent still differ (``1e16`` where Python writes ``1e+16``).
 
 Without msgspec installed (``pip install -e '.[bench]'``) its columns are skipped.
@@ -81,14 +84,24 @@ def _load_before() -> types.ModuleType | None:
     return module
 
 
-def _wfcli_codec(module: types.ModuleType, type_name: str, fields: dict[str, Any], n: int) -> Codec:
+def _wfcli_codec(
+    module: types.ModuleType, type_name: str, fields: dict[str, Any], n: int, *version: int
+) -> Codec:
+    """``version``: lines of that format version instead of the one new journals get."""
     record = getattr(module, type_name)(at=_AT, **fields)
-    line = module.encode_record(record, n).encode()
-    decode_record, parse_line = module.decode_record, module.parse_line
-    assert decode_record(parse_line(line)) == record
+    line = module.encode_record(record, n, *version).encode()
+    decode_line = getattr(module, "decode_line", None)
+    if decode_line is None:  # the codec at BEFORE, version 1 only
+        decode_record, parse_line = module.decode_record, module.parse_line
+        assert decode_record(parse_line(line)) == record
+        return (
+            lambda: module.encode_record(record, n).encode(),
+            lambda: decode_record(parse_line(line)),
+        )
+    assert decode_line(line)[0] == record
     return (
-        lambda: module.encode_record(record, n).encode(),
-        lambda: decode_record(parse_line(line)),
+        lambda: module.encode_record(record, n, *version).encode(),
+        lambda: decode_line(line),
     )
 
 
@@ -198,7 +211,7 @@ def _msgspec_codecs() -> dict[str, dict[str, Codec]] | None:
                 check_nesting(getattr(decoded, json_field))
             return decoded
 
-        assert line == codec.encode_record(record, n).encode(), (line, name)
+        assert line == codec.encode_record(record, n, 1).encode(), (line, name)
         codecs[name] = {
             "msgspec, own format": (
                 lambda own=own: encoder.encode(own),
@@ -247,7 +260,10 @@ def codec_per_record(report: Report, work: Path, sizes: Sizes) -> None:
             skipped="its msgspec rows: msgspec is not installed, pip install -e '.[bench]'",
         )
     for name, type_name, fields, n in _RECORDS:
-        implementations = {"wfcli": _wfcli_codec(codec, type_name, fields, n)}
+        implementations = {
+            "wfcli": _wfcli_codec(codec, type_name, fields, n),
+            "wfcli, version 1 lines": _wfcli_codec(codec, type_name, fields, n, 1),
+        }
         if before is not None:
             implementations["before"] = _wfcli_codec(before, type_name, fields, n)
         implementations.update((msgspec_codecs or {}).get(name, {}))
@@ -261,7 +277,12 @@ def codec_per_record(report: Report, work: Path, sizes: Sizes) -> None:
             for label, values in samples.items():
                 sample = report.add(_SECTION, f"{verb} {name}: {label}", Sample.of("us", values))
                 medians[label] = sample.median
-            for label in ("before", "msgspec, line format", "msgspec, own format"):
+            for label in (
+                "wfcli, version 1 lines",
+                "before",
+                "msgspec, line format",
+                "msgspec, own format",
+            ):
                 if label in medians:
                     report.ratio(
                         _SECTION,

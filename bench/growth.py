@@ -7,6 +7,7 @@ gives byte-for-byte the files wfcli writes, in seconds instead of minutes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wfcli import FileStore, WorkflowClient
+from wfcli.core.codec import Created, decode_line, encode_record
 
 from .harness import (
     Report,
@@ -126,15 +128,15 @@ def clone_store(template: Path, store: Path, count: int) -> None:
     journals.mkdir(parents=True, exist_ok=True)
     for folder in ("locks", "inbox", "tmp"):
         (store / folder).mkdir(exist_ok=True)
-    data = template.read_bytes()
-    # Every executed instance has a lock file; listing checks each one's holder.
-    needle = f'"instance_id":"{_TEMPLATE_ID}"'.encode()
-    if data.count(needle) != 1:
-        raise RuntimeError(f"{template} does not name its instance exactly once")
+    first, rest = template.read_bytes().split(b"\n", 1)
+    created = decode_line(first)[0]
+    if not isinstance(created, Created):
+        raise TypeError(f"{template} does not start with its created record")
     for index in range(count):
         instance_id = f"inst-{index:06d}"
-        copy = data.replace(needle, f'"instance_id":"{instance_id}"'.encode())
-        (journals / f"{instance_id}.jsonl").write_bytes(copy)
+        line = encode_record(dataclasses.replace(created, instance_id=instance_id), 1)
+        (journals / f"{instance_id}.jsonl").write_bytes(f"{line}\n".encode() + rest)
+        # Every executed instance has a lock file; listing checks each one's holder.
         (store / "locks" / f"{instance_id}.lock").write_bytes(b"")
 
 

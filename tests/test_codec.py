@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
@@ -26,6 +27,7 @@ from wfcli.core.codec import (
     ErrorInfo,
     EventReceived,
     Finished,
+    FormatVersion,
     InboxMessage,
     Paused,
     Record,
@@ -35,7 +37,9 @@ from wfcli.core.codec import (
     StepFailed,
     WaitStarted,
     Warned,
+    add_checksum,
     check_json,
+    decode_line,
     decode_record,
     encode_record,
     format_time,
@@ -121,7 +125,10 @@ def records_of(cls: type[Record]) -> st.SearchStrategy[Record]:
 def round_trip(record: Record) -> Record:
     line = encode_record(record)
     assert "\n" not in line
-    return decode_record(json.loads(line))
+    decoded, version, number = decode_line(line.encode())
+    assert (version, number) == (FORMAT_VERSION, None)
+    assert decode_record(json.loads(line)) == decoded
+    return decoded
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -145,7 +152,9 @@ def test_every_record_type_round_trips(cls: type[Record], data: st.DataObject) -
     assert decoded == record
     assert type(decoded) is cls
     assert record_to_json(record) == {
-        key: value for key, value in json.loads(encode_record(record)).items() if key != "v"
+        key: value
+        for key, value in json.loads(encode_record(record)).items()
+        if key not in ("v", "crc")
     }
 
 
@@ -172,14 +181,18 @@ def test_the_record_types_are_those_the_format_documents() -> None:
     )
 
 
-def documented_line(record: Record, number: int | None) -> str:
+def documented_line(record: Record, number: int | None, version: int = FORMAT_VERSION) -> str:
     """The line docs/journal-format.md describes: compact JSON, ``v``, ``n``, ``type``,
-    then the fields in order, non-ASCII characters as they are."""
-    document: dict[str, object] = {"v": FORMAT_VERSION}
+    then the fields in order, non-ASCII characters as they are; in version 2, then
+    ``crc``: the CRC-32 of the UTF-8 bytes before ``,"crc"``, as 8 lowercase hex digits."""
+    document: dict[str, object] = {"v": version}
     if number is not None:
         document["n"] = number
     document.update(record_to_json(record))
-    return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    if version == 1:
+        return text
+    return f'{text[:-1]},"crc":"{zlib.crc32(text[:-1].encode()):08x}"}}'
 
 
 @given(
@@ -188,6 +201,7 @@ def documented_line(record: Record, number: int | None) -> str:
 )
 def test_a_record_is_written_as_the_documented_line(record: Record, number: int | None) -> None:
     assert encode_record(record, number) == documented_line(record, number)
+    assert encode_record(record, number, 1) == documented_line(record, number, 1)
 
 
 class Colour(IntEnum):
@@ -334,7 +348,8 @@ GOOD = {
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"v": 2}, "format version 2 is not supported (this wfcli reads 1)"),
+        ({"v": 3}, "format version 3 is not supported (this wfcli reads 1 and 2)"),
+        ({"v": 2}, "a version 2 record lacks its checksum 'crc'"),
         ({"v": None}, "format version None is not supported"),
         ({"type": "mystery"}, "unknown record type 'mystery'"),
         ({"type": None}, "unknown record type None"),
@@ -374,7 +389,7 @@ def test_decoding_refuses_a_missing_field_and_a_non_object() -> None:
 )
 def test_decoding_checks_nested_fields(field: str, value: object, reason: str) -> None:
     document = {
-        "v": FORMAT_VERSION,
+        "v": 1,
         "type": "step_failed",
         "at": "2030-01-01T00:00:00.000000+00:00",
         "step": "s",
@@ -692,7 +707,9 @@ def test_a_damaged_step_line_in_a_file_is_reported_with_file_line_and_reason(
     with store.acquire("i", OWNER) as lease:
         lease.append([AttemptStarted(at=AT, step="charge", attempt=1)], sync=False)
     path = store.journal_path("i")
-    damaged = json.dumps({**STEP_COMPLETED, "n": 3, **change}, separators=(",", ":"))
+    damaged = add_checksum(
+        json.dumps({**STEP_COMPLETED, "v": 2, "n": 3, **change}, separators=(",", ":"))[:-1]
+    )
     good = encode_record(AttemptStarted(at=AT, step="next", attempt=1), 4)
     with path.open("a", encoding="utf-8") as journal:
         journal.write(f"{damaged}\n{good}\n")
@@ -719,3 +736,176 @@ def test_records_compare_hash_and_print_by_type_and_every_field() -> None:
         paused.message_id = "m3"  # type: ignore[misc]
     with pytest.raises(TypeError, match="unhashable"):
         hash(Finished(at=at, output={"a": 1}))
+
+
+# --- version 2: every line checksummed --------------------------------------------------------
+
+STEP = StepCompleted(at=AT, step="charge", kind="do", attempt=1, output={"ok": True})
+TAIL = len(b',"crc":"01234567"}')
+
+
+def test_a_version_2_line_ends_in_the_crc_32_of_its_bytes_before_that_tail() -> None:
+    line = encode_record(STEP, 4).encode()
+
+    assert line[-TAIL:] == b',"crc":"%08x"}' % zlib.crc32(line[:-TAIL])
+    assert list(json.loads(line))[-1] == "crc"  # any JSON parser reads it; crc comes last
+    assert decode_line(line) == (STEP, 2, 4)
+    assert decode_line(encode_record(STEP, 4, 1).encode()) == (STEP, 1, 4)
+
+
+def moved_crc_first(line: bytes) -> bytes:
+    """The same keys and checksum, with ``crc`` moved to the front (not the tail)."""
+    crc = line[-TAIL + 1 : -1]
+    return b'{"v":2,' + crc + b"," + line[len(b'{"v":2,') : -TAIL] + b"}"
+
+
+def other_digit(line: bytes) -> bytes:
+    digit = line[-3:-2]
+    return line[:-3] + (b"1" if digit == b"0" else b"0") + line[-2:]
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        pytest.param(other_digit, "checksum mismatch: the line was changed", id="digit"),
+        pytest.param(
+            lambda line: line.replace(b'"charge"', b'"charga"'), "checksum mismatch", id="value"
+        ),
+        pytest.param(
+            lambda line: line[:-10] + line[-10:-2].upper() + line[-2:],
+            "checksum mismatch",
+            id="uppercase hex",
+        ),
+        pytest.param(lambda line: line[:-TAIL] + b"}", "checksum missing", id="no tail"),
+        pytest.param(lambda line: line[:-3] + line[-2:], "checksum missing", id="7 digits"),
+        pytest.param(lambda line: line[:-2] + b"0" + line[-2:], "checksum missing", id="9 digits"),
+        pytest.param(lambda line: line[:-1], "checksum missing", id="no closing brace"),
+        pytest.param(moved_crc_first, "checksum missing", id="crc not last"),
+        pytest.param(
+            lambda line: json.dumps(json.loads(line)).encode(),
+            'checksum missing: a version 2 line ends in its "crc"',
+            id="re-encoded with spaces",
+        ),
+        pytest.param(
+            lambda line: add_checksum(encode_record(STEP, 4, 1)[:-1]).encode(),
+            "step_completed record has unexpected field 'crc'",
+            id="version 1 with a checksum",
+        ),
+    ],
+)
+def test_a_damaged_missing_or_misplaced_checksum_is_refused_saying_why(
+    damage: Callable[[bytes], bytes], reason: str
+) -> None:
+    line = encode_record(STEP, 4).encode()
+    assert line[-10:-2] != line[-10:-2].upper()  # the uppercase case changes something
+    damaged = damage(line)
+    assert damaged != line
+
+    with pytest.raises(RecordError) as refused:
+        decode_line(damaged)
+    assert refused.value.reason.startswith(reason)
+
+
+def test_inbox_messages_stay_version_1_without_a_checksum() -> None:
+    message = InboxMessage(message_id="m" * 32, action="pause", sent_at=AT)
+    assert message.encode().startswith('{"v":1,')
+    assert "crc" not in json.loads(message.encode())
+
+
+def journal_of(
+    tmp_path: Path, version: FormatVersion, extra: int
+) -> tuple[FileStore, Path, list[Record]]:
+    """A file journal of ``CREATED`` and ``extra`` attempts, written in ``version``."""
+    store = FileStore(tmp_path, durable=False)
+    store.create(CREATED)
+    records = [CREATED, *(AttemptStarted(at=AT, step=f"s{i}", attempt=1) for i in range(extra))]
+    lines = (encode_record(r, n, version) for n, r in enumerate(records, start=1))
+    path = store.journal_path("i")
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return store, path, records
+
+
+def test_new_instances_are_version_2_and_so_is_every_append(tmp_path: Path) -> None:
+    store = FileStore(tmp_path, durable=False)
+    store.create(CREATED)
+    with store.acquire("i", OWNER) as lease:
+        lease.read()
+        lease.append([STEP], sync=False)
+
+    lines = store.journal_path("i").read_bytes().split(b"\n")[:-1]
+    assert [decode_line(line)[1] for line in lines] == [2, 2]
+    assert store.read("i") == [CREATED, STEP]
+
+
+def test_a_version_1_journal_is_read_and_appended_to_in_version_1(tmp_path: Path) -> None:
+    store, path, records = journal_of(tmp_path, 1, 2)
+    assert store.read("i") == records
+
+    with store.acquire("i", OWNER) as lease:
+        assert lease.read() == records
+        lease.append([STEP], sync=False)
+
+    assert path.read_text(encoding="utf-8").split("\n")[-2] == encode_record(STEP, 4, 1)
+    assert store.read("i") == [*records, STEP]
+
+
+@pytest.mark.parametrize(("version", "other"), [(1, 2), (2, 1)])
+def test_a_journal_mixing_versions_is_refused(
+    tmp_path: Path, version: FormatVersion, other: FormatVersion
+) -> None:
+    store, path, _ = journal_of(tmp_path, version, 1)
+    with path.open("a", encoding="utf-8") as journal:
+        journal.write(encode_record(STEP, 3, other) + "\n")
+
+    with pytest.raises(JournalCorruptError) as refused:
+        store.read("i")
+    assert (refused.value.path, refused.value.line) == (str(path), 3)
+    assert refused.value.reason == (
+        f"a version {other} line in a version {version} journal (a journal never mixes versions)"
+    )
+
+
+@pytest.mark.parametrize("byte", [b"\x0b", b"\x0e", b"*", b"\x00", b"\r", b"x"])
+def test_a_changed_last_newline_after_a_whole_line_is_damage_not_a_torn_tail(
+    tmp_path: Path, byte: bytes
+) -> None:
+    store, path, _ = journal_of(tmp_path, 2, 2)
+    damaged = path.read_bytes()[:-1] + byte
+    path.write_bytes(damaged)
+
+    with store.acquire("i", OWNER) as lease:
+        readers: list[Callable[[], list[Record]]] = [lambda: store.read("i"), lease.read]
+        for read in readers:
+            with pytest.raises(JournalCorruptError) as refused:
+                read()
+            assert (refused.value.path, refused.value.line) == (str(path), 3)
+            assert refused.value.reason.startswith("the newline ending this line was changed")
+    assert path.read_bytes() == damaged
+
+
+def test_a_whole_last_line_without_its_newline_is_a_torn_tail_cut_by_the_next_writer(
+    tmp_path: Path,
+) -> None:
+    """A write puts a line and its newline down together: a line without one never
+    finished being written, however whole it looks, and nobody was told it was."""
+    store, path, records = journal_of(tmp_path, 2, 2)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-1])
+    assert store.read("i") == records[:-1]
+
+    with store.acquire("i", OWNER) as lease:
+        assert lease.read() == records[:-1]
+        lease.append([STEP], sync=False)
+
+    last_start = whole.rstrip(b"\n").rfind(b"\n") + 1
+    assert path.read_bytes() == whole[:last_start] + encode_record(STEP, 3).encode() + b"\n"
+
+
+def test_a_version_1_journal_takes_a_changed_last_newline_for_a_torn_tail(
+    tmp_path: Path,
+) -> None:
+    """What version 2 fixes: without a checksum the last record cannot be told whole."""
+    store, path, records = journal_of(tmp_path, 1, 2)
+    path.write_bytes(path.read_bytes()[:-1] + b"\x0b")
+
+    assert store.read("i") == records[:-1]

@@ -198,11 +198,11 @@ def test_a_record_that_decodes_badly_is_reported_with_the_reason(
 def test_a_journal_of_another_format_version_is_reported(file_store: FileStore) -> None:
     write_journal(file_store, "future", 1)
 
-    def version_two(lines: list[bytes]) -> list[bytes]:
-        return [json.dumps({**json.loads(line), "v": 2}).encode() for line in lines]
+    def version_three(lines: list[bytes]) -> list[bytes]:
+        return [json.dumps({**json.loads(line), "v": 3}).encode() for line in lines]
 
-    error = corrupt_and_expect(file_store, "future", version_two, 1)
-    assert error.reason == "format version 2 is not supported (this wfcli reads 1)"
+    error = corrupt_and_expect(file_store, "future", version_three, 1)
+    assert error.reason == "format version 3 is not supported (this wfcli reads 1 and 2)"
 
 
 def test_an_empty_journal_file_is_reported(file_store: FileStore) -> None:

@@ -7,6 +7,7 @@ prove that the checker itself catches what it is there to catch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from tests.reliability.chaos import ChaosRun, Instance, Lane
 from tests.reliability.support import run_wf
+from wfcli.core.codec import decode_line, encode_record
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL and flock are POSIX")
 
@@ -71,9 +73,8 @@ def test_the_checker_flags_a_completed_step_that_ran_again(tmp_path: Path) -> No
     journal = lane.store / "journals" / f"{instance.id}.jsonl"
     lines = journal.read_bytes().splitlines(keepends=True)
     run_started = next(line for line in lines if b'"run_started"' in line)
-    renumbered = json.loads(run_started)
-    renumbered.update(n=len(lines) + 1, pid=1)
-    journal.write_bytes(b"".join(lines) + json.dumps(renumbered).encode() + b"\n")
+    again = dataclasses.replace(decode_line(run_started.rstrip(b"\n"))[0], pid=1)
+    journal.write_bytes(b"".join(lines) + encode_record(again, len(lines) + 1).encode() + b"\n")
     with open(instance.folder / "s1.calls", "a", encoding="utf-8") as calls:
         calls.write("1 1\n")
 

@@ -27,6 +27,7 @@ from tests.reliability.support import (
     run_wf,
     snapshot,
 )
+from wfcli.core.codec import add_checksum
 from wfcli.project import load_project, open_client
 
 SEED = 5
@@ -103,7 +104,12 @@ def _empty(lines: list[bytes]) -> bytes:
 
 
 def _other_version(lines: list[bytes]) -> bytes:
-    return b"".join(line.replace(b'{"v":1,', b'{"v":2,', 1) for line in lines)
+    """Every line as a later version would write it: checksummed, with another ``v``."""
+    tail = len(b',"crc":"01234567"}\n')
+    return b"".join(
+        add_checksum(line[:-tail].decode().replace('{"v":2,', '{"v":3,', 1)).encode() + b"\n"
+        for line in lines
+    )
 
 
 def _torn_first_line(lines: list[bytes]) -> bytes:
@@ -113,11 +119,11 @@ def _torn_first_line(lines: list[bytes]) -> bytes:
 # damage -> (what it does to the journal's lines, the line reported, words of the reason)
 DAMAGES: dict[str, tuple[Damage, int, str]] = {
     "garbage": (_garbage, 2, "not JSON"),
-    "flipped key": (_flipped_key, 2, "unknown record type"),
+    "flipped key": (_flipped_key, 2, "checksum mismatch"),
     "deleted line": (_deleted_line, 2, "a line is missing"),
     "duplicated line": (_duplicated_line, 3, "a line is missing, duplicated"),
     "empty file": (_empty, 1, "empty journal"),
-    "other format version": (_other_version, 1, "format version 2 is not supported"),
+    "other format version": (_other_version, 1, "format version 3 is not supported"),
     "torn first line": (_torn_first_line, 1, "no complete record"),
 }
 SINGLE_INSTANCE_COMMANDS: list[tuple[str, ...]] = [
@@ -207,8 +213,8 @@ def test_a_flipped_byte_anywhere_is_reported_or_reads_as_valid_records(
 ) -> None:
     """No flip escapes as a traceback, is skipped silently, or makes a read command write.
 
-    Format v1 has no checksum, so a flip inside a value (a digit of a time, a
-    letter of a name) can leave a valid record; it then reads as that record.
+    Through the real ``wf`` commands; ``test_bit_flips.py`` flips every bit of a
+    version 2 journal and requires each flip to be reported on its line.
     """
     project = copy_of(finished, tmp_path)
     whole = journal(project).read_bytes()

@@ -20,7 +20,7 @@ from tests.reliability.support import (
     snapshot,
 )
 from wfcli import FakeClock, FileStore, WorkflowInputError
-from wfcli.core.codec import Created
+from wfcli.core.codec import Created, encode_record
 
 WFCLI = Path(__file__).resolve().parents[2] / "wfcli"
 # Modules and builtins that turn bytes into code or objects.
@@ -144,6 +144,8 @@ def hostile_store(project: Project, line: bytes, *, sparse_size: int = 0) -> Pat
     created = Created(at=FakeClock().now(), instance_id="evil", workflow="slow", params=None)
     FileStore(project.store).create(created)
     path = project.store / "journals" / "evil.jsonl"
+    # Version 1, whose lines have no checksum: the hostile lines reach every check.
+    path.write_text(encode_record(created, 1, 1) + "\n", encoding="utf-8")
     with open(path, "ab") as journal:
         journal.write(line)
     if sparse_size:

@@ -4,20 +4,24 @@ A journal is a sequence of records, line 1 first. :class:`JournalRules` checks e
 record's place as it is read or appended: the first record is ``created`` for this
 very instance, no other record is, an event step's result has the event's shape, and
 a numbered line (``"n"``) carries its own line number, so a line missing, duplicated
-or moved is found. :func:`decode_journal` applies them to a journal's text, as the
-file store keeps it and the PostgreSQL store keeps it line by line.
+or moved is found; every line has the format version of the first (a version 2 line
+carries a checksum of its bytes, :func:`wfcli.core.codec.decode_line` checks it).
+:func:`decode_journal` applies them to a journal's text, as the file store keeps it
+and the PostgreSQL store keeps it line by line.
 """
 
 from __future__ import annotations
 
 from wfcli.core.codec import (
+    FORMAT_VERSION,
     Created,
+    FormatVersion,
     Record,
     RecordError,
     StepCompleted,
     check_event_output,
-    decode_record,
-    parse_line,
+    checksum_matches,
+    decode_line,
 )
 from wfcli.errors import JournalCorruptError
 
@@ -25,11 +29,16 @@ __all__ = ["JournalRules", "decode_journal", "decode_journal_line"]
 
 
 class JournalRules:
-    """Checks records of one instance's journal in order; ``where`` names it in errors."""
+    """Checks records of one instance's journal in order; ``where`` names it in errors.
+
+    ``version`` is the journal's format version: that of its line 1 once read
+    (:func:`decode_journal_line` sets it), which is what a writer appends in.
+    """
 
     def __init__(self, instance_id: str, where: str) -> None:
         self.instance_id = instance_id
         self.where = where
+        self.version: FormatVersion = FORMAT_VERSION
 
     def check(self, record: Record, line_no: int) -> None:
         """Raise :class:`JournalCorruptError` if ``record`` may not stand at ``line_no``."""
@@ -53,16 +62,22 @@ def decode_journal_line(raw: bytes, line_no: int, rules: JournalRules) -> Record
     """One complete journal line (without its newline) as a record, checked against
     ``rules``; raises :class:`JournalCorruptError` naming the line."""
     try:
-        document = parse_line(raw)
-        record = decode_record(document)
+        record, version, number = decode_line(raw)
     except RecordError as error:
         raise JournalCorruptError(rules.where, line_no, error.reason) from None
     except (ValueError, RecursionError) as error:
         reason = "nested too deeply" if isinstance(error, RecursionError) else "not JSON"
         raise JournalCorruptError(rules.where, line_no, reason) from None
+    if line_no == 1:
+        rules.version = version
+    elif version != rules.version:
+        raise JournalCorruptError(
+            rules.where,
+            line_no,
+            f"a version {version} line in a version {rules.version} journal "
+            "(a journal never mixes versions)",
+        )
     rules.check(record, line_no)
-    # decode_record took it, so it is an object; the check narrows the type
-    number = document.get("n") if isinstance(document, dict) else None
     if number != line_no:
         raise JournalCorruptError(
             rules.where,
@@ -73,20 +88,29 @@ def decode_journal_line(raw: bytes, line_no: int, rules: JournalRules) -> Record
     return record
 
 
-def decode_journal(data: bytes, instance_id: str, where: str) -> tuple[list[Record], int]:
+def decode_journal(data: bytes, rules: JournalRules) -> tuple[list[Record], int]:
     """Decode a journal's bytes; returns the records and the length of its complete lines.
 
     Everything after the last newline is a torn tail (a crash mid-write) and is not
-    a record; damage anywhere else raises :class:`JournalCorruptError`.
+    a record, unless it is a line with a matching checksum and one more byte: a write
+    puts a newline there, so that byte is a damaged newline. Damage raises
+    :class:`JournalCorruptError`.
     """
+    where = rules.where
     if not data:
         raise JournalCorruptError(where, 1, "empty journal (no created record)")
-    rules = JournalRules(instance_id, where)
     end = data.rfind(b"\n") + 1
     records = [
         decode_journal_line(raw, line_no, rules)
         for line_no, raw in enumerate(data[:end].split(b"\n")[:-1], start=1)
     ]
+    if len(data) > end + 1 and checksum_matches(data[end:-1]):
+        raise JournalCorruptError(
+            where,
+            len(records) + 1,
+            f"the newline ending this line was changed (to byte 0x{data[-1]:02x}); the "
+            "line itself is whole: put the newline back",
+        )
     if not records:
         raise JournalCorruptError(where, 1, "no complete record (torn first line)")
     return records, end

@@ -233,7 +233,7 @@ class _FileLease(Lease):
         self._rules = JournalRules(instance_id, self._journal_path)
 
     def read(self) -> list[Record]:
-        records, self._length = self._store.read_with_length(self.instance_id)
+        records, self._length = self._store.read_with_length(self.instance_id, self._rules)
         self._record_count = len(records)
         return records
 
@@ -253,7 +253,7 @@ class _FileLease(Lease):
             for line_no, record in enumerate(records, start=first):
                 self._rules.check(record, line_no)
             data = "".join(
-                encode_record(record, number) + "\n"
+                encode_record(record, number, self._rules.version) + "\n"
                 for number, record in enumerate(records, start=first)
             ).encode()
             try:
@@ -478,8 +478,11 @@ class FileStore(JournalStore):
     def read(self, instance_id: str) -> list[Record]:
         return self.read_with_length(instance_id)[0]
 
-    def read_with_length(self, instance_id: str) -> tuple[list[Record], int]:
-        """Records plus the byte length of the journal's complete lines."""
+    def read_with_length(
+        self, instance_id: str, rules: JournalRules | None = None
+    ) -> tuple[list[Record], int]:
+        """Records plus the byte length of the journal's complete lines; ``rules`` (a
+        lease's) learn the journal's format version."""
         self.verify()
         path = self._journal_file(instance_id)
         try:
@@ -493,7 +496,7 @@ class FileStore(JournalStore):
                 data = self._read_journal(path, journal)
         except OSError as error:
             raise _unreadable(path, error) from None
-        return decode_journal(data, instance_id, path)
+        return decode_journal(data, rules or JournalRules(instance_id, path))
 
     def _read_journal(self, path: str, journal: BinaryIO) -> bytes:
         """The journal's bytes; a line over ``max_line_bytes`` raises before the rest is read,
