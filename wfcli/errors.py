@@ -18,6 +18,7 @@ __all__ = [
     "NonRetryableError",
     "StepFailedError",
     "StepTimeoutError",
+    "StoreFailedError",
     "StoreLocationError",
     "UnknownWorkflowError",
     "ValueTooLargeError",
@@ -182,6 +183,17 @@ class StoreLocationError(WorkflowError, ValueError):
         self.location = location
         self.reason = reason
         super().__init__(f"store {location}: {reason}")
+
+
+class StoreFailedError(WorkflowError):
+    """The store itself failed (a database unreachable or refusing a statement): nothing
+    was lost, and the command can be tried again once the fault is cleared. Never the
+    workflow's error."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(f"store {location} failed: {reason}")
 
 
 class LeaseLostError(WorkflowError):
