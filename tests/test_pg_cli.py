@@ -94,3 +94,52 @@ def test_without_the_driver_a_postgresql_store_is_one_line_without_the_password(
         "error: store postgresql://wf@db.example:5433/wf: the PostgreSQL driver is not"
         " installed: pip install 'wfcli[postgres]'"
     )
+
+
+# --- wf export / wf import between a folder store and PostgreSQL ---------------------------------
+
+
+def test_export_and_import_move_instances_both_ways_losslessly(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    folder = make_project(tmp_path / "project")
+    url = pg_server.store_url()
+    on_pg = PgProject(folder.config, url, folder.effects)  # type: ignore[arg-type]
+    ok(wf(folder, "run", "pipeline", "--id", "done", "--params", folder.params(n=1)))
+    ok(wf(folder, "run", "approval", "--id", "waits", "--params", folder.params()), 3)
+    ok(wf(folder, "pause", "waits"))
+    exported = ok(wf(folder, "export", "done", "waits")).stdout
+    dump = tmp_path / "moved.jsonl"
+    dump.write_text(exported, encoding="utf-8")
+
+    assert ok(wf(on_pg, "import", str(dump))).stdout.splitlines() == [
+        "imported done",
+        "imported waits",
+    ]
+    for instance_id in ("done", "waits"):
+        journal = (folder.store / "journals" / f"{instance_id}.jsonl").read_text(encoding="utf-8")
+        assert ok(wf(on_pg, "export", instance_id)).stdout.splitlines()[1:] == journal.splitlines()
+    assert json.loads(ok(wf(on_pg, "status", "done", "--json")).stdout)["output"]["a"] == 2
+
+    refused = one_line_error(wf(on_pg, "import", str(dump)))
+    assert "'done'" in refused
+    ok(wf(on_pg, "resume", "waits"), 3)  # it goes on where it was, on PostgreSQL
+    ok(wf(on_pg, "send-event", "waits", "--type", "approve", "--payload", '{"by": "pg"}'))
+    assert json.loads(ok(wf(on_pg, "status", "waits", "--json")).stdout)["status"] == "complete"
+
+    back = tmp_path / "back.jsonl"
+    back.write_text(ok(wf(on_pg, "export", "waits")).stdout, encoding="utf-8")
+    elsewhere = make_project(tmp_path / "elsewhere")
+    ok(wf(elsewhere, "import", str(back)))
+    status = json.loads(ok(wf(elsewhere, "status", "waits", "--json")).stdout)
+    assert (status["status"], status["output"]) == ("complete", {"approved_by": "pg"})
+
+
+def test_import_of_a_damaged_export_is_one_line_naming_the_line(
+    project: Project, tmp_path: Path
+) -> None:
+    dump = tmp_path / "bad.jsonl"
+    dump.write_text('{"wfcli_export":1,"instance":"x","lines":1,"messages":0}\n{nope\n')
+    assert one_line_error(wf(project, "import", str(dump))) == (
+        f"error: {dump}:2: corrupt journal: not JSON"
+    )

@@ -949,6 +949,48 @@ def doctor(
     raise typer.Exit(EXIT_OK if report.healthy else EXIT_ERRORED)
 
 
+@command()
+def export(
+    *,
+    instance_ids: Annotated[
+        list[str], typer.Argument(metavar="ID...", help="Instances to export.")
+    ],
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Write instances (journal lines and unapplied messages) to stdout, for wf import."""
+    from wfcli.store.exchange import encode_export
+
+    client = open_session(config, store, load=False).client
+    exported = [client.export_instance(i) for i in dict.fromkeys(instance_ids)]
+    sys.stdout.write("".join(encode_export(instance) for instance in exported))
+    sys.stdout.flush()
+
+
+@command("import")
+def import_instances(
+    *,
+    source: Annotated[
+        str, typer.Argument(metavar="FILE", help="A file written by wf export ('-': stdin).")
+    ],
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Create the instances of a wf export file in the store; an ID it has is refused."""
+    from wfcli.store.exchange import decode_export
+
+    screen = Screen()
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise WorkflowInputError(source, "not UTF-8 text (not a wf export file)") from None
+    instances = list(decode_export(text, "<stdin>" if source == "-" else source))
+    client = open_session(config, store, load=False, creates=True).client
+    client.import_instances(instances)
+    for instance in instances:
+        screen.say(f"imported {instance.instance_id}")
+
+
 # click's error classes, reached through what typer re-exports in every supported
 # version (typer >= 0.28 vendors click): BadParameter < UsageError < ClickException.
 _ClickException = cast("type[Exception]", typer.BadParameter.__mro__[2])
