@@ -10,6 +10,8 @@ import pytest
 from tests.workflows_for_tests import Children, Effects, make_client
 from wfcli import FakeClock, WorkflowClient
 
+pytest_plugins = ["tests.postgres_support"]  # the pg_server fixture
+
 
 @pytest.fixture
 def children() -> Iterator[Children]:

@@ -460,7 +460,7 @@ def test_a_store_given_as_a_file_url_is_the_same_as_its_folder(project: Project)
 @pytest.mark.parametrize(
     ("location", "reason"),
     [
-        ("mysql://db/wf", "unknown scheme 'mysql': use a folder or a file:// URL"),
+        ("mysql://db/wf", "unknown scheme 'mysql': use a folder, a file:// or a postgresql:// URL"),
         ("file://elsewhere/tmp/s", "a file:// URL names a folder on this machine"),
     ],
 )

@@ -22,7 +22,7 @@ from wfcli.project import load_project, open_client
 
 WF = wf_executable()
 _IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", re.MULTILINE)
-_NEVER_AT_START = {"pydantic", "rich", "platformdirs"}
+_NEVER_AT_START = {"pydantic", "rich", "platformdirs", "psycopg"}
 
 
 def imports_of(*args: str, cwd: Path, **extra_env: str) -> set[str]:

@@ -1,8 +1,11 @@
-"""The commands that look after the store as a whole: delete, prune, doctor."""
+"""The commands that look after the store as a whole: delete, prune, doctor, and moving
+instances between stores (export, import)."""
 
 # No ``from __future__ import annotations`` (see wfcli.cli.framework): typer reads these
 # annotations at each start.
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -122,3 +125,47 @@ def doctor(
             screen.say(str(finding))
         screen.say(report.summary())
     raise typer.Exit(EXIT_OK if report.healthy else EXIT_ERRORED)
+
+
+@command()
+def export(
+    *,
+    instance_ids: Annotated[
+        list[str], typer.Argument(metavar="ID...", help="Instances to export.")
+    ],
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Write instances (journal lines and unapplied messages) to stdout, for wf import."""
+    from wfcli.store.exchange import encode_export
+
+    client = open_session(config, store, load=False).client
+    exported = [client.export_instance(i) for i in dict.fromkeys(instance_ids)]
+    Screen().stdout.write("".join(encode_export(instance) for instance in exported))
+    Screen().stdout.flush()
+
+
+@command("import")
+def import_instances(
+    *,
+    source: Annotated[
+        str, typer.Argument(metavar="FILE", help="A file written by wf export ('-': stdin).")
+    ],
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Create the instances of a wf export file in the store; an ID it has is refused."""
+    from wfcli.store.exchange import decode_export
+
+    screen = Screen()
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise WorkflowInputError(source, "not UTF-8 text (not a wf export file)") from None
+    except OSError as error:
+        raise WorkflowInputError(source, f"cannot read it: {error.strerror}") from None
+    instances = list(decode_export(text, "<stdin>" if source == "-" else source))
+    client = open_session(config, store, load=False, creates=True).client
+    client.import_instances(instances)
+    for instance in instances:
+        screen.say(f"imported {instance.instance_id}")

@@ -39,11 +39,14 @@ from wfcli.core.settings import Settings
 from wfcli.core.state import InstanceState, fold
 from wfcli.errors import (
     InstanceBusyError,
+    InstanceExistsError,
+    InstanceNotFoundError,
     InvalidStateError,
     UnknownWorkflowError,
     WorkflowInputError,
 )
 from wfcli.store.contract import Claim, Damage, JournalStore, Lease, ListQuery, Owner
+from wfcli.store.exchange import ExportedInstance
 
 if TYPE_CHECKING:  # the executor and the step engine load when something executes
     from wfcli.engine.executor import Executor
@@ -332,6 +335,29 @@ class WorkflowClient:
         """Remove the instance and its journal. Raises :class:`InstanceBusyError` if it runs."""
         with self.store.acquire(validate_instance_id(instance_id), Owner.current()) as lease:
             lease.delete_instance()
+
+    # moving between stores -------------------------------------------------------------
+
+    def export_instance(self, instance_id: str) -> ExportedInstance:
+        """The instance's whole journal and unapplied messages (``wf export``), as they
+        are now: a run in flight goes on after the snapshot."""
+        validate_instance_id(instance_id)
+        records = self.store.read(instance_id)
+        return ExportedInstance(instance_id, records, self.store.pending(instance_id))
+
+    def import_instances(self, instances: Sequence[ExportedInstance]) -> None:
+        """Create each instance with its journal and messages (``wf import``).
+
+        Raises :class:`InstanceExistsError` before writing anything if an ID is taken.
+        """
+        for instance in instances:
+            with contextlib.suppress(InstanceNotFoundError):
+                self.store.read(validate_instance_id(instance.instance_id))
+                raise InstanceExistsError(instance.instance_id)
+        for instance in instances:
+            self.store.import_journal(instance.records)
+            for message in instance.messages:
+                self.store.post(instance.instance_id, message)
 
     def binding(self, workflow: str) -> WorkflowBinding:
         """A Cloudflare-style binding for one workflow."""

@@ -1,8 +1,10 @@
 """Journal stores behind one contract (:mod:`wfcli.store.contract`): in memory, in a
-folder of files; :func:`open_store` picks one by its location."""
+folder of files, in PostgreSQL (:mod:`wfcli.store.postgres`, imported only when one is
+opened); :func:`open_store` picks one by its location."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -11,6 +13,7 @@ from wfcli.errors import StoreLocationError
 from wfcli.store.contract import JournalStore, Lease, Listing, ListQuery, Owner
 from wfcli.store.files import FileStore
 from wfcli.store.memory import MemoryStore
+from wfcli.store.urls import redact_url
 
 __all__ = [
     "FileStore",
@@ -27,13 +30,14 @@ __all__ = [
 def open_store(
     location: str | os.PathLike[str], *, durable: bool = True, must_exist: bool = False
 ) -> JournalStore:
-    """The store at ``location``: a folder path or a ``file://`` URL.
+    """The store at ``location``: a folder path, a ``file://`` URL or a
+    ``postgresql://`` (``postgres://``) URL.
 
     ``durable`` (``[store] fsync``) syncs every journaled record. ``must_exist`` (for
     commands that only read) refuses a folder that does not exist instead of treating it
     as an empty store. Raises :class:`StoreLocationError` for a location that names no
     usable store: an unknown scheme, a file where a folder belongs, a missing folder
-    (with ``must_exist``).
+    (with ``must_exist``), a PostgreSQL URL without the driver installed.
     """
     text = os.fspath(location)
     scheme = urlsplit(text).scheme.lower() if "://" in text else ""
@@ -42,8 +46,19 @@ def open_store(
         if parts.netloc not in ("", "localhost"):
             raise StoreLocationError(text, "a file:// URL names a folder on this machine")
         folder = Path(unquote(parts.path))
+    elif scheme in ("postgresql", "postgres"):
+        if importlib.util.find_spec("psycopg") is None:
+            raise StoreLocationError(
+                redact_url(text),
+                "the PostgreSQL driver is not installed: pip install 'wfcli[postgres]'",
+            )
+        from wfcli.store.postgres import PgStore
+
+        return PgStore(text, durable=durable)
     elif scheme:
-        raise StoreLocationError(text, f"unknown scheme {scheme!r}: use a folder or a file:// URL")
+        raise StoreLocationError(
+            text, f"unknown scheme {scheme!r}: use a folder, a file:// or a postgresql:// URL"
+        )
     else:
         folder = Path(text).expanduser()
     folder = Path(os.path.abspath(folder))

@@ -277,6 +277,20 @@ class JournalStore(ABC):
                 continue
         return Claim(leases, listing.damaged)
 
+    def import_journal(self, records: Sequence[Record]) -> None:
+        """Create an instance whose journal is ``records`` (``created`` first), as
+        ``wf import`` does; raises :class:`InstanceExistsError` and writes nothing if
+        the ID is taken. This default creates, then appends the rest under a lease, so
+        a crash between the two leaves a shorter journal; stores override it to write
+        the whole journal at once."""
+        first = records[0] if records else None
+        if not isinstance(first, Created):
+            raise JournalCorruptError(self.location(), 1, "first record is not 'created'")
+        self.create(first)
+        if len(records) > 1:
+            with self.acquire(first.instance_id, Owner.current()) as lease:
+                lease.append(records[1:])
+
     def check(self) -> StoreReport:
         """What ``wf doctor`` reports, read-only: damaged journals and what else the
         store can see. This default reads every journal and inbox."""

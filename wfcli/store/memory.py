@@ -14,6 +14,7 @@ from wfcli.errors import (
     InstanceBusyError,
     InstanceExistsError,
     InstanceNotFoundError,
+    JournalCorruptError,
     LeaseLostError,
 )
 from wfcli.store.contract import JournalStore, Lease, Owner
@@ -100,6 +101,21 @@ class MemoryStore(JournalStore):
             if record.instance_id in self._instances:
                 raise InstanceExistsError(record.instance_id)
             self._instances[record.instance_id] = _MemoryInstance(records=[record])
+
+    def import_journal(self, records: Sequence[Record]) -> None:
+        """The whole journal at once, checked as appends check it."""
+        first = records[0] if records else None
+        if not isinstance(first, Created):
+            raise JournalCorruptError(self.location(), 1, "first record is not 'created'")
+        validate_instance_id(first.instance_id)
+        rules = JournalRules(first.instance_id, self.location())
+        for line_no, record in enumerate(records, start=1):
+            decode_record(json.loads(encode_record(record)))
+            rules.check(record, line_no)
+        with self._mutex:
+            if first.instance_id in self._instances:
+                raise InstanceExistsError(first.instance_id)
+            self._instances[first.instance_id] = _MemoryInstance(records=list(records))
 
     def read(self, instance_id: str) -> list[Record]:
         with self._mutex:

@@ -307,6 +307,22 @@ class StoreContract:
         lease.release()  # harmless: it releases nothing of the new holder's
         assert store.read("order-1") == [created("order-1"), step_records(3)[0], step_records(3)[2]]
 
+    def test_import_journal_creates_the_whole_journal_and_refuses_a_taken_id(
+        self, store: JournalStore
+    ) -> None:
+        journal = [created("moved", {"b": 1, "a": 2}), *step_records(3)]
+        store.import_journal(journal)
+        assert store.read("moved") == journal
+        assert store.holder("moved") is None
+        with pytest.raises(InstanceExistsError):
+            store.import_journal([created("moved"), *step_records(1)])
+        assert store.read("moved") == journal
+        with store.acquire("moved", OWNER) as lease:  # it goes on like any journal
+            lease.append(step_records(4)[3:])
+        assert store.read("moved") == [*journal, step_records(4)[3]]
+        with pytest.raises(JournalCorruptError, match="first record is not 'created'"):
+            store.import_journal(step_records(1))
+
     # the inbox --------------------------------------------------------------------------
 
     def test_posted_messages_are_pending_in_the_order_posted(self, store: JournalStore) -> None:

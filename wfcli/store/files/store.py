@@ -456,11 +456,21 @@ class FileStore(JournalStore):
     # contract -----------------------------------------------------------------------
 
     def create(self, record: Created) -> None:
+        self.import_journal([record])
+
+    def import_journal(self, records: Sequence[Record]) -> None:
+        """The whole journal written to a temporary file, then linked into place."""
+        record = records[0] if records else None
+        if not isinstance(record, Created):
+            raise JournalCorruptError(str(self.root), 1, "first record is not 'created'")
         target = self._journal_file(record.instance_id)
+        rules = JournalRules(record.instance_id, target)
+        for line_no, each in enumerate(records, start=1):
+            rules.check(each, line_no)
         self._prepare()
-        line = (encode_record(record, 1) + "\n").encode()
+        data = "".join(encode_record(each, n) + "\n" for n, each in enumerate(records, start=1))
         try:
-            temporary = self._write_new_file(f"{self.root}/tmp", line)
+            temporary = self._write_new_file(f"{self.root}/tmp", data.encode())
             try:
                 os.link(temporary, target)  # atomic, and never replaces an existing journal
             except FileExistsError:

@@ -1,0 +1,257 @@
+"""The PostgreSQL store on a real server: the store contract, then what only it does
+(fencing, takeover after expiry, migrations racing, NOTIFY wake-ups, SQL listings)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.postgres_support import PgServer, require_driver
+from tests.workflows_for_tests import WORKFLOWS
+from wfcli import FakeClock, FileStore, WorkflowClient
+from wfcli.errors import InstanceBusyError, LeaseLostError, StoreFaultError
+from wfcli.store.contract import JournalStore, Lease, ListQuery
+from wfcli.testing.store_contract import (
+    OTHER,
+    OWNER,
+    START,
+    StoreContract,
+    all_at_once,
+    created,
+    message,
+    step_records,
+)
+
+require_driver()
+from wfcli.store.postgres import PgStore  # noqa: E402 - after the skip when there is no driver
+from wfcli.store.postgres.schema import SCHEMA_VERSION  # noqa: E402
+from wfcli.store.postgres.store import _PgLease  # noqa: E402
+
+
+class TestPgStore(StoreContract):
+    @pytest.fixture(autouse=True)
+    def _server(self, pg_server: PgServer) -> None:
+        self.server = pg_server
+
+    def make_store(self, tmp_path: Path) -> JournalStore:
+        return PgStore(self.server.store_url())
+
+    def lose_lease(self, store: JournalStore, lease: Lease) -> bool:
+        assert isinstance(store, PgStore)
+        store.expire_lease(lease.instance_id)
+        return True
+
+    def close_store(self, store: JournalStore) -> None:
+        assert isinstance(store, PgStore)
+        store.close()
+
+
+# --- what only the PostgreSQL store does -------------------------------------------------------
+
+
+@pytest.fixture
+def pg(pg_server: PgServer) -> Iterator[PgStore]:
+    store = PgStore(pg_server.store_url())
+    yield store
+    store.close()
+
+
+def journal_rows(store: PgStore, instance_id: str) -> list[tuple[int, int, str]]:
+    """(line number, lease epoch, text) of every journal row, in order."""
+    return store.run(
+        lambda conn: conn.execute(
+            "SELECT line_no, epoch, line FROM wf_journal WHERE instance_id = %s ORDER BY line_no",
+            (instance_id,),
+        ).fetchall()
+    )
+
+
+def test_journal_rows_hold_the_file_stores_exact_lines(pg: PgStore, tmp_path: Path) -> None:
+    files = FileStore(tmp_path / "files")
+    for store in (pg, files):
+        store.create(created("same", {"b": 1, "a": [2, "ü"]}))
+        with store.acquire("same", OWNER) as lease:
+            lease.append(step_records(3))
+    file_lines = files.journal_path("same").read_text(encoding="utf-8").splitlines()
+    assert [line for _, _, line in journal_rows(pg, "same")] == file_lines
+    assert pg.read("same") == files.read("same")
+
+
+def test_a_lost_lease_cannot_append_even_racing_its_successor(pg: PgStore) -> None:
+    pg.create(created("fenced"))
+    stale = pg.acquire("fenced", OWNER)
+    assert isinstance(stale, _PgLease)
+    stale.append(step_records(1))
+    pg.expire_lease("fenced")
+    successor = pg.acquire("fenced", OTHER)
+    assert isinstance(successor, _PgLease)
+    assert successor.epoch == stale.epoch + 1
+    outcomes = all_at_once(
+        2,
+        lambda n: (stale if n == 0 else successor).append(step_records(3, prefix=f"w{n}-")[1:2]),
+    )
+    assert isinstance(outcomes[0], LeaseLostError)
+    assert outcomes[1] is None
+    rows = journal_rows(pg, "fenced")
+    assert [epoch for _, epoch, _ in rows] == [0, stale.epoch, successor.epoch]
+    successor.release()
+
+
+def test_an_unrenewed_lease_expires_and_another_worker_takes_over(pg_server: PgServer) -> None:
+    store = PgStore(pg_server.store_url(lease_seconds="1"))
+    try:
+        store.create(created("taken"))
+        lease = store.acquire("taken", OWNER)
+        store._forget(lease)  # type: ignore[arg-type]  # as if its process hung: no renewals
+        with pytest.raises(InstanceBusyError):
+            store.acquire("taken", OTHER)
+        time.sleep(1.3)
+        assert store.holder("taken") is None
+        assert [s.id for s in store.list_instances(ListQuery(due_at=START)).instances] == ["taken"]
+        with store.acquire("taken", OTHER) as taken:
+            taken.append(step_records(1))
+        with pytest.raises(LeaseLostError, match="expired or another worker took it over"):
+            lease.append(step_records(1))
+    finally:
+        store.close()
+
+
+def test_the_heartbeat_keeps_a_lease_alive_past_its_expiry(pg_server: PgServer) -> None:
+    store = PgStore(pg_server.store_url(lease_seconds="0.6"))
+    try:
+        store.create(created("kept"))
+        with store.acquire("kept", OWNER) as lease:
+            time.sleep(1.5)
+            assert store.holder("kept") == OWNER
+            lease.append(step_records(1))
+    finally:
+        store.close()
+
+
+def test_many_stores_migrating_a_fresh_schema_at_once_all_succeed(pg_server: PgServer) -> None:
+    url = pg_server.store_url()
+    stores = [PgStore(url) for _ in range(8)]
+    outcomes = all_at_once(8, lambda n: stores[n].create(created(f"m{n}")))
+    assert outcomes == [None] * 8
+    assert stores[0].instance_ids() == [f"m{n}" for n in range(8)]
+    versions = stores[0].run(
+        lambda conn: conn.execute("SELECT version FROM wf_schema_version").fetchall()
+    )
+    assert versions == [(SCHEMA_VERSION,)]
+    for store in stores:
+        store.close()
+
+
+def test_processes_migrating_a_fresh_schema_at_once_all_succeed(pg_server: PgServer) -> None:
+    url = pg_server.store_url()
+    script = (
+        "import sys; from wfcli.store.postgres import PgStore;"
+        "from wfcli.testing.store_contract import created;"
+        "PgStore(sys.argv[1]).create(created(sys.argv[2]))"
+    )
+    children = [subprocess.Popen([sys.executable, "-c", script, url, f"p{n}"]) for n in range(6)]
+    assert [child.wait(timeout=60) for child in children] == [0] * 6
+    store = PgStore(url)
+    assert store.instance_ids() == [f"p{n}" for n in range(6)]
+    store.close()
+
+
+def test_wait_for_work_wakes_on_a_new_instance_and_a_posted_message(pg: PgStore) -> None:
+    assert pg.wait_for_work(0.05) is False
+    for poke in (lambda: pg.create(created("new")), lambda: pg.post("new", message(1))):
+        timer = threading.Timer(0.2, poke)
+        started = time.monotonic()
+        timer.start()
+        assert pg.wait_for_work(10) is True
+        assert time.monotonic() - started < 5
+        timer.join()
+    assert pg.wait_for_work(0.05) is False  # each wake-up is reported once
+
+
+def test_appends_never_notify(pg: PgStore) -> None:
+    assert pg.wait_for_work(0) is False  # listening from now on
+    pg.create(created("quiet"))
+    assert pg.wait_for_work(0.05) is True  # the create
+    with pg.acquire("quiet", OWNER) as lease:
+        lease.append(step_records(5))
+    assert pg.wait_for_work(0.2) is False
+
+
+def test_a_listing_equals_the_folding_default_after_real_runs(pg: PgStore, tmp_path: Path) -> None:
+    effects = tmp_path / "effects"
+    effects.mkdir()
+    client = WorkflowClient(pg, WORKFLOWS, clock=FakeClock())
+    params = {"dir": str(effects), "n": 1}
+    client.create("pipeline", params=params, instance_id="done")
+    client.execute("done")
+    client.create("approval", params=params, instance_id="waits")
+    client.execute("waits")
+    client.create("approval", params=params, instance_id="ready")
+    client.execute("ready")
+    pg.post("ready", message(1, "event"))
+    client.send_event("ready", "approve", {"by": "me"})
+    client.create("sleeper", params={**params, "seconds": 3600}, instance_id="asleep")
+    client.execute("asleep")
+    client.create("pipeline", params={"b": 1, "a": 2, **params}, instance_id="queued")
+    client.create("flaky", params=params, instance_id="retrying")
+    client.execute("retrying")
+    client.create("sleeper", params={**params, "seconds": 60}, instance_id="paused")
+    client.execute("paused")
+    client.pause("paused")
+    client.create("pipeline", params=params, instance_id="ended")
+    client.terminate("ended")
+    held = pg.acquire("queued", OWNER)
+    pg.post("queued", message(2, "pause"))
+    try:
+        for query in (
+            ListQuery(),
+            ListQuery(limit=3),
+            ListQuery(workflow="approval"),
+            ListQuery(statuses=frozenset({"waiting", "terminated"})),
+            ListQuery(statuses=frozenset({"waitingForPause"})),
+            ListQuery(due_at=START),
+            ListQuery(due_at=START + timedelta(days=400), limit=2),
+        ):
+            assert pg.list_instances(query) == JournalStore.list_instances(pg, query), query
+    finally:
+        held.release()
+    assert pg.check().healthy
+
+
+def test_a_database_that_cannot_be_reached_is_a_store_failure_without_the_password() -> None:
+    store = PgStore("postgresql://wf:s3cret@127.0.0.1:1/wf?connect_timeout=2")
+    with pytest.raises(StoreFaultError) as failed:
+        store.instance_ids()
+    assert "s3cret" not in str(failed.value)
+    assert str(failed.value).startswith(
+        "store failed: query postgresql://wf@127.0.0.1:1/wf?connect_timeout=2: "
+    )
+    store.close()
+
+
+def test_doctor_finds_stray_rows_bad_counters_and_expired_leases(pg: PgStore) -> None:
+    pg.create(created("fine"))
+    pg.create(created("odd"))
+    pg.acquire("fine", OWNER)  # never released
+    pg.expire_lease("fine")
+
+    def damage(conn: Any) -> None:
+        conn.execute("UPDATE wf_instance SET next_line = 7 WHERE instance_id = 'odd'")
+        conn.execute(
+            "INSERT INTO wf_inbox (instance_id, message_id, action, body)"
+            " VALUES ('gone', 'x', 'pause', '{}')"
+        )
+
+    pg.run(damage)
+    found = {(f.severity, f.kind, f.instance_id) for f in pg.check().findings}
+    assert ("problem", "line-counter", "odd") in found
+    assert ("problem", "stray-rows", "gone") in found
+    assert ("note", "expired-lease", "fine") in found
