@@ -11,7 +11,7 @@ handing odd types to the executor. Nothing here evaluates or unpickles content.
 import json
 import math
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from json.encoder import encode_basestring as _encode_text
 from operator import attrgetter
@@ -27,6 +27,7 @@ __all__ = [
     "AttemptFailed",
     "AttemptStarted",
     "Created",
+    "Diverged",
     "ErrorInfo",
     "Errored",
     "EventReceived",
@@ -34,6 +35,7 @@ __all__ = [
     "InboxMessage",
     "JsonValue",
     "MessageAction",
+    "PatchMarked",
     "Paused",
     "Record",
     "RecordError",
@@ -231,9 +233,14 @@ class ErrorInfo:
         return {"name": self.name, "message": self.message}
 
 
+# A record field with this metadata, last in its class and None, is left out of the line
+# (and read back as None), so lines written without it stay as they were.
+_LEFT_OUT_WHEN_NONE = "left out when None"
+
+
 # Records compare, hash and print through Record's methods instead of a generated
 # copy per type (eq=False, repr=False): each generated method costs a compile at
-# import, ~10 ms of `wf`'s start for the 17 types.
+# import, ~10 ms of `wf`'s start for the 19 types.
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
 class Record:
     """Base of every journal record: ``at`` is when it was written (UTC)."""
@@ -268,6 +275,8 @@ class Created(Record):
     instance_id: str
     workflow: str
     params: JsonValue
+    version: str | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """The workflow's ``version`` in workflows.toml; the line leaves it out when None."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -404,6 +413,35 @@ class Errored(Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class PatchMarked(Record):
+    """``step.patched(patch)`` was decided: ``applied`` is the answer for good.
+
+    ``steps_before`` is how many of the instance's steps the run had reached then.
+    """
+
+    TYPE: ClassVar[str] = "patch_marked"
+    patch: str
+    applied: bool
+    steps_before: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class Diverged(Record):
+    """The code no longer fits the history: nothing new ran, the instance is paused.
+
+    ``kind`` is a ``wf replay`` finding kind; ``position`` (1-based, in step order),
+    ``expected`` (what the history has) and ``found`` (what the code asked for) say where.
+    """
+
+    TYPE: ClassVar[str] = "diverged"
+    kind: str
+    step: str | None
+    position: int | None
+    expected: str
+    found: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
 class Warned(Record):
     """Something worth a person's attention, such as a duplicate step name."""
 
@@ -517,6 +555,12 @@ def _optional(check: _Check) -> _Check:
     return lambda value: None if value is None else check(value)
 
 
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise RecordError(f"expected true or false, got {value!r}")
+    return value
+
+
 def _text_list(value: object) -> list[str]:
     if not isinstance(value, list):
         raise RecordError(f"expected a list of text, got {type(value).__name__}")
@@ -526,6 +570,7 @@ def _text_list(value: object) -> list[str]:
 # Every integer of a record or message is a count (a pid, an attempt number): never negative.
 _CHECKS: dict[object, _Check] = {
     str: _text,
+    bool: _flag,
     int: _count,
     datetime: _time,
     ErrorInfo: _error,
@@ -569,6 +614,8 @@ class _Layout(Generic[_T]):
     """Every key a line may have."""
     template: str
     """The line with a ``%s`` for the line number part and for each field's JSON."""
+    short_template: str | None
+    """``template`` without its last field, for a last field left out when None."""
     values: Callable[[object], tuple[object, ...]]
     """An object's field values, in order."""
 
@@ -579,6 +626,8 @@ class _Layout(Generic[_T]):
         names = tuple(f.name for f in declared)
         assert len(names) > 1, "attrgetter of one name returns a bare value"
         head = "" if tag is None else f',"type":{_DUMPS(tag)}'
+        parts = [f",{_DUMPS(n)}:%s" for n in names]
+        short = declared[-1].metadata.get(_LEFT_OUT_WHEN_NONE, False)
         return cls(
             target=target,
             name=name,
@@ -594,7 +643,8 @@ class _Layout(Generic[_T]):
             ),
             defaults={f.name: f.default for f in declared if f.default is not MISSING},
             keys=frozenset({"v", *names} if tag is None else {"v", "n", "type", *names}),
-            template=f"{_OPENING}%s{head}" + "".join(f",{_DUMPS(n)}:%s" for n in names) + "}",
+            template=f"{_OPENING}%s{head}" + "".join(parts) + "}",
+            short_template=f"{_OPENING}%s{head}" + "".join(parts[:-1]) + "}" if short else None,
             values=attrgetter(*names),
         )
 
@@ -619,6 +669,8 @@ _LAYOUTS: dict[type[Record], _Layout[Record]] = {
         Finished,
         Errored,
         Warned,
+        PatchMarked,
+        Diverged,
     )
 }
 _BY_TAG = {layout.name: layout for layout in _LAYOUTS.values()}
@@ -647,7 +699,10 @@ def _encode_value(value: object) -> str:
 
 
 def _encode(layout: _Layout[_T], item: _T, number_part: str) -> str:
-    return layout.template % (number_part, *map(_encode_value, layout.values(item)))
+    values = layout.values(item)
+    if layout.short_template is not None and values[-1] is None:
+        return layout.short_template % (number_part, *map(_encode_value, values[:-1]))
+    return layout.template % (number_part, *map(_encode_value, values))
 
 
 def encode_record(record: Record, number: int | None = None) -> str:
@@ -724,7 +779,10 @@ def check_event_output(output: object) -> None:
 
 def record_to_json(record: Record) -> dict[str, object]:
     """The record as a JSON-ready dict (the journal line's content)."""
+    layout = _LAYOUTS[type(record)]
     result: dict[str, object] = {"type": record.TYPE}
-    for name in _LAYOUTS[type(record)].names:
+    for name in layout.names:
         result[name] = _encode_field(getattr(record, name))
+    if layout.short_template is not None and result[layout.names[-1]] is None:
+        del result[layout.names[-1]]
     return result
