@@ -24,6 +24,7 @@ from wfcli.core.codec import (
     AttemptFailed,
     AttemptStarted,
     Created,
+    Diverged,
     ErrorInfo,
     EventReceived,
     Finished,
@@ -95,12 +96,21 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "from_step": st.none() | st.text(),
     "kept_steps": st.lists(st.text(), max_size=4),
     "message": st.text(),
+    "version": st.none() | st.text(),
+    "patch": st.text(),
+    "applied": st.booleans(),
+    "steps_before": counts,
+    "position": st.none() | counts,
+    "expected": st.text(),
+    "found": st.text(),
 }
 FIELD_OVERRIDES: dict[tuple[type[Record], str], st.SearchStrategy[Any]] = {
     (Warned, "step"): st.none() | st.text(),
     (EventReceived, "event_type"): st.text(),
     (WaitStarted, "kind"): st.sampled_from(["sleep", "event"]),
     (StepFailed, "kind"): st.sampled_from(["do", "event"]),
+    (Diverged, "kind"): st.text(),
+    (Diverged, "step"): st.none() | st.text(),
 }
 RECORD_TYPES = sorted(
     (
@@ -164,9 +174,11 @@ def test_the_record_types_are_those_the_format_documents() -> None:
             "attempt_failed",
             "attempt_started",
             "created",
+            "diverged",
             "errored",
             "event_received",
             "finished",
+            "patch_marked",
             "paused",
             "restarted",
             "resumed",

@@ -21,7 +21,7 @@ from wfcli.cli.framework import (
     command,
     execute_foreground,
     exit_code_for_error,
-    exit_code_for_status,
+    exit_code_of,
     open_session,
     parse_duration_option,
     parse_json_input,
@@ -77,7 +77,7 @@ def run(
     status = execute_foreground(session.client, handle.id, screen, max_wait=wait, quiet=json_output)
     if json_output:
         screen.json(status.to_json())
-    raise typer.Exit(exit_code_for_status(status.status))
+    raise typer.Exit(exit_code_of(status))
 
 
 @command()
@@ -151,6 +151,20 @@ def list_instances(
         int | None,
         typer.Option(min=1, metavar="N", show_default=False, help="At most N instances."),
     ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            metavar="VERSION", show_default=False, help="Only instances created at this version."
+        ),
+    ] = None,
+    old_branch: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATCH",
+            show_default=False,
+            help="Only instances that took the old branch of this patch.",
+        ),
+    ] = None,
     json_output: JsonFlag = False,
     config: ConfigOption = None,
     store: StoreOption = None,
@@ -160,7 +174,12 @@ def list_instances(
     client = open_session(config, store, load=False).client
     damaged: list[Damage] = []
     found = client.list_instances(
-        workflow=workflow, statuses=status_filter or (), limit=limit, damaged=damaged
+        workflow=workflow,
+        statuses=status_filter or (),
+        limit=limit,
+        version=version,
+        old_branch=old_branch,
+        damaged=damaged,
     )
     if json_output:
         screen.json(
@@ -236,7 +255,7 @@ def resume(
             outcome = execute_foreground(
                 client, instance_id, screen, max_wait=wait, quiet=json_output
             )
-            codes.append(exit_code_for_status(outcome.status))
+            codes.append(exit_code_of(outcome))
         except WorkflowError as error:
             screen.error(str(error))
             codes.append(exit_code_for_error(error))
@@ -293,7 +312,7 @@ def restart(
         screen.say(f"{instance_id}: process {current.holder.pid} executes it and will restart it")
         return
     outcome = execute_foreground(client, instance_id, screen, max_wait=None, quiet=False)
-    raise typer.Exit(exit_code_for_status(outcome.status))
+    raise typer.Exit(exit_code_of(outcome))
 
 
 @command()
@@ -353,4 +372,4 @@ def send_event(
     except InstanceBusyError as error:
         screen.say(f"{instance_id}: event sent; {error}, which will take it")
         return
-    raise typer.Exit(exit_code_for_status(outcome.status))
+    raise typer.Exit(exit_code_of(outcome))

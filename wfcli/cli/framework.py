@@ -65,6 +65,7 @@ __all__ = [
     "execute_foreground",
     "exit_code_for_error",
     "exit_code_for_status",
+    "exit_code_of",
     "main",
     "open_session",
     "parse_duration_option",
@@ -112,6 +113,11 @@ _SEVERITY = (
 def exit_code_for_status(status: str) -> int:
     """0 complete, 1 errored, 4 terminated, 3 anything not finished."""
     return _STATUS_EXIT_CODES.get(status, EXIT_NOT_FINISHED)
+
+
+def exit_code_of(status: "InstanceStatus") -> int:
+    """:func:`exit_code_for_status`, and 1 for an instance paused because it diverged."""
+    return EXIT_ERRORED if status.divergence is not None else exit_code_for_status(status.status)
 
 
 def exit_code_for_error(error: BaseException) -> int:

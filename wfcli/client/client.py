@@ -86,7 +86,8 @@ class WorkflowClient:
 
     ``workflows`` maps workflow names to classes; ``bindings`` maps binding
     names (``ORDER_FLOW``) to workflow names for ``self.env`` inside workflows;
-    ``variables`` are the ``[vars]``.
+    ``variables`` are the ``[vars]``; ``versions`` maps workflow names to the
+    ``version`` recorded on each new instance (display only, never a gate).
     """
 
     def __init__(
@@ -98,9 +99,11 @@ class WorkflowClient:
         variables: Mapping[str, JsonValue] | None = None,
         clock: Clock | None = None,
         settings: Settings | None = None,
+        versions: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.workflows = dict(workflows)
+        self.versions = dict(versions or {})
         self.bindings = dict(bindings or {})
         self.variables = dict(variables or {})
         self.clock = clock or SystemClock()
@@ -139,7 +142,11 @@ class WorkflowClient:
         chosen = new_instance_id() if instance_id is None else validate_instance_id(instance_id)
         encoded = check_json(params, "params", self.settings.max_value_bytes)
         record = Created(
-            at=self.clock.now(), instance_id=chosen, workflow=workflow, params=json.loads(encoded)
+            at=self.clock.now(),
+            instance_id=chosen,
+            workflow=workflow,
+            params=json.loads(encoded),
+            version=self.versions.get(workflow),
         )
         self.store.create(record)
         return InstanceHandle(self, chosen)
@@ -198,15 +205,30 @@ class WorkflowClient:
         workflow: str | None = None,
         statuses: Iterable[str] = (),
         limit: int | None = None,
+        version: str | None = None,
+        old_branch: str | None = None,
         damaged: list[Damage] | None = None,
     ) -> list[InstanceSummary]:
-        """Instances, newest first, optionally filtered by workflow and status.
+        """Instances, newest first, optionally filtered by workflow, status, recorded
+        ``version``, and ``old_branch``: the name of a patch whose old branch they took.
 
         A damaged journal raises :class:`JournalCorruptError`, unless ``damaged``
         is given: then it is skipped and its error appended there.
         """
-        query = ListQuery(workflow=workflow, statuses=frozenset(statuses), limit=limit)
-        return self._listed(query, damaged)
+        narrowed = version is not None or old_branch is not None
+        query = ListQuery(
+            workflow=workflow, statuses=frozenset(statuses), limit=None if narrowed else limit
+        )
+        found = self._listed(query, damaged)
+        if not narrowed:
+            return found
+        found = [
+            summary
+            for summary in found
+            if (version is None or summary.version == version)
+            and (old_branch is None or summary.patches.get(old_branch) is False)
+        ]
+        return found[:limit] if limit is not None else found
 
     def history(self, instance_id: str) -> list[Record]:
         """Every journaled record of the instance, oldest first."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from wfcli.core.codec import (
+    Diverged,
     ErrorInfo,
     JsonValue,
     format_optional_time,
@@ -75,6 +76,11 @@ class InstanceStatus:
     @property
     def waiting(self) -> WaitInfo | None:
         return self.state.waiting if self.status == "waiting" else None
+
+    @property
+    def divergence(self) -> Diverged | None:
+        """Why the instance is paused, when its code no longer fit its history."""
+        return self.state.divergence
 
     @property
     def steps(self) -> list[StepState]:

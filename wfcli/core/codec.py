@@ -13,7 +13,7 @@ import json
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from json.encoder import encode_basestring as _encode_text
 from operator import attrgetter
@@ -29,6 +29,7 @@ __all__ = [
     "AttemptFailed",
     "AttemptStarted",
     "Created",
+    "Diverged",
     "ErrorInfo",
     "Errored",
     "EventReceived",
@@ -37,6 +38,7 @@ __all__ = [
     "InboxMessage",
     "JsonValue",
     "MessageAction",
+    "PatchMarked",
     "Paused",
     "Record",
     "RecordError",
@@ -245,9 +247,14 @@ class ErrorInfo:
         return {"name": self.name, "message": self.message}
 
 
+# A record field with this metadata, last in its class and None, is left out of the line
+# (and read back as None), so lines written without it stay as they were.
+_LEFT_OUT_WHEN_NONE = "left out when None"
+
+
 # Records compare, hash and print through Record's methods instead of a generated
 # copy per type (eq=False, repr=False): each generated method costs a compile at
-# import, ~10 ms of `wf`'s start for the 17 types.
+# import, ~10 ms of `wf`'s start for the 19 types.
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
 class Record:
     """Base of every journal record: ``at`` is when it was written (UTC)."""
@@ -282,6 +289,8 @@ class Created(Record):
     instance_id: str
     workflow: str
     params: JsonValue
+    version: str | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """The workflow's ``version`` in workflows.toml; the line leaves it out when None."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -418,6 +427,35 @@ class Errored(Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class PatchMarked(Record):
+    """``step.patched(patch)`` was decided: ``applied`` is the answer for good.
+
+    ``steps_before`` is how many of the instance's steps the run had reached then.
+    """
+
+    TYPE: ClassVar[str] = "patch_marked"
+    patch: str
+    applied: bool
+    steps_before: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class Diverged(Record):
+    """The code no longer fits the history: nothing new ran, the instance is paused.
+
+    ``kind`` is a ``wf replay`` finding kind; ``position`` (1-based, in step order),
+    ``expected`` (what the history has) and ``found`` (what the code asked for) say where.
+    """
+
+    TYPE: ClassVar[str] = "diverged"
+    kind: str
+    step: str | None
+    position: int | None
+    expected: str
+    found: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
 class Warned(Record):
     """Something worth a person's attention, such as a duplicate step name."""
 
@@ -442,7 +480,7 @@ class InboxMessage:
 
     def encode(self) -> str:
         """The message file's JSON: ``{"v":1, <fields in order>}`` (no checksum)."""
-        return _encode(_INBOX.template, _INBOX, self, "")
+        return _encode(_INBOX, self, "")
 
     @classmethod
     def decode(cls, text: str) -> "InboxMessage":
@@ -531,6 +569,12 @@ def _optional(check: _Check) -> _Check:
     return lambda value: None if value is None else check(value)
 
 
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise RecordError(f"expected true or false, got {value!r}")
+    return value
+
+
 def _text_list(value: object) -> list[str]:
     if not isinstance(value, list):
         raise RecordError(f"expected a list of text, got {type(value).__name__}")
@@ -540,6 +584,7 @@ def _text_list(value: object) -> list[str]:
 # Every integer of a record or message is a count (a pid, an attempt number): never negative.
 _CHECKS: dict[object, _Check] = {
     str: _text,
+    bool: _flag,
     int: _count,
     datetime: _time,
     ErrorInfo: _error,
@@ -588,6 +633,8 @@ class _Layout(Generic[_T]):
     JSON."""
     open_template: str
     """The version 2 line up to its checksum tail, with the same ``%s``."""
+    short_templates: tuple[str, str] | None
+    """The two without their last field, for a last field left out when None."""
     values: Callable[[object], tuple[object, ...]]
     """An object's field values, in order."""
 
@@ -599,7 +646,10 @@ class _Layout(Generic[_T]):
         assert len(names) > 1, "attrgetter of one name returns a bare value"
         head = "" if tag is None else f',"type":{_DUMPS(tag)}'
         keys = frozenset({"v", *names} if tag is None else {"v", "n", "type", *names})
-        body = f"%s{head}" + "".join(f",{_DUMPS(n)}:%s" for n in names)
+        parts = [f",{_DUMPS(n)}:%s" for n in names]
+        body = f"%s{head}" + "".join(parts)
+        short_body = f"%s{head}" + "".join(parts[:-1])
+        short = declared[-1].metadata.get(_LEFT_OUT_WHEN_NONE, False)
         return cls(
             target=target,
             name=name,
@@ -618,6 +668,7 @@ class _Layout(Generic[_T]):
             checked_keys=keys | {_CHECKSUM_KEY},
             template=f'{{"v":1{body}}}',
             open_template=f'{{"v":2{body}',
+            short_templates=(f'{{"v":1{short_body}}}', f'{{"v":2{short_body}') if short else None,
             values=attrgetter(*names),
         )
 
@@ -641,6 +692,8 @@ _LAYOUTS: dict[type[Record], _Layout[Record]] = {
         Finished,
         Errored,
         Warned,
+        PatchMarked,
+        Diverged,
     )
 }
 _BY_TAG = {layout.name: layout for layout in _LAYOUTS.values()}
@@ -668,9 +721,14 @@ def _encode_value(value: object) -> str:
     return _DUMPS(_encode_field(value))
 
 
-def _encode(template: str, layout: _Layout[_T], item: _T, number_part: str) -> str:
-    """``template`` (one of ``layout``'s) filled in with ``item``."""
-    return template % (number_part, *map(_encode_value, layout.values(item)))
+def _encode(layout: _Layout[_T], item: _T, number_part: str, version: int = 1) -> str:
+    """A line of ``item`` in ``version`` (a version 2 line without its checksum tail)."""
+    values = layout.values(item)
+    if layout.short_templates is not None and values[-1] is None:
+        template = layout.short_templates[version - 1]
+        return template % (number_part, *map(_encode_value, values[:-1]))
+    template = layout.template if version == 1 else layout.open_template
+    return template % (number_part, *map(_encode_value, values))
 
 
 def encode_record(
@@ -687,8 +745,8 @@ def encode_record(
     number_part = "" if number is None else f',"n":{_encode_value(number)}'
     layout = _LAYOUTS[type(record)]
     if version == 1:
-        return _encode(layout.template, layout, record, number_part)
-    return add_checksum(_encode(layout.open_template, layout, record, number_part))
+        return _encode(layout, record, number_part)
+    return add_checksum(_encode(layout, record, number_part, 2))
 
 
 def add_checksum(text: str) -> str:
@@ -806,7 +864,10 @@ def check_event_output(output: object) -> None:
 
 def record_to_json(record: Record) -> dict[str, object]:
     """The record as a JSON-ready dict (the journal line's content)."""
+    layout = _LAYOUTS[type(record)]
     result: dict[str, object] = {"type": record.TYPE}
-    for name in _LAYOUTS[type(record)].names:
+    for name in layout.names:
         result[name] = _encode_field(getattr(record, name))
+    if layout.short_templates is not None and result[layout.names[-1]] is None:
+        del result[layout.names[-1]]
     return result

@@ -15,12 +15,14 @@ from wfcli.core.codec import (
     AttemptFailed,
     AttemptStarted,
     Created,
+    Diverged,
     Errored,
     ErrorInfo,
     EventReceived,
     Finished,
     InboxMessage,
     JsonValue,
+    PatchMarked,
     Paused,
     Record,
     Restarted,
@@ -41,6 +43,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "BufferedEvent",
     "InstanceState",
+    "PatchDecision",
     "Status",
     "StepState",
     "WaitInfo",
@@ -107,6 +110,15 @@ class BufferedEvent:
     received: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class PatchDecision:
+    """How an instance answered ``step.patched(name)``: ``applied`` (the new branch),
+    decided once ``steps_before`` of its steps had been reached."""
+
+    applied: bool
+    steps_before: int
+
+
 @dataclass(slots=True)
 class InstanceState:
     """Everything the journal says about an instance, folded record by record."""
@@ -126,6 +138,10 @@ class InstanceState:
     consumed_events: set[str] = field(default_factory=set)
     applied_messages: set[str] = field(default_factory=set)
     warnings: list[Warned] = field(default_factory=list)
+    version: str | None = None
+    patches: dict[str, PatchDecision] = field(default_factory=dict)
+    divergence: Diverged | None = None
+    """Why the instance is paused, when the code no longer fit its history."""
     runs: int = 0
     runner: tuple[int, str] | None = None
     record_count: int = 0
@@ -138,6 +154,7 @@ class InstanceState:
             workflow=record.workflow,
             params=record.params,
             created=record.at,
+            version=record.version,
             record_count=1,
         )
 
@@ -212,6 +229,7 @@ class InstanceState:
             self.started = self.started or record.at
             self.runner = (record.pid, record.host)
             self.waiting = None
+            self.divergence = None
         elif isinstance(record, Suspended):
             self.status = "waiting"
             self.waiting = WaitInfo(record.wait, record.step, record.until, record.event_type)
@@ -225,6 +243,7 @@ class InstanceState:
             self.status = "paused"
         elif isinstance(record, Resumed):
             self.applied_messages.add(record.message_id)
+            self.divergence = None
             if self.status == "paused":  # back to the wait it was paused in, if any
                 self.status = "waiting" if self.waiting is not None else "queued"
         elif isinstance(record, Terminated):
@@ -232,10 +251,17 @@ class InstanceState:
             self.status = "terminated"
             self.ended = record.at
             self.waiting = None
+            self.divergence = None
         elif isinstance(record, Restarted):
             self.applied_messages.add(record.message_id)
             kept = set(record.kept_steps)
             self.steps = {name: step for name, step in self.steps.items() if name in kept}
+            self.patches = {
+                name: patch
+                for name, patch in self.patches.items()
+                if kept and patch.steps_before <= len(kept)
+            }
+            self.divergence = None
             self.status = "queued"
             self.output = None
             self.error = None
@@ -254,6 +280,13 @@ class InstanceState:
             self.waiting = None
         elif isinstance(record, Warned):
             self.warnings.append(record)
+        elif isinstance(record, PatchMarked):
+            self.patches.setdefault(
+                record.patch, PatchDecision(record.applied, record.steps_before)
+            )
+        elif isinstance(record, Diverged):
+            self.status = "paused"
+            self.divergence = record
         elif isinstance(record, Created):
             raise TypeError("a journal has one 'created' record, first")
 

@@ -8,14 +8,46 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from wfcli.core.codec import ErrorInfo, JsonValue, format_optional_time, format_time, parse_time
+from wfcli.core.codec import (
+    Diverged,
+    ErrorInfo,
+    JsonValue,
+    format_optional_time,
+    format_time,
+    parse_time,
+)
 from wfcli.core.owner import Owner
 from wfcli.core.state import TERMINAL_STATUSES, InstanceState, Status, WaitInfo
 
-__all__ = ["SHOWN_KEYS", "InstanceSummary", "JournalSummary", "shown_status"]
+__all__ = ["SHOWN_KEYS", "InstanceSummary", "JournalSummary", "divergence_json", "shown_status"]
 
-# The keys of ``JournalSummary.shown``, in the order `wf list --json` prints them.
-SHOWN_KEYS = ("params", "output", "error", "created", "started", "ended", "warnings")
+
+def divergence_json(record: Diverged) -> dict[str, JsonValue]:
+    """Why an instance is paused as diverged, as ``--json`` shows it."""
+    return {
+        "kind": record.kind,
+        "step": record.step,
+        "position": record.position,
+        "expected": record.expected,
+        "found": record.found,
+        "at": format_time(record.at),
+    }
+
+
+# The keys of ``JournalSummary.shown``, in the order `wf list --json` prints them; the
+# last three only where they apply (a version recorded, patches decided, a divergence).
+SHOWN_KEYS = (
+    "params",
+    "output",
+    "error",
+    "created",
+    "started",
+    "ended",
+    "warnings",
+    "version",
+    "patches",
+    "divergence",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +88,11 @@ class JournalSummary:
                 "started": format_optional_time(state.started),
                 "ended": format_optional_time(state.ended),
                 "warnings": [warning.message for warning in state.warnings],
+                "version": state.version,
+                "patches": {name: patch.applied for name, patch in state.patches.items()},
+                "divergence": None
+                if state.divergence is None
+                else divergence_json(state.divergence),
             },
         )
 
@@ -150,6 +187,21 @@ class InstanceSummary:
         return self.journal.waiting if self.status == "waiting" else None
 
     @property
+    def version(self) -> str | None:
+        """The workflow's ``version`` when the instance was created, if it had one."""
+        return cast("str | None", self.journal.shown["version"])
+
+    @property
+    def patches(self) -> dict[str, bool]:
+        """Each patch the instance decided, and whether it took the new branch."""
+        return cast(dict[str, bool], self.journal.shown["patches"])
+
+    @property
+    def divergence(self) -> dict[str, JsonValue] | None:
+        """Why the instance is paused, when its code no longer fit its history."""
+        return cast("dict[str, JsonValue] | None", self.journal.shown["divergence"])
+
+    @property
     def finished(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
@@ -157,7 +209,7 @@ class InstanceSummary:
         """The document of ``wf list --json`` (schema in ``docs/cli-json.md``)."""
         shown = self.journal.shown
         wait = self.waiting
-        return {
+        document: dict[str, JsonValue] = {
             "id": self.journal.instance_id,
             "workflow": self.journal.workflow,
             "status": self.status,
@@ -182,3 +234,10 @@ class InstanceSummary:
             "pending": list(self.pending_messages),
             "warnings": list(cast(list[str], shown["warnings"])),
         }
+        if self.version is not None:
+            document["version"] = self.version
+        if self.patches:
+            document["patches"] = dict(self.patches)
+        if self.divergence is not None:
+            document["divergence"] = dict(self.divergence)
+        return document

@@ -118,7 +118,7 @@ class Executor:
     def _run_once(self, run: StepRun, workflow: type[WorkflowEntrypoint]) -> None:
         state = run.state
         owner = run.lease.owner
-        run.calls.clear()  # duplicate-name detection counts calls within one run
+        run.begin()
         run.record(RunStarted(at=self.clock.now(), pid=owner.pid, host=owner.host))
         event = WorkflowEvent(
             payload=freeze(state.params),
@@ -146,14 +146,17 @@ class Executor:
             raise
         except (StoreFaultError, LeaseLostError) as error:  # from a binding, say: not the run's
             raise StoreFailed(error) from None
-        except StepFailedError as error:
-            run.record(
-                Errored(at=self.clock.now(), error=ErrorInfo(error.error_name, error.error_message))
-            )
         except Exception as error:
-            run.record(Errored(at=self.clock.now(), error=ErrorInfo.of(error)))
+            if not run.diverged:  # the code caught the Stop of a divergence: nothing ends
+                info = (
+                    ErrorInfo(error.error_name, error.error_message)
+                    if isinstance(error, StepFailedError)
+                    else ErrorInfo.of(error)
+                )
+                run.record(Errored(at=self.clock.now(), error=info))
         else:
-            run.record(Finished(at=self.clock.now(), output=json.loads(encoded)))
+            if not run.diverged:
+                run.record(Finished(at=self.clock.now(), output=json.loads(encoded)))
 
     def apply_inbox(self, instance_id: str) -> InstanceState:
         """Apply pending messages now if no process executes the instance.

@@ -3,7 +3,10 @@
 :class:`HistoryMatcher` is fed the calls a run makes and says, step by step, whether
 history has that step there, has ended, or departs from the code; it keeps a
 :class:`Finding` for each departure. ``wf replay`` halts at the first divergence;
-live execution can run the same check before it runs anything new.
+live execution runs the same check while the code is inside the recorded history, and
+pauses the instance at a divergence before anything new runs. It also answers
+``step.patched`` (:meth:`HistoryMatcher.patch`), and checks that the code honours the
+patch decisions the history recorded.
 
 Positions are 1-based places in the instance's step order, as ``wf status`` lists
 steps.
@@ -13,17 +16,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 from wfcli.core.codec import ErrorInfo, JsonValue, StepKind
 from wfcli.core.state import InstanceState, StepState
 
-__all__ = ["Finding", "FindingKind", "HistoryMatcher", "Verdict"]
+__all__ = ["Finding", "FindingKind", "HistoryMatcher", "Verdict", "divergence_message"]
 
 FindingKind = Literal[
     "new_step",
     "out_of_order",
     "changed_kind",
+    "changed_event_type",
+    "changed_timeout",
+    "changed_patch",
     "duplicate_step",
     "unreached_step",
     "changed_outcome",
@@ -31,16 +38,26 @@ FindingKind = Literal[
 ]
 Verdict = Literal["recorded", "end_of_history", "divergence"]
 
-_TITLES: dict[FindingKind, str] = {
+_TITLES: dict[str, str] = {
     "new_step": "step not in history",
     "out_of_order": "steps out of order",
     "changed_kind": "step kind changed",
+    "changed_event_type": "event type changed",
+    "changed_timeout": "event timeout changed",
+    "changed_patch": "patch taken differently",
     "duplicate_step": "duplicate step name",
     "unreached_step": "recorded step not reached",
     "changed_outcome": "different outcome",
     "unknown_workflow": "workflow not configured",
 }
 _SHOWN_JSON_CHARS = 80
+
+
+def divergence_message(kind: str, position: int | None, expected: str, found: str) -> str:
+    """What a finding (or a ``diverged`` record) says, for people."""
+    where = "" if position is None else f" at position {position}"
+    title = _TITLES.get(kind, kind)
+    return f"{title}{where}: expected {expected}, found {found}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +80,8 @@ class Finding:
     @property
     def message(self) -> str:
         """One line for people, naming the instance, the step and its position."""
-        where = "" if self.position is None else f" at position {self.position}"
-        return (
-            f"instance {self.instance_id!r}: {_TITLES[self.kind]}{where}: "
-            f"expected {self.expected}, found {self.found}"
-        )
+        text = divergence_message(self.kind, self.position, self.expected, self.found)
+        return f"instance {self.instance_id!r}: {text}"
 
     def to_json(self) -> dict[str, JsonValue]:
         return {
@@ -121,6 +135,15 @@ class HistoryMatcher:
         self._group: list[tuple[str, StepKind]] = []
         self._verdict: Verdict = "recorded"
         self._reported_duplicates: set[str] = set()
+        self._asked: set[str] = set()
+        self._answers: dict[str, bool] = {}
+        # The old branches the history took, by the point they were taken at: the
+        # code must ask about each before it goes past that point.
+        self._old_branches = sorted(
+            (decision.steps_before, name)
+            for name, decision in state.patches.items()
+            if not decision.applied
+        )
 
     def _note(
         self,
@@ -148,6 +171,16 @@ class HistoryMatcher:
         if self.finished:
             return f"the end of the run (the instance is {self.state.status})"
         return "the end of the history"
+
+    @property
+    def inside(self) -> bool:
+        """Whether the code is still inside the recorded history (it has steps left)."""
+        return self._verdict == "recorded" and self.matched < len(self.history)
+
+    @property
+    def divergence(self) -> Finding | None:
+        """The divergence found, if any (the matcher stops at the first)."""
+        return next((finding for finding in self.findings if not finding.warning), None)
 
     # calls ------------------------------------------------------------------------------
 
@@ -209,7 +242,7 @@ class HistoryMatcher:
                 )
         if not unmatched:
             self.matched += len(group)
-            return "recorded"
+            return self._passed_old_branches(group[0][0]) if self._old_branches else "recorded"
         name, kind = unmatched[0]
         left = [step for step in window if step.name in available]
         if not left:  # the history ends inside this group
@@ -232,6 +265,89 @@ class HistoryMatcher:
             _describe(expected),
             f"{name!r} ({kind}), recorded at position {recorded + 1}",
         )
+
+    def _passed_old_branches(self, name: str) -> Verdict:
+        """The code went on to step ``name``: it must have asked about every old branch
+        the history took before that step."""
+        while self._old_branches and self._old_branches[0][0] < self.matched:
+            steps_before, patch = self._old_branches.pop(0)
+            if patch not in self._asked:
+                return self._diverge(
+                    "changed_patch",
+                    name,
+                    steps_before + 1,
+                    f"a call of patched({patch!r}), whose old branch this instance took",
+                    f"{name!r} without asking about the patch",
+                )
+        return "recorded"
+
+    def wait(self, name: str, event_type: str, timeout: timedelta) -> bool:
+        """Check a recorded ``wait_for_event`` against the code's; False if it diverges.
+
+        A wait still in flight that the code makes for another event type diverges
+        (the instance would wait for something else than it recorded); a settled one
+        only warns, as does another timeout (the recorded deadline stands).
+        """
+        step = self.state.steps[name]
+        position = self.index_of[name] + 1
+        settled = step.status in ("completed", "failed")
+        if step.event_type is not None and step.event_type != event_type:
+            expected = f"{name!r} waiting for {step.event_type!r}"
+            found = f"{name!r} waiting for {event_type!r}"
+            if not settled:
+                self._verdict = self._diverge("changed_event_type", name, position, expected, found)
+                return False
+            self._note("changed_event_type", name, position, expected, found, warning=True)
+        if not settled and step.until is not None and step.started is not None:
+            recorded = step.until - step.started
+            if recorded != timeout:
+                self._note(
+                    "changed_timeout",
+                    name,
+                    position,
+                    f"a timeout of {recorded}",
+                    f"a timeout of {timeout} (the recorded deadline stands)",
+                    warning=True,
+                )
+        return True
+
+    # patches ----------------------------------------------------------------------------
+
+    def patch(self, name: str) -> bool:
+        """``step.patched(name)``: the recorded answer, else True only where the code is
+        past the recorded history doing new work (never for a finished run)."""
+        self._asked.add(name)
+        answer = self._answers.get(name)
+        if answer is None:
+            recorded = self.state.patches.get(name)
+            answer = (
+                recorded.applied if recorded is not None else not (self.inside or self.finished)
+            )
+            self._answers[name] = answer
+        return answer
+
+    @property
+    def patches(self) -> dict[str, bool]:
+        """The recorded patch decisions, with the answers given since (True: new branch)."""
+        recorded = {name: patch.applied for name, patch in self.state.patches.items()}
+        return {**recorded, **self._answers}
+
+    def deprecated(self, name: str) -> bool:
+        """``step.deprecate_patch(name)``; False (a divergence) if the instance took the
+        patch's old branch, which the code no longer has."""
+        self._asked.add(name)
+        recorded = self.state.patches.get(name)
+        if recorded is None or recorded.applied:
+            return True
+        self._note(
+            "changed_patch",
+            None,
+            recorded.steps_before + 1,
+            f"the old branch of patch {name!r}, which this instance took",
+            f"deprecate_patch({name!r}): only the new branch",
+        )
+        self._verdict = "divergence"
+        return False
 
     # the end of the run -------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from wfcli.core.codec import ErrorInfo, JsonValue, StepKind, check_json
 from wfcli.core.retry import RetryPolicy
 from wfcli.core.settings import Settings
-from wfcli.core.state import InstanceState, StepState
+from wfcli.core.state import TERMINAL_STATUSES, InstanceState, StepState
 from wfcli.engine.callbacks import Callback, CallbackRunner
 from wfcli.engine.history import Finding, FindingKind, HistoryMatcher
 from wfcli.engine.signals import RunSignal
@@ -71,7 +71,9 @@ class ReplayReport:
 
     ``outcome`` says how the replay ended: the code returned or raised, it reached
     the end of an in-flight history, or it diverged. ``steps_replayed`` counts the
-    history steps the code asked for in order, out of ``history_steps``.
+    history steps the code asked for in order, out of ``history_steps``. ``patches``
+    are the patch decisions the journal recorded and those the code met on the way
+    (True: the new branch), which an instance in flight will keep when it resumes.
     """
 
     instance_id: str
@@ -81,6 +83,7 @@ class ReplayReport:
     steps_replayed: int
     history_steps: int
     findings: tuple[Finding, ...]
+    patches: tuple[tuple[str, bool], ...] = ()
 
     @property
     def compatible(self) -> bool:
@@ -95,8 +98,8 @@ class ReplayReport:
         return [finding for finding in self.findings if finding.warning]
 
     def to_json(self) -> dict[str, JsonValue]:
-        """One instance's entry in ``wf replay --json``."""
-        return {
+        """One instance's entry in ``wf replay --json``; ``patches`` only when it has any."""
+        document: dict[str, JsonValue] = {
             "id": self.instance_id,
             "workflow": self.workflow,
             "status": self.status,
@@ -106,34 +109,51 @@ class ReplayReport:
             "history_steps": self.history_steps,
             "findings": [finding.to_json() for finding in self.findings],
         }
+        if self.patches:
+            document["patches"] = dict(self.patches)
+        return document
 
 
 @dataclass(frozen=True, slots=True)
 class ReplaySummary:
-    """Counts over many reports; ``warnings`` counts warning findings."""
+    """Counts over many reports; ``warnings`` counts warning findings; ``old_branches``
+    names, per patch, the unfinished instances on its old branch."""
 
     instances: int
     compatible: int
     divergent: int
     warnings: int
+    old_branches: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @classmethod
     def of(cls, reports: Sequence[ReplayReport]) -> ReplaySummary:
         compatible = sum(report.compatible for report in reports)
+        old: dict[str, list[str]] = {}
+        for report in reports:
+            if report.status in TERMINAL_STATUSES:
+                continue
+            for patch, applied in report.patches:
+                if not applied:
+                    old.setdefault(patch, []).append(report.instance_id)
         return cls(
             instances=len(reports),
             compatible=compatible,
             divergent=len(reports) - compatible,
             warnings=sum(len(report.warnings) for report in reports),
+            old_branches=tuple((patch, tuple(ids)) for patch, ids in sorted(old.items())),
         )
 
     def to_json(self) -> dict[str, JsonValue]:
-        return {
+        """``wf replay --json``'s summary; ``old_branches`` only when a patch has any."""
+        document: dict[str, JsonValue] = {
             "instances": self.instances,
             "compatible": self.compatible,
             "divergent": self.divergent,
             "warnings": self.warnings,
         }
+        if self.old_branches:
+            document["old_branches"] = {patch: list(ids) for patch, ids in self.old_branches}
+        return document
 
 
 # --- the replay step source --------------------------------------------------------------
@@ -184,8 +204,8 @@ class _ReplaySource:
         with self._lock:
             return [self._note(name, "do") for name in names]
 
-    def _recorded(self, name: str) -> StepState:
-        """The settled step to serve, or halt."""
+    def _recorded(self, name: str, *, settled: bool = True) -> StepState:
+        """The step to serve (``settled``: only a settled one), or halt."""
         with self._lock:
             if self.halted is not None:
                 raise _Halt
@@ -193,7 +213,7 @@ class _ReplaySource:
             if verdict != "recorded":
                 raise self._halt(verdict)
             step = self.state.steps[name]
-            if step.status not in SETTLED:
+            if settled and step.status not in SETTLED:
                 raise self._halt("end_of_history")  # a step in flight: history ends here
             return step
 
@@ -213,8 +233,27 @@ class _ReplaySource:
         served(self._recorded(name))
 
     def wait_for_event(self, name: str, event_type: str, timeout: timedelta) -> ReceivedEvent:
-        event: ReceivedEvent = served(self._recorded(name), event_type)
+        step = self._recorded(name, settled=False)
+        with self._lock:
+            if self._calls[name] == 1 and not self.matcher.wait(name, event_type, timeout):
+                raise self._halt("divergence")
+        if step.status not in SETTLED:
+            raise self._halt("end_of_history")  # a wait in flight: history ends here
+        event: ReceivedEvent = served(step, event_type)
         return event
+
+    def patched(self, name: str) -> bool:
+        with self._lock:
+            if self.halted is not None:
+                raise _Halt
+            return self.matcher.patch(name)
+
+    def deprecate_patch(self, name: str) -> None:
+        with self._lock:
+            if self.halted is not None:
+                raise _Halt
+            if not self.matcher.deprecated(name):
+                raise self._halt("divergence")
 
 
 # --- replaying one history ---------------------------------------------------------------
@@ -281,4 +320,5 @@ def replay_history(
         steps_replayed=source.matcher.matched,
         history_steps=history_steps,
         findings=tuple(source.matcher.findings),
+        patches=tuple(source.matcher.patches.items()),
     )

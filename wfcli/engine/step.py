@@ -19,15 +19,17 @@ import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NoReturn, Protocol
 
 from wfcli.core.clock import Clock
 from wfcli.core.codec import (
     AttemptFailed,
     AttemptStarted,
+    Diverged,
     ErrorInfo,
     InboxMessage,
     JsonValue,
+    PatchMarked,
     Record,
     RunStarted,
     StepCompleted,
@@ -52,6 +54,7 @@ from wfcli.engine.callbacks import (
     in_step_callback,
     wants_context,
 )
+from wfcli.engine.history import HistoryMatcher
 from wfcli.engine.signals import Cancelled, Restart, Stop, StoreFailed, StoreFailure, Suspend
 from wfcli.engine.workflow import ReceivedEvent, StepContext
 from wfcli.errors import (
@@ -228,6 +231,12 @@ class StepSource(Protocol):
     def wait_for_event(self, name: str, event_type: str, timeout: timedelta) -> ReceivedEvent:
         """The event step ``name`` waits for."""
 
+    def patched(self, name: str) -> bool:
+        """The instance's answer to patch ``name``, decided once."""
+
+    def deprecate_patch(self, name: str) -> None:
+        """Patch ``name``'s old branch is gone: halt if the instance took it."""
+
 
 # --- one run of one instance -------------------------------------------------------
 
@@ -237,6 +246,9 @@ class StepRun:
 
     The one place that writes records, calls callbacks and waits. Settled steps
     are served from the journal; the inbox is applied before a step that runs.
+    While the code is inside the recorded history, each call is checked against it
+    (:class:`HistoryMatcher`); where the code departs from it, the instance is
+    paused with a ``diverged`` record before anything new runs.
     """
 
     def __init__(
@@ -260,8 +272,19 @@ class StepRun:
         self.calls: dict[str, int] = {}
         self.runner = CallbackRunner()
         self.store_failure: StoreFailure | None = None
+        self.matcher = HistoryMatcher(state)
+        self.following = False
+        """Whether the code is still inside the recorded history (the matcher runs)."""
+        self.diverged = False
         self._mutex = threading.RLock()
         self._main_thread = threading.get_ident()
+
+    def begin(self) -> None:
+        """Before each run of the workflow's code: match it against the history anew."""
+        self.calls.clear()  # duplicate-name detection counts calls within one run
+        self.matcher = HistoryMatcher(self.state)
+        self.following = self.matcher.inside
+        self.diverged = False
 
     # journal --------------------------------------------------------------------
 
@@ -343,7 +366,7 @@ class StepRun:
         return step is not None and step.status in SETTLED
 
     def enter(self, name: str, kind: StepKind) -> int:
-        """Apply the inbox before a step that will run, then count the call.
+        """Apply the inbox before a step that will run, then count and check the call.
 
         A replayed step touches nothing outside the journal's copy in memory, so
         the inbox waits for the first step that runs (or waits): a message posted
@@ -353,18 +376,30 @@ class StepRun:
         step = self.state.steps.get(name)  # replays(name), inlined: this path is hot
         if step is None or step.status not in SETTLED:
             self.checkpoint()
-        return self.note_call(name, kind)
+        count = self._count(name)
+        if self.following:
+            self._follow([(name, kind, count)])
+        self._check_call(name, kind, count)
+        return count
 
     def enter_parallel(self, names: Sequence[str]) -> list[int]:
         if not all(self.replays(name) for name in names):
             self.checkpoint()
-        return [self.note_call(name, "do") for name in names]
+        counts = [self._count(name) for name in names]
+        if self.following:
+            self._follow([(name, "do", count) for name, count in zip(names, counts, strict=True)])
+        for name, count in zip(names, counts, strict=True):
+            self._check_call(name, "do", count)
+        return counts
 
-    def note_call(self, name: str, kind: StepKind) -> int:
-        """Count calls of ``name`` in this run; warn once about a duplicate name."""
+    def _count(self, name: str) -> int:
         with self._mutex:
             count = self.calls.get(name, 0) + 1
             self.calls[name] = count
+        return count
+
+    def _check_call(self, name: str, kind: StepKind, count: int) -> None:
+        """Refuse a name reused for another kind; warn once about a duplicate name."""
         check_step_kind(self.state, name, kind)
         if count == 2 and not any(w.step == name for w in self.state.warnings):
             self.record(
@@ -376,7 +411,56 @@ class StepRun:
                 ),
                 sync=False,
             )
-        return count
+
+    # matching the history ---------------------------------------------------------------
+
+    def _follow(self, calls: Sequence[tuple[str, StepKind, int]]) -> None:
+        """Match one group of calls against the history; diverge, or go on."""
+        if self.diverged:  # the code caught the Stop and went on
+            raise Stop
+        matcher = self.matcher
+        for name, kind, count in calls:
+            if count > 1:  # a name reused for another kind is the workflow's error, as live
+                check_step_kind(self.state, name, kind)
+            if not matcher.called(name, kind, count):
+                self._diverge()
+        if matcher.match() == "divergence":
+            self._diverge()
+        self.following = matcher.inside
+
+    def _diverge(self) -> NoReturn:
+        """Journal the matcher's divergence, which pauses the instance, and stop the run."""
+        finding = self.matcher.divergence
+        assert finding is not None
+        self.diverged = True
+        self.record(
+            Diverged(
+                at=self.clock.now(),
+                kind=finding.kind,
+                step=finding.step,
+                position=finding.position,
+                expected=finding.expected,
+                found=finding.found,
+            )
+        )
+        raise Stop
+
+    def patched(self, name: str) -> bool:
+        if self.diverged:
+            raise Stop
+        applied = self.matcher.patch(name)
+        if name not in self.state.patches:
+            reached = self.matcher.matched if self.following else len(self.state.steps)
+            self.record(
+                PatchMarked(at=self.clock.now(), patch=name, applied=applied, steps_before=reached)
+            )
+        return applied
+
+    def deprecate_patch(self, name: str) -> None:
+        if self.diverged:
+            raise Stop
+        if not self.matcher.deprecated(name):
+            self._diverge()
 
     # waits ------------------------------------------------------------------------
 
@@ -524,6 +608,14 @@ class StepRun:
         if step is not None and step.status in SETTLED:
             received: ReceivedEvent = self._served(step, event_type)
             return received
+        # A recorded wait in flight (first called in this run: history has it) must be
+        # for the same event type, so that the wait and the step agree.
+        if (
+            step is not None
+            and self.calls.get(name) == 1
+            and not self.matcher.wait(name, event_type, timeout)
+        ):
+            self._diverge()
         if step is None or step.until is None:
             now = self.clock.now()
             self.record(
@@ -712,3 +804,31 @@ class WorkflowStep:
         limit = parse_duration(timeout, "timeout")
         checked, _ = self._enter(name, "event")
         return self._source.wait_for_event(checked, event_type, limit)
+
+    def patched(self, name: str) -> bool:
+        """Whether this instance takes the new branch of patch ``name``.
+
+        True for an instance that reaches this point doing new work (its recorded
+        history is all behind it), False for one whose history goes on past this
+        point, recorded under the old code. The answer is journaled the first
+        time, so it never changes for an instance.
+        """
+        return self._source.patched(self._patch_name(name))
+
+    def deprecate_patch(self, name: str) -> None:
+        """Mark patch ``name`` as having only its new branch left (see :meth:`patched`).
+
+        Journals nothing; an instance that took the old branch stops there, paused
+        as diverged, before anything new runs.
+        """
+        self._source.deprecate_patch(self._patch_name(name))
+
+    def _patch_name(self, name: object) -> str:
+        if in_step_callback():
+            raise WorkflowInputError(
+                "patch", "patches cannot be asked about inside a step callback"
+            )
+        try:
+            return validate_step_name(name)
+        except WorkflowInputError as error:
+            raise WorkflowInputError("patch name", error.reason) from None

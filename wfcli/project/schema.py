@@ -56,7 +56,8 @@ _WORKFLOW_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _MAX_VALUE_BYTES_LIMIT = DEFAULT_MAX_LINE_BYTES // 2
 
 _TOP_KEYS = ("defaults", "limits", "main", "name", "store", "vars", "workflows")
-_WORKFLOW_KEYS = ("binding", "class_name", "main", "name")
+_MAX_VERSION = 100
+_WORKFLOW_KEYS = ("binding", "class_name", "main", "name", "version")
 _STORE_KEYS = ("dir", "fsync", "url")
 _STORE_SCHEMES = ("file", "postgres", "postgresql")
 _DEFAULTS_KEYS = ("max_inline_wait", "retries", "timeout")
@@ -84,12 +85,16 @@ def config_error(
 
 @dataclass(frozen=True, slots=True)
 class WorkflowConfig:
-    """One ``[[workflows]]`` entry: a workflow name bound to a class."""
+    """One ``[[workflows]]`` entry: a workflow name bound to a class.
+
+    ``version`` is recorded on each instance created (shown, never a gate).
+    """
 
     name: str
     binding: str
     class_name: str
     main: str | None
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +273,14 @@ class _ProjectReader:
             )
         return value
 
+    def version(self, table: Mapping[str, object], key: KeyPath) -> str | None:
+        value = self.text(table, key)
+        if value is not None and (len(value) > _MAX_VERSION or not value.isprintable()):
+            raise self.error(
+                key, f"must be at most {_MAX_VERSION} printable characters, got {value!r}"
+            )
+        return value
+
     # sections --------------------------------------------------------------------------
 
     def workflows(self, document: Mapping[str, object]) -> tuple[WorkflowConfig, ...]:
@@ -305,6 +318,7 @@ class _ProjectReader:
                     binding=binding,
                     class_name=self.identifier(entry, (*at, "class_name")),
                     main=self.main(entry, (*at, "main")),
+                    version=self.version(entry, (*at, "version")),
                 )
             )
         return tuple(workflows)

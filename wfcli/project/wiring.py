@@ -90,4 +90,5 @@ def open_client(
         variables=project.variables,
         clock=clock,
         settings=project.settings,
+        versions={w.name: w.version for w in project.workflows if w.version is not None},
     )

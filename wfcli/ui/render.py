@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -20,12 +20,13 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from wfcli.core.codec import ErrorInfo, Record, StepKind, record_to_json
+from wfcli.core.codec import Diverged, ErrorInfo, Record, StepKind, record_to_json
 from wfcli.core.durations import format_duration
+from wfcli.engine.history import divergence_message
 
 if TYPE_CHECKING:
     from wfcli.client.views import InstanceStatus
-    from wfcli.core.state import StepState
+    from wfcli.core.state import PatchDecision, StepState
     from wfcli.core.summary import InstanceSummary
     from wfcli.engine.replay import ReplayReport, ReplaySummary
 
@@ -148,10 +149,20 @@ def _fields(pairs: Sequence[tuple[str, Cell]], plain: bool) -> RenderableType:
 # --- one instance -------------------------------------------------------------------
 
 
+def divergence_text(divergence: Diverged) -> str:
+    """Why an instance is paused as diverged, in a line."""
+    step = "" if divergence.step is None else f"step {divergence.step!r}: "
+    return step + divergence_message(
+        divergence.kind, divergence.position, divergence.expected, divergence.found
+    )
+
+
 def status_line(status: InstanceStatus) -> str:
-    """The status word with what qualifies it: interrupted, held by a process."""
+    """The status word with what qualifies it: diverged, interrupted, held by a process."""
     text = status.status
-    if status.interrupted:
+    if status.divergence is not None:
+        text += f" (diverged: {divergence_text(status.divergence)})"
+    elif status.interrupted:
         text += " (interrupted: no process holds it)"
     elif status.holder is not None and not status.finished:
         text += f" (process {status.holder.pid} on {status.holder.host})"
@@ -192,6 +203,10 @@ def status_view(status: InstanceStatus, now: datetime, plain: bool) -> Renderabl
         ("id", status.id),
         ("workflow", status.workflow),
         ("status", _status_cell(status.status, plain, status_line(status))),
+    ]
+    if status.state.version is not None:
+        pairs.append(("version", status.state.version))
+    pairs += [
         ("created", _when(status.state.created)),
         ("started", _when(status.state.started)),
         ("ended", _when(status.state.ended)),
@@ -205,6 +220,8 @@ def status_view(status: InstanceStatus, now: datetime, plain: bool) -> Renderabl
         pairs.append(("waiting", waiting))
     if status.pending_messages:
         pairs.append(("pending", ", ".join(status.pending_messages)))
+    if status.state.patches:
+        pairs.append(("patches", _patches_text(status.state.patches)))
     pairs.extend(("warning", warning.message) for warning in status.state.warnings)
     rows = [
         [
@@ -229,6 +246,12 @@ def status_view(status: InstanceStatus, now: datetime, plain: bool) -> Renderabl
     return Group(header, Text(""), steps)
 
 
+def _patches_text(patches: Mapping[str, PatchDecision]) -> str:
+    return ", ".join(
+        f"{name}: {'new' if patch.applied else 'old'} branch" for name, patch in patches.items()
+    )
+
+
 def continuation_hint(status: InstanceStatus) -> str | None:
     """How an unfinished instance goes on, in a sentence; None when finished."""
     instance = status.id
@@ -242,6 +265,11 @@ def continuation_hint(status: InstanceStatus) -> str | None:
         return (
             f"waiting ({wait.kind} {wait.step!r}) until {_when(wait.until)}: "
             f"continue with `wf resume {instance}` after that, or keep a `wf worker` running"
+        )
+    if status.divergence is not None:
+        return (
+            f"diverged: make the code fit its history (`wf replay {instance}` checks it), "
+            f"then `wf resume {instance}`"
         )
     if status.status in ("paused", "waitingForPause"):
         return f"paused: continue with `wf resume {instance}`"
@@ -262,6 +290,8 @@ def run_summary(status: InstanceStatus, elapsed: timedelta, plain: bool) -> Rend
         lines.append(Text(f"output: {_json_text(status.output)}"))
     elif status.error is not None:
         lines.append(Text(f"error: {_error_text(status.error)}"))
+    if status.divergence is not None:
+        lines.append(Text(f"diverged: {divergence_text(status.divergence)}"))
     hint = continuation_hint(status)
     if hint is not None:
         lines.append(Text(hint))
@@ -277,17 +307,26 @@ def instances_table(
     """``wf list``: one row per instance (newest first, as given)."""
     if not statuses:
         return Text("no instances")
+    versions = any(s.version is not None for s in statuses)
     rows = [
         [
             s.id,
             s.workflow,
-            _status_cell(s.status, plain, s.status + (" (interrupted)" if s.interrupted else "")),
+            *([s.version or _NONE] if versions else []),
+            _status_cell(s.status, plain, s.status + _list_qualifier(s)),
             _cell_time(s.created, now, plain),
             _cell_time(s.ended, now, plain),
         ]
         for s in statuses
     ]
-    return _table(["id", "workflow", "status", "created", "ended"], rows, plain)
+    columns = ["id", "workflow", *(["version"] if versions else []), "status", "created", "ended"]
+    return _table(columns, rows, plain)
+
+
+def _list_qualifier(summary: InstanceSummary) -> str:
+    if summary.divergence is not None:
+        return " (diverged)"
+    return " (interrupted)" if summary.interrupted else ""
 
 
 def history_table(records: Sequence[Record], now: datetime, plain: bool) -> RenderableType:
@@ -502,3 +541,8 @@ def replay_lines(reports: Sequence[ReplayReport], summary: ReplaySummary) -> Ite
         f"replayed {summary.instances} {plural}: {summary.compatible} compatible, "
         f"{summary.divergent} divergent, {summary.warnings} warnings"
     )
+    for patch, instances in summary.old_branches:
+        plural = "instance" if len(instances) == 1 else "instances"
+        yield (
+            f"patch {patch!r}: {len(instances)} {plural} on the old branch: {', '.join(instances)}"
+        )
