@@ -211,6 +211,19 @@ class HistoryMatcher:
         self._diverge("duplicate_step", name, position, expected, found)
         return False
 
+    def takes(self, name: str, kind: StepKind) -> bool:
+        """The common case at once: with no group pending, ``name`` is the next recorded
+        step, of ``kind``; it is matched (True). Anything else is left to
+        :meth:`called` and :meth:`match` (False, nothing noted)."""
+        if self._group or self._old_branches or self.matched >= len(self.history):
+            return False
+        step = self.history[self.matched]
+        if step.name != name or step.kind != kind:
+            return False
+        self.matched += 1
+        self._verdict = "recorded"
+        return True
+
     def match(self) -> Verdict:
         """Match the calls noted since the last match; the verdict on the current group.
 

@@ -378,7 +378,10 @@ class StepRun:
             self.checkpoint()
         count = self._count(name)
         if self.following:
-            self._follow([(name, kind, count)])
+            if count == 1 and not self.diverged and self.matcher.takes(name, kind):
+                self.following = self.matcher.inside
+            else:
+                self._follow([(name, kind, count)])
         self._check_call(name, kind, count)
         return count
 
