@@ -46,12 +46,14 @@ from wfcli.errors import (
     WorkflowInputError,
 )
 from wfcli.store.contract import Claim, Damage, JournalStore, Lease, ListQuery, Owner
-from wfcli.store.exchange import ExportedInstance
 
-if TYPE_CHECKING:  # the executor and the step engine load when something executes
+if TYPE_CHECKING:
     from wfcli.engine.executor import Executor
     from wfcli.engine.step import RunObserver, StepInterceptor
     from wfcli.engine.workflow import Env, WorkflowEntrypoint
+    from wfcli.store.exchange import (
+        ExportedInstance,  # the executor and the step engine load when something executes
+    )
 
 __all__ = ["EventDelivery", "EventFate", "InstanceHandle", "WorkflowBinding", "WorkflowClient"]
 from wfcli.client.views import InstanceStatus
@@ -365,6 +367,8 @@ class WorkflowClient:
         are now: a run in flight goes on after the snapshot."""
         validate_instance_id(instance_id)
         records = self.store.read(instance_id)
+        from wfcli.store.exchange import ExportedInstance  # wf export only
+
         return ExportedInstance(instance_id, records, self.store.pending(instance_id))
 
     def import_instances(self, instances: Sequence[ExportedInstance]) -> None:
