@@ -47,13 +47,11 @@ from wfcli.errors import (
 )
 from wfcli.store.contract import Claim, Damage, JournalStore, Lease, ListQuery, Owner
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the executor and the step engine load when something executes
     from wfcli.engine.executor import Executor
     from wfcli.engine.step import RunObserver, StepInterceptor
     from wfcli.engine.workflow import Env, WorkflowEntrypoint
-    from wfcli.store.exchange import (
-        ExportedInstance,  # the executor and the step engine load when something executes
-    )
+    from wfcli.store.exchange import ExportedInstance
 
 __all__ = ["EventDelivery", "EventFate", "InstanceHandle", "WorkflowBinding", "WorkflowClient"]
 from wfcli.client.views import InstanceStatus
