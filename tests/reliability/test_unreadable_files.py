@@ -71,13 +71,21 @@ def test_one_unreadable_file_is_named_and_the_other_instances_go_on(
     assert victim.read_text() == "precious\n"  # a lock file's link is never followed
 
     due = run_wf(project, "resume", "--due")
+    assert due.code == 0, due.describe()
     assert "Traceback" not in due.stderr, due.describe()
+    skipped = [line for line in due.stderr.splitlines() if line.startswith("skipped: ")]
+    for name in ("bad-journal", "bad-lock", "bad-inbox"):
+        assert any(name in line for line in skipped), due.describe()
     doctor = run_wf(project, "doctor")
     assert doctor.code == 1, doctor.describe()
     for name in ("bad-journal", "bad-lock", "bad-inbox"):
         assert name in doctor.stdout + doctor.stderr, doctor.describe()
     pruned = run_wf(project, "prune", "--older-than", "0 seconds", "--status", "complete")
+    assert pruned.code == 0, pruned.describe()
     assert "Traceback" not in pruned.stderr, pruned.describe()
+    assert "pruned 2 instances" in pruned.stdout, pruned.describe()
+    for name in ("bad-journal", "bad-lock", "bad-inbox"):
+        assert name in pruned.stderr, pruned.describe()
     assert victim.read_text() == "precious\n"
 
 

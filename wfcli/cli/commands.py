@@ -242,7 +242,10 @@ def resume(
         raise WorkflowInputError("wf resume", "give instance IDs, or --due")
     wait = None if max_wait is None else parse_duration_option(max_wait, "--max-wait")
     client = open_session(config, store, load=True).client
-    targets = client.plan_resume(instance_ids or (), due=due)
+    damaged: list[Damage] = []
+    targets = client.plan_resume(instance_ids or (), due=due, damaged=damaged)
+    for error in damaged:
+        screen.note(f"skipped: {error}")
     if not targets and not json_output:
         screen.say("nothing is due")
     codes: list[int] = []

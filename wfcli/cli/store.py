@@ -26,6 +26,7 @@ from wfcli.errors import InstanceBusyError, WorkflowInputError
 
 if TYPE_CHECKING:
     from wfcli.client.client import WorkflowClient
+    from wfcli.store.contract import Damage
 
 
 @command()
@@ -98,11 +99,14 @@ def prune(
             )
     client = open_session(config, store, load=False).client
     cutoff = client.clock.now() - age
+    damaged: list[Damage] = []
     old = [
         s.id
-        for s in client.list_instances(statuses=wanted)
+        for s in client.list_instances(statuses=wanted, damaged=damaged)
         if s.ended is not None and s.ended <= cutoff
     ]
+    for error in damaged:
+        screen.note(f"skipped: {error}")
     deleted = _delete_all(client, reversed(old), screen)
     screen.say(f"pruned {len(deleted)} instance{'' if len(deleted) == 1 else 's'}")
     raise typer.Exit(EXIT_OK if len(deleted) == len(old) else EXIT_BUSY)

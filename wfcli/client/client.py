@@ -282,20 +282,27 @@ class WorkflowClient:
         self._require_live(instance_id, "pause")
         return self._post(instance_id, "pause")
 
-    def plan_resume(self, instance_ids: Iterable[str], *, due: bool = False) -> list[str]:
+    def plan_resume(
+        self,
+        instance_ids: Iterable[str],
+        *,
+        due: bool = False,
+        damaged: list[Damage] | None = None,
+    ) -> list[str]:
         """The instances a resume of ``instance_ids`` goes through, each once: those, in
         order, then with ``due`` every due instance (:meth:`due`) not among them.
 
         Every named instance is checked first, so nothing is resumed if one cannot be:
         raises :class:`InstanceNotFoundError`, or :class:`InvalidStateError` for a
-        finished one.
+        finished one. Damaged journals met looking for due ones are as in :meth:`due`.
         """
         planned = list(dict.fromkeys(instance_ids))
         for instance_id in planned:
             self._require_live(instance_id, "resume")
         if due:
             named = set(planned)
-            planned += [instance_id for instance_id in self.due() if instance_id not in named]
+            due_now = self.due(damaged=damaged)
+            planned += [instance_id for instance_id in due_now if instance_id not in named]
         return planned
 
     def resume(self, instance_id: str) -> InstanceStatus:
