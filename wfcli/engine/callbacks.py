@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,9 @@ class _CallbackWorker:
             call.run()
 
 
+_WAKE_SECONDS = 0.25  # how soon a waiting step notices a signal handled elsewhere
+
+
 class AttemptTimedOut(Exception):
     """The callback did not return within the attempt's timeout (private to the runner,
     so a callback's own ``TimeoutError`` is not mistaken for one)."""
@@ -99,7 +103,7 @@ class CallbackRunner:
             self._worker = _CallbackWorker()
         call = _Call(function, args, threading.Event())
         self._worker.calls.put(call)
-        if not call.done.wait(timeout):
+        if not self._wait(call.done, timeout):
             self._worker.calls.put(None)  # the thread exits once the callback returns
             self._worker = None
             raise AttemptTimedOut
@@ -109,6 +113,19 @@ class CallbackRunner:
         if isinstance(error, Exception):
             raise error
         raise CallbackRaised(error)  # SystemExit, KeyboardInterrupt, ... of the callback
+
+    @staticmethod
+    def _wait(done: threading.Event, timeout: float) -> bool:
+        """``done.wait(timeout)`` in slices: the kernel may hand a Ctrl-C or SIGTERM to
+        the callback's thread instead of this one, and then only a wait that comes back
+        lets Python run the handler here (it runs signal handlers on the main thread)."""
+        if done.wait(min(timeout, _WAKE_SECONDS)):
+            return True
+        deadline = time.monotonic() + timeout - _WAKE_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            if done.wait(min(left, _WAKE_SECONDS)):
+                return True
+        return done.is_set()
 
     def close(self) -> None:
         if self._worker is not None:
