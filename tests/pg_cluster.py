@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["find_binary", "restart_cluster", "start_cluster", "stop_cluster"]
@@ -47,10 +48,14 @@ def _run(command: list[str], *, check: bool = True) -> None:
         raise RuntimeError(f"{' '.join(command)} failed: {done.stdout}{done.stderr}")
 
 
-def start_cluster(folder: Path, host: str, port: int, *, durable: bool = False) -> str:
-    """A new cluster in ``folder`` listening on ``host:port`` (trust auth, user
-    ``postgres``); returns its URL. ``durable=False`` turns fsync off (tests). As root,
-    the folder is made for user nobody (its parent must let nobody through)."""
+def start_cluster(
+    folder: Path, host: str, port: int, *, durable: bool = False, trusted: Sequence[str] = ()
+) -> str:
+    """A new cluster in ``folder`` listening on ``host`` (addresses, comma-separated) and
+    ``port`` (trust auth, user ``postgres``); returns its URL. ``trusted`` are the
+    networks (CIDR) besides loopback whose clients it lets in. ``durable=False`` turns
+    fsync off (tests). As root, the folder is made for user nobody (its parent must let
+    nobody through)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     if os.geteuid() == 0:
         folder.parent.chmod(folder.parent.stat().st_mode | 0o011)
@@ -71,17 +76,23 @@ def start_cluster(folder: Path, host: str, port: int, *, durable: bool = False) 
             "--locale=C.UTF-8",
         ]
     )
+    with (data / "pg_hba.conf").open("a", encoding="utf-8") as hba:
+        hba.writelines(f"host all all {network} trust\n" for network in trusted)
     options = f"-k {folder} -c listen_addresses='{host}' -p {port} -c max_connections=200"
     if not durable:
         options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     pg_ctl = find_binary("pg_ctl")
     _run([pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"])
-    return f"postgresql://postgres@{host}:{port}/postgres"
+    return f"postgresql://postgres@{host.split(',', maxsplit=1)[0]}:{port}/postgres"
 
 
 def restart_cluster(folder: Path, mode: str = "fast") -> None:
     """Restart the server (``mode`` ``immediate`` is a crash: no checkpoint)."""
-    _run([find_binary("pg_ctl"), "-D", str(folder / "data"), "-m", mode, "-w", "restart"])
+    # -l: a server writing to our pipes would keep them open, and _run waiting for ever
+    pg_ctl = find_binary("pg_ctl")
+    _run(
+        [pg_ctl, "-D", str(folder / "data"), "-l", str(folder / "log"), "-m", mode, "-w", "restart"]
+    )
 
 
 def stop_cluster(folder: Path) -> None:

@@ -28,7 +28,7 @@ from wfcli import (
 from wfcli.client import NullWorkerEvents, Worker
 from wfcli.core.codec import StepKind
 from wfcli.engine.step import NullObserver, RunObserver
-from wfcli.errors import JournalCorruptError, WorkflowError, WorkflowInputError
+from wfcli.errors import JournalCorruptError, StoreFaultError, WorkflowError, WorkflowInputError
 from wfcli.store.memory import MemoryStore
 
 POLL = timedelta(seconds=0.01)
@@ -339,3 +339,35 @@ def test_the_started_hook_observes_the_steps(memory: WorkflowClient) -> None:
     create(memory, "quick", "q1")
     Worker(memory, once=True, events=Steps()).run()
     assert steps == ["q1: only 1"]
+
+
+class FlakyStore(MemoryStore):
+    """A memory store whose first ``failures`` scans fail (a database restarting)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def claim_due(self, *args: Any, **options: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise StoreFaultError("query", "db", "the database system is starting up")
+        return super().claim_due(*args, **options)
+
+
+def test_a_worker_outlives_a_store_that_cannot_be_scanned_and_reports_it_once() -> None:
+    client = WorkflowClient(FlakyStore(3), WORKFLOWS, clock=FakeClock())
+    client.create("quick", instance_id="q1")
+    events = Recorder()
+    worker = Worker(client, poll_interval=timedelta(milliseconds=10), events=events)
+    thread = in_background(worker)
+    wait_until(lambda: client.status("q1").status == "complete", "q1 to run after the failures")
+    worker.stop()
+    thread.join(PATIENCE_SECONDS)
+    assert events.of("skipped") == ["store failed: query db: the database system is starting up"]
+
+
+def test_a_worker_once_raises_when_the_store_cannot_be_scanned() -> None:
+    client = WorkflowClient(FlakyStore(1), WORKFLOWS, clock=FakeClock())
+    with pytest.raises(StoreFaultError):
+        Worker(client, once=True).run()

@@ -57,7 +57,9 @@ class WorkerEvents(Protocol):
         backoff, once the store may have recovered; after any other error, not again."""
 
     def skipped(self, error: Damage) -> None:
-        """A journal cannot be read, so its instance is not executed (said once per problem)."""
+        """A journal cannot be read, so its instance is not executed; or the store could
+        not be scanned at all, so nothing is claimed until the next scan (said once
+        per problem)."""
 
     def stopping(self, in_flight: Sequence[str]) -> None:
         """The worker was stopped while these instances run; it returns once their steps end."""
@@ -127,7 +129,9 @@ class Worker:
         """Claim and execute due instances until stopped (or, with ``once``, until
         nothing is due); returns after the runs in flight end.
 
-        A stop is noticed within the poll interval.
+        A stop is noticed within the poll interval. A store that cannot be scanned is
+        reported (:meth:`WorkerEvents.skipped`) and scanned again at the next poll;
+        with ``once`` its :class:`StoreFaultError` is raised instead.
         """
         # concurrent.futures loads logging: ~5 ms that only a worker pays.
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -155,13 +159,23 @@ class Worker:
         """Leases on up to ``free`` due instances that are not held off here."""
         now = time.monotonic()
         held_off = {i for i, until in self._held_off.items() if until > now}
-        claim = self.client.claim_due(free, skip=held_off)
-        for error in claim.damaged:
-            problem = str(error)
-            if problem not in self._reported:
-                self._reported.add(problem)
-                self.events.skipped(error)
+        try:
+            claim = self.client.claim_due(free, skip=held_off)
+        except StoreFaultError as error:
+            if self.once:  # returning would say "nothing is due"
+                raise
+            # The database restarting, say: scan again after the poll interval.
+            self._report(error)
+            return []
+        for damage in claim.damaged:
+            self._report(damage)
         return claim.leases
+
+    def _report(self, error: Damage) -> None:
+        problem = str(error)
+        if problem not in self._reported:
+            self._reported.add(problem)
+            self.events.skipped(error)
 
     def _execute(self, lease: Lease) -> WorkflowError | OSError | None:
         """Run one claimed instance; its error if it failed (it was reported)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import select
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -152,6 +153,19 @@ def _owner(worker: str | None, pid: int | None, host: str | None) -> Owner | Non
     return Owner(worker_id=worker, pid=pid, host=host)
 
 
+def _alive(conn: _Connection) -> bool:
+    """Whether an idle connection may still work: one the server closed (it restarted,
+    say) has its end of file waiting to be read, so a statement sent on it would fail
+    without having run anywhere."""
+    if conn.closed:
+        return False
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
 class _Pool:
     """Autocommit connections, reused: one per thread at a time, made on demand."""
 
@@ -165,6 +179,10 @@ class _Pool:
     def connection(self) -> Iterator[_Connection]:
         with self._mutex:
             conn = self._idle.pop() if self._idle else None
+        while conn is not None and not _alive(conn):
+            conn.close()
+            with self._mutex:
+                conn = self._idle.pop() if self._idle else None
         if conn is None:
             conn = psycopg.connect(self._conninfo, autocommit=True)
             if not self._synchronous:
