@@ -35,6 +35,7 @@ from wfcli.core.codec import (
     Terminated,
     WaitStarted,
     Warned,
+    format_time,
 )
 
 __all__ = [
@@ -98,6 +99,15 @@ class WaitInfo:
     step: str
     until: datetime
     event_type: str | None
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """The ``waiting`` object of ``wf status --json`` and ``wf list --json``."""
+        return {
+            "kind": self.kind,
+            "step": self.step,
+            "until": format_time(self.until),
+            "event_type": self.event_type,
+        }
 
 
 @dataclass(frozen=True, slots=True)

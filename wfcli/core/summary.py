@@ -220,14 +220,7 @@ class InstanceSummary:
             "created": shown["created"],
             "started": shown["started"],
             "ended": shown["ended"],
-            "waiting": None
-            if wait is None
-            else {
-                "kind": wait.kind,
-                "step": wait.step,
-                "until": format_time(wait.until),
-                "event_type": wait.event_type,
-            },
+            "waiting": None if wait is None else wait.to_json(),
             "holder": None
             if self.holder is None
             else {"pid": self.holder.pid, "host": self.holder.host},

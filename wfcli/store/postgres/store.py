@@ -37,7 +37,6 @@ from wfcli.core.codec import (
     StepFailed,
     WaitStarted,
     encode_record,
-    format_time,
     parse_time,
 )
 from wfcli.core.ids import validate_instance_id
@@ -111,14 +110,7 @@ def summary_columns(state: InstanceState) -> dict[str, object]:
     wait = journal.waiting
     document: dict[str, JsonValue] = {
         "shown": journal.shown,
-        "waiting": None
-        if wait is None
-        else {
-            "kind": wait.kind,
-            "step": wait.step,
-            "until": format_time(wait.until),
-            "event_type": wait.event_type,
-        },
+        "waiting": None if wait is None else wait.to_json(),
     }
     return {
         "status": journal.status,
