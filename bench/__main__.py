@@ -19,6 +19,7 @@ from .growth import growth, list_and_replay, run_memory
 from .harness import Report, Sizes, load_average, machine_info
 from .instances import instance_overhead, worker_throughput
 from .peer import peer
+from .postgres import postgres
 from .steps import step_overhead
 
 Section = Callable[[Report, Path, Sizes], object]
@@ -32,6 +33,7 @@ SECTIONS: dict[str, Section] = {
     "peer": peer,
     "memory": run_memory,
     "codec": codec_per_record,
+    "postgres": postgres,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

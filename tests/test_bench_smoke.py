@@ -27,6 +27,7 @@ EXPECTED_SECTIONS = {
     "7 memory": 3,
 }
 PEER_SECTION = "6 peer: DBOS"
+POSTGRES_SECTION = "8 postgres"
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +103,23 @@ def test_dbos_comparison_runs_when_dbos_is_installed(
     rows = _rows(report, PEER_SECTION)
     assert rows["wfcli / DBOS per step"]["value"] > 0
     assert rows["`dbos --help`"]["median"] > 0
+
+
+def test_postgres_section_runs_or_says_why_not(
+    quick_report: tuple[dict[str, object], str],
+) -> None:
+    report, table = quick_report
+    sections = report["sections"]
+    assert isinstance(sections, dict)
+    info = sections[POSTGRES_SECTION]["_info"]
+    if "skipped" in info:
+        assert "psycopg is not installed" in info["skipped"] or "no PostgreSQL" in info["skipped"]
+        assert f"- {POSTGRES_SECTION}: skipped (" in table
+        return
+    rows = _rows(report, POSTGRES_SECTION)
+    assert len(rows) == 9, sorted(rows)
+    for name, row in rows.items():
+        measured = row["median"] if "median" in row else row["value"]
+        assert isinstance(measured, float), name
+        assert measured > 0, name
+    assert rows["step.do / fenced insert (medians)"]["target"] == 1.5
