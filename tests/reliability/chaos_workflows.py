@@ -153,7 +153,8 @@ class Retrier(WorkflowEntrypoint):
             probe.mark("return", "flaky")
             return {"n": n, "attempt": context.attempt}
 
-        retries = {"limit": 3, "delay": event.payload["delay"], "backoff": "constant"}
+        # Room for attempts lost to kills too: each counts against the limit.
+        retries = {"limit": 8, "delay": event.payload["delay"], "backoff": "constant"}
         result = step.do("flaky", flaky, retries=retries)
         settled = step.do("settle", lambda: probe.call("settle", result["attempt"] * 10 + n))
         return {"flaky": result, "settle": settled}
