@@ -23,7 +23,7 @@ process, at once.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -237,20 +237,42 @@ class JournalStore(ABC):
         A journal that cannot be read is left out and its error put in
         :attr:`Listing.damaged`. This default reads and folds every journal.
         """
-        summaries: list[InstanceSummary] = []
+        journals: list[JournalSummary] = []
         damaged: list[Damage] = []
         for instance_id in self.instance_ids():
             try:
-                journal = JournalSummary.of(fold(self.read(instance_id)))
+                journals.append(JournalSummary.of(fold(self.read(instance_id))))
+            except (JournalCorruptError, StoreFaultError) as error:
+                damaged.append(error)
+            except InstanceNotFoundError:
+                continue  # deleted since the IDs were listed
+        return self.listing(query, journals, damaged)
+
+    def listing(
+        self,
+        query: ListQuery,
+        journals: Iterable[JournalSummary],
+        damaged: list[Damage],
+        has_inbox: Callable[[str], bool] | None = None,
+    ) -> Listing:
+        """The :class:`Listing` of ``journals`` for ``query``: each of its workflow with
+        its holder and inbox looked up (one whose lease or inbox cannot be read joins
+        ``damaged``). ``has_inbox`` lets a store that knows which instances have no
+        message skip asking the others'."""
+        summaries: list[InstanceSummary] = []
+        for journal in journals:
+            if query.workflow is not None and journal.workflow != query.workflow:
+                continue
+            instance_id = journal.instance_id
+            try:
+                holder = self.holder(instance_id)
+                asked = has_inbox is None or has_inbox(instance_id)
+                messages = self.pending(instance_id) if asked else []
             except (JournalCorruptError, StoreFaultError) as error:
                 damaged.append(error)
                 continue
-            except InstanceNotFoundError:
-                continue  # deleted since the IDs were listed
-            try:
-                summaries.append(self.summarize(journal))
-            except (JournalCorruptError, StoreFaultError) as error:  # its lease or inbox
-                damaged.append(error)
+            pending = tuple(message.action for message in messages)
+            summaries.append(InstanceSummary.of(journal, holder, pending))
         return Listing(query.select(summaries), damaged)
 
     def claim_due(
@@ -297,9 +319,3 @@ class JournalStore(ABC):
         from wfcli.store.health import check_journals  # only wf doctor needs it
 
         return check_journals(self)
-
-    def summarize(self, journal: JournalSummary) -> InstanceSummary:
-        """``journal`` with what the lease and the inbox add to it."""
-        instance_id = journal.instance_id
-        pending = tuple(message.action for message in self.pending(instance_id))
-        return InstanceSummary.of(journal, self.holder(instance_id), pending)

@@ -27,7 +27,6 @@ from wfcli.core.codec import (
     encode_record,
 )
 from wfcli.core.ids import instance_id_of_file, validate_instance_id
-from wfcli.core.summary import InstanceSummary
 from wfcli.errors import (
     InstanceBusyError,
     InstanceExistsError,
@@ -675,21 +674,7 @@ class FileStore(JournalStore):
         journals = self._index.summaries(damaged)
         if query.due_at is None:
             self._index.save()
-        with_inbox = self.inbox_ids()
-        summaries: list[InstanceSummary] = []
-        for journal in journals:
-            instance_id = journal.instance_id
-            if query.workflow is not None and journal.workflow != query.workflow:
-                continue
-            try:
-                holder = self.holder(instance_id)
-                messages = self.pending(instance_id) if instance_id in with_inbox else []
-            except (JournalCorruptError, StoreFaultError) as error:
-                damaged.append(error)
-                continue
-            pending = tuple(message.action for message in messages)
-            summaries.append(InstanceSummary.of(journal, holder, pending))
-        return Listing(query.select(summaries), damaged)
+        return self.listing(query, journals, damaged, self.inbox_ids().__contains__)
 
     def check(self) -> StoreReport:
         from wfcli.store.files.doctor import check_folder
