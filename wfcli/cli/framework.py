@@ -189,9 +189,8 @@ class Screen:
             text = json.dumps(document, indent=2, ensure_ascii=False)
         else:
             text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-        stdout = ClosableStdout(sys.stdout)
-        stdout.write(text + "\n")
-        stdout.flush()
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
 
 
 class ClosableStdout(io.TextIOBase):

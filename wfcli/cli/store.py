@@ -145,8 +145,9 @@ def export(
 
     client = open_session(config, store, load=False).client
     exported = [client.export_instance(i) for i in dict.fromkeys(instance_ids)]
-    Screen().stdout.write("".join(encode_export(instance) for instance in exported))
-    Screen().stdout.flush()
+    stdout = Screen().stdout
+    stdout.write("".join(encode_export(instance) for instance in exported))
+    stdout.flush()
 
 
 @command("import")
