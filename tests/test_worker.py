@@ -231,9 +231,15 @@ def test_stop_lets_the_step_in_flight_finish_and_starts_nothing_more(
     assert not thread.is_alive()
     stopped = memory.status("g1")
     assert [(s.name, s.status) for s in stopped.steps] == [("first", "completed")]
-    assert stopped.interrupted  # the next step never started; any worker goes on from here
+    # The next step never started; the stop is journaled, so it is queued, not interrupted.
+    assert (stopped.status, stopped.interrupted) == ("queued", False)
+    assert stopped.state.stopped is not None
+    assert type(memory.history("g1")[-1]).__name__ == "Stopped"
     assert memory.status("later").status == "queued"
-    assert events.of("finished") == [("g1", "running")]
+    assert events.of("finished") == [("g1", "queued")]
+    rerun = memory.execute("g1")  # and any later run carries on from the step it reached
+    assert rerun.status == "complete"
+    assert rerun.state.stopped is None
 
 
 def test_a_failing_instance_is_reported_once_and_not_retried(memory: WorkflowClient) -> None:

@@ -20,6 +20,7 @@ from enum import Enum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from wfcli.core.admission import ConcurrencyLimit, blocked_reason
 from wfcli.core.clock import Clock, SystemClock
 from wfcli.core.codec import (
     Created,
@@ -53,9 +54,19 @@ if TYPE_CHECKING:  # the executor and the step engine load when something execut
     from wfcli.engine.workflow import Env, WorkflowEntrypoint
     from wfcli.store.exchange import ExportedInstance
 
-__all__ = ["EventDelivery", "EventFate", "InstanceHandle", "WorkflowBinding", "WorkflowClient"]
+__all__ = [
+    "MAX_PRIORITY",
+    "EventDelivery",
+    "EventFate",
+    "InstanceHandle",
+    "WorkflowBinding",
+    "WorkflowClient",
+]
+
 from wfcli.client.views import InstanceStatus
 from wfcli.core.summary import InstanceSummary
+
+MAX_PRIORITY = 1000
 
 
 class EventFate(Enum):
@@ -87,7 +98,9 @@ class WorkflowClient:
     ``workflows`` maps workflow names to classes; ``bindings`` maps binding
     names (``ORDER_FLOW``) to workflow names for ``self.env`` inside workflows;
     ``variables`` are the ``[vars]``; ``versions`` maps workflow names to the
-    ``version`` recorded on each new instance (display only, never a gate).
+    ``version`` recorded on each new instance (display only, never a gate);
+    ``limits`` are the workflows' concurrency and rate limits, which
+    :meth:`claim_due` (a worker's) respects across every worker on the store.
     """
 
     def __init__(
@@ -100,8 +113,10 @@ class WorkflowClient:
         clock: Clock | None = None,
         settings: Settings | None = None,
         versions: Mapping[str, str] | None = None,
+        limits: Mapping[str, ConcurrencyLimit] | None = None,
     ) -> None:
         self.store = store
+        self.limits = dict(limits or {})
         self.workflows = dict(workflows)
         self.versions = dict(versions or {})
         self.bindings = dict(bindings or {})
@@ -131,14 +146,26 @@ class WorkflowClient:
     # creating and running -----------------------------------------------------------
 
     def create(
-        self, workflow: str, *, params: object = None, instance_id: str | None = None
+        self,
+        workflow: str,
+        *,
+        params: object = None,
+        instance_id: str | None = None,
+        priority: int = 0,
+        schedule: Mapping[str, JsonValue] | None = None,
     ) -> InstanceHandle:
         """Create a ``queued`` instance; nothing is written if any input is bad.
 
-        Raises :class:`UnknownWorkflowError`, :class:`WorkflowInputError` (bad ID
-        or params) or :class:`InstanceExistsError`.
+        ``priority``: workers admit higher numbers first (0 to 1000). ``schedule``
+        is ``event.schedule`` for an instance a schedule starts.
+        Raises :class:`UnknownWorkflowError`, :class:`WorkflowInputError` (bad ID,
+        params or priority) or :class:`InstanceExistsError`.
         """
         self._resolve(workflow)
+        if isinstance(priority, bool) or not 0 <= priority <= MAX_PRIORITY:
+            raise WorkflowInputError(
+                "priority", f"must be a whole number from 0 to {MAX_PRIORITY}, got {priority!r}"
+            )
         chosen = new_instance_id() if instance_id is None else validate_instance_id(instance_id)
         encoded = check_json(params, "params", self.settings.max_value_bytes)
         record = Created(
@@ -147,6 +174,8 @@ class WorkflowClient:
             workflow=workflow,
             params=json.loads(encoded),
             version=self.versions.get(workflow),
+            priority=priority or None,
+            schedule=None if schedule is None else dict(schedule),
         )
         self.store.create(record)
         return InstanceHandle(self, chosen)
@@ -246,10 +275,24 @@ class WorkflowClient:
         return [summary.id for summary in self._listed(query, damaged)]
 
     def claim_due(self, limit: int, *, skip: Collection[str] = ()) -> Claim:
-        """Leases on up to ``limit`` instances due now, oldest first, for this process,
-        leaving out ``skip``; hand each lease to :meth:`execute`. Instances another
-        process takes first are left out."""
-        return self.store.claim_due(self.clock.now(), Owner.current(), limit, skip=skip)
+        """Leases on up to ``limit`` instances due now, for this process, within the
+        client's :attr:`limits`, leaving out ``skip``: higher priority first, then
+        oldest first; hand each lease to :meth:`execute`. Instances another process
+        takes first are left out."""
+        return self.store.claim_due(
+            self.clock.now(), Owner.current(), limit, skip=skip, limits=self.limits
+        )
+
+    def queued_reason(self, status: InstanceStatus) -> str | None:
+        """Why a worker does not start this queued instance now (a concurrency or rate
+        limit), or None."""
+        if status.status != "queued" or status.workflow not in self.limits:
+            return None
+        listing = self.store.list_instances(ListQuery(workflow=status.workflow))
+        summary = next((s for s in listing.instances if s.id == status.id), None)
+        if summary is None:
+            return None
+        return blocked_reason(summary, self.limits, listing.instances, self.clock.now())
 
     def _listed(self, query: ListQuery, damaged: list[Damage] | None) -> list[InstanceSummary]:
         listing = self.store.list_instances(query)

@@ -48,6 +48,7 @@ __all__ = [
     "StepCompleted",
     "StepFailed",
     "StepKind",
+    "Stopped",
     "Suspended",
     "Terminated",
     "WaitStarted",
@@ -291,6 +292,10 @@ class Created(Record):
     params: JsonValue
     version: str | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
     """The workflow's ``version`` in workflows.toml; the line leaves it out when None."""
+    priority: int | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """``wf run --priority``: workers admit higher numbers first (None: 0)."""
+    schedule: JsonValue = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """For an instance a schedule started: ``{"schedule", "cron", "scheduled_time"}``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -374,6 +379,16 @@ class Suspended(Record):
     step: str
     until: datetime
     event_type: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class Stopped(Record):
+    """The worker executing the instance was stopped (SIGINT, SIGTERM) between steps;
+    the instance is ``queued`` again, for the next worker."""
+
+    TYPE: ClassVar[str] = "stopped"
+    pid: int
+    host: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -633,8 +648,9 @@ class _Layout(Generic[_T]):
     JSON."""
     open_template: str
     """The version 2 line up to its checksum tail, with the same ``%s``."""
-    short_templates: tuple[str, str] | None
-    """The two without their last field, for a last field left out when None."""
+    short_templates: tuple[tuple[str, str], ...]
+    """The two without their last ``k + 1`` fields, at index ``k``, for trailing fields
+    left out when None (empty if the last field is always written)."""
     values: Callable[[object], tuple[object, ...]]
     """An object's field values, in order."""
 
@@ -648,8 +664,12 @@ class _Layout(Generic[_T]):
         keys = frozenset({"v", *names} if tag is None else {"v", "n", "type", *names})
         parts = [f",{_DUMPS(n)}:%s" for n in names]
         body = f"%s{head}" + "".join(parts)
-        short_body = f"%s{head}" + "".join(parts[:-1])
-        short = declared[-1].metadata.get(_LEFT_OUT_WHEN_NONE, False)
+        optional = 0  # trailing fields left out when None
+        while optional < len(declared) and declared[-1 - optional].metadata.get(
+            _LEFT_OUT_WHEN_NONE, False
+        ):
+            optional += 1
+        short_bodies = [f"%s{head}" + "".join(parts[: -1 - k]) for k in range(optional)]
         return cls(
             target=target,
             name=name,
@@ -668,7 +688,9 @@ class _Layout(Generic[_T]):
             checked_keys=keys | {_CHECKSUM_KEY},
             template=f'{{"v":1{body}}}',
             open_template=f'{{"v":2{body}',
-            short_templates=(f'{{"v":1{short_body}}}', f'{{"v":2{short_body}') if short else None,
+            short_templates=tuple(
+                (f'{{"v":1{short}}}', f'{{"v":2{short}') for short in short_bodies
+            ),
             values=attrgetter(*names),
         )
 
@@ -685,6 +707,7 @@ _LAYOUTS: dict[type[Record], _Layout[Record]] = {
         WaitStarted,
         EventReceived,
         Suspended,
+        Stopped,
         Paused,
         Resumed,
         Terminated,
@@ -721,12 +744,21 @@ def _encode_value(value: object) -> str:
     return _DUMPS(_encode_field(value))
 
 
+def _left_out(layout: _Layout[_T], values: tuple[object, ...]) -> int:
+    """How many trailing fields of a line are left out: those that may be, while None."""
+    count = 0
+    while count < len(layout.short_templates) and values[-1 - count] is None:
+        count += 1
+    return count
+
+
 def _encode(layout: _Layout[_T], item: _T, number_part: str, version: int = 1) -> str:
     """A line of ``item`` in ``version`` (a version 2 line without its checksum tail)."""
     values = layout.values(item)
-    if layout.short_templates is not None and values[-1] is None:
-        template = layout.short_templates[version - 1]
-        return template % (number_part, *map(_encode_value, values[:-1]))
+    left_out = _left_out(layout, values)
+    if left_out:
+        template = layout.short_templates[left_out - 1][version - 1]
+        return template % (number_part, *map(_encode_value, values[:-left_out]))
     template = layout.template if version == 1 else layout.open_template
     return template % (number_part, *map(_encode_value, values))
 
@@ -868,6 +900,6 @@ def record_to_json(record: Record) -> dict[str, object]:
     result: dict[str, object] = {"type": record.TYPE}
     for name in layout.names:
         result[name] = _encode_field(getattr(record, name))
-    if layout.short_templates is not None and result[layout.names[-1]] is None:
-        del result[layout.names[-1]]
+    for name in layout.names[len(layout.names) - _left_out(layout, layout.values(record)) :]:
+        del result[name]
     return result

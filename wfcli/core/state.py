@@ -31,6 +31,7 @@ from wfcli.core.codec import (
     StepCompleted,
     StepFailed,
     StepKind,
+    Stopped,
     Suspended,
     Terminated,
     WaitStarted,
@@ -152,6 +153,12 @@ class InstanceState:
     patches: dict[str, PatchDecision] = field(default_factory=dict)
     divergence: Diverged | None = None
     """Why the instance is paused, when the code no longer fit its history."""
+    priority: int = 0
+    """``wf run --priority``: workers admit higher numbers first."""
+    schedule: JsonValue = None
+    """For an instance a schedule started: its schedule, cron and scheduled time."""
+    stopped: Stopped | None = None
+    """The worker that last ran it was stopped between its steps (cleared by the next run)."""
     runs: int = 0
     runner: tuple[int, str] | None = None
     record_count: int = 0
@@ -165,6 +172,8 @@ class InstanceState:
             params=record.params,
             created=record.at,
             version=record.version,
+            priority=record.priority or 0,
+            schedule=record.schedule,
             record_count=1,
         )
 
@@ -240,6 +249,10 @@ class InstanceState:
             self.runner = (record.pid, record.host)
             self.waiting = None
             self.divergence = None
+            self.stopped = None
+        elif isinstance(record, Stopped):
+            self.status = "queued"
+            self.stopped = record
         elif isinstance(record, Suspended):
             self.status = "waiting"
             self.waiting = WaitInfo(record.wait, record.step, record.until, record.event_type)

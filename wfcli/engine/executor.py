@@ -15,7 +15,15 @@ from dataclasses import replace
 from datetime import timedelta
 
 from wfcli.core.clock import Clock
-from wfcli.core.codec import Errored, ErrorInfo, Finished, RunStarted, Suspended, check_json
+from wfcli.core.codec import (
+    Errored,
+    ErrorInfo,
+    Finished,
+    RunStarted,
+    Stopped,
+    Suspended,
+    check_json,
+)
 from wfcli.core.settings import Settings
 from wfcli.core.state import InstanceState, fold
 from wfcli.engine.signals import Cancelled, Restart, Stop, StoreFailed, Suspend
@@ -72,7 +80,8 @@ class Executor:
         ``KeyboardInterrupt`` or crash leaves the instance ``running`` in its
         journal (it shows as interrupted and any later ``execute`` recovers it).
         ``cancel`` is checked between steps; when it returns true the run stops
-        there the same way, without running the next step. ``interceptor`` is
+        there without running the next step and journals ``Stopped``: the instance
+        is ``queued`` again. ``interceptor`` is
         for :mod:`wfcli.testing` (mocked steps, skipped waits). ``lease`` is one
         already taken on the instance (a worker's claim); it is released at the end.
         """
@@ -125,6 +134,7 @@ class Executor:
             timestamp=state.created,
             instance_id=state.instance_id,
             workflow_name=state.workflow,
+            schedule=freeze(state.schedule),
         )
         try:
             output = workflow(self.env()).run(event, WorkflowStep(run))
@@ -140,8 +150,10 @@ class Executor:
                     event_type=wait.event_type,
                 )
             )
-        except (Stop, Cancelled):
-            pass  # a pause or termination is journaled already; a cancel journals nothing
+        except Stop:
+            pass  # a pause or termination is journaled already
+        except Cancelled:
+            run.record(Stopped(at=self.clock.now(), pid=owner.pid, host=owner.host))
         except (Restart, StoreFailed):
             raise
         except (StoreFaultError, LeaseLostError) as error:  # from a binding, say: not the run's

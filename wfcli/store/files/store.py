@@ -15,13 +15,14 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from wfcli.core.codec import (
     Created,
     InboxMessage,
+    JsonValue,
     Record,
     RecordError,
     encode_record,
@@ -111,7 +112,7 @@ def _read_inbox(
     return messages
 
 
-_FOLDERS = ("journals", "locks", "inbox", "tmp", "cache")
+_FOLDERS = ("journals", "locks", "inbox", "tmp", "cache", "workers")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -675,6 +676,70 @@ class FileStore(JournalStore):
         if query.due_at is None:
             self._index.save()
         return self.listing(query, journals, damaged, self.inbox_ids().__contains__)
+
+    @contextlib.contextmanager
+    def admission_lock(self) -> Iterator[None]:
+        """``flock`` on ``workers/admission.lock``: released by the kernel if its holder dies."""
+        with self._workers_lock("admission.lock"):
+            yield
+
+    @contextlib.contextmanager
+    def _workers_lock(self, name: str) -> Iterator[None]:
+        self._prepare()
+        path = f"{self.root}/workers/{name}"
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(f"{self.root}/workers", 0o700)
+            fd = _open(path, os.O_RDWR | os.O_CREAT)
+        except OSError as error:
+            raise StoreFaultError.of("open the lock", path, error) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # and with it the lock
+
+    def schedule_states(self) -> dict[str, JsonValue]:
+        """From ``workers/schedules.json`` (written whole, then renamed into place)."""
+        self.verify()
+        path = f"{self.root}/workers/schedules.json"
+        try:
+            fd = _open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return {}
+        except OSError as error:
+            raise _unreadable(path, error) from None
+        try:
+            with open(fd, "rb") as file:
+                document = json.loads(file.read())
+        except (OSError, ValueError) as error:
+            raise JournalCorruptError(path, 1, f"unreadable schedule states: {error}") from None
+        if not isinstance(document, dict):
+            raise JournalCorruptError(path, 1, "unreadable schedule states: not an object")
+        return document
+
+    def update_schedule_state(
+        self, key: str, change: Callable[[JsonValue], JsonValue]
+    ) -> JsonValue:
+        """Under ``flock`` on ``workers/schedules.lock``; the file is replaced by rename."""
+        with self._workers_lock("schedules.lock"):
+            states = self.schedule_states()
+            states[key] = change(states.get(key))
+            folder = f"{self.root}/workers"
+            data = json.dumps(states, sort_keys=True, separators=(",", ":")).encode()
+            try:
+                temporary = self._write_new_file(folder, data)
+                try:
+                    os.replace(temporary, f"{folder}/schedules.json")
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(temporary)
+                    raise
+                if self.durable:
+                    _fsync_dir(folder)
+            except OSError as error:
+                raise StoreFaultError.of("save the schedule states in", folder, error) from None
+            return states[key]
 
     def check(self) -> StoreReport:
         from wfcli.store.files.doctor import check_folder
