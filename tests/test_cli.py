@@ -660,7 +660,7 @@ def test_worker_prints_each_run_its_outcome_and_what_it_cannot_run(project: Proj
     assert result.stderr.splitlines() == [
         f"worker: store {project.store}, up to 1 at a time",
         "error: g1: unknown workflow 'ghost' (known: approval, failing, flaky, pipeline, sleeper)",
-        "worker: stopped",
+        "worker: stopped: 1 run (1 complete); 1 failed",
     ]
 
 

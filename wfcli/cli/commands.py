@@ -56,6 +56,12 @@ def run(
     detach: Annotated[
         bool, typer.Option("--detach", help="Only create the instance (queued) and print its ID.")
     ] = False,
+    priority: Annotated[
+        int,
+        typer.Option(
+            min=0, max=1000, metavar="N", help="Workers start higher priorities first (0-1000)."
+        ),
+    ] = 0,
     max_wait: MaxWaitOption = None,
     json_output: JsonFlag = False,
     config: ConfigOption = None,
@@ -66,7 +72,9 @@ def run(
     session = open_session(config, store, load=True, creates=True)
     value = parse_json_input(params, "--params")
     wait = None if max_wait is None else parse_duration_option(max_wait, "--max-wait")
-    handle = session.client.create(workflow, params=value, instance_id=instance_id)
+    handle = session.client.create(
+        workflow, params=value, instance_id=instance_id, priority=priority
+    )
     if detach:
         if json_output:
             screen.json(handle.status().to_json())
@@ -110,12 +118,18 @@ def status(
                     current = client.status(instance_id)
                     live.update(render.status_view(current, now(), plain=False))
             return
+    reason = client.queued_reason(current)
     if json_output:
-        screen.json(current.to_json())
+        document = current.to_json()
+        if reason is not None:
+            document["queued_reason"] = reason
+        screen.json(document)
     else:
         from wfcli.ui.render import status_view
 
         screen.show(status_view(current, client.clock.now(), screen.plain))
+        if reason is not None:
+            screen.note(f"queued: {reason}; a worker starts it when there is room")
 
 
 _WATCH_INTERVAL = 0.5

@@ -14,6 +14,7 @@ from wfcli.cli.framework import (
     EXIT_INTERRUPTED,
     EXIT_STORE_FAILED,
     ConfigOption,
+    JsonFlag,
     Screen,
     StoreOption,
     command,
@@ -215,3 +216,48 @@ class WorkerJsonLines(WorkerLines):
     def fired(self, outcome: "FireOutcome") -> None:
         self.fires[outcome.result] += 1
         self.line("fire", **outcome.to_json())
+
+
+@command()
+def schedules(
+    *,
+    trigger: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SCHEDULE",
+            show_default=False,
+            help="Start a fire of SCHEDULE now (its name as listed), for a worker to run.",
+        ),
+    ] = None,
+    json_output: JsonFlag = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """List the project's schedules: next and last fires, and fires skipped."""
+    from wfcli.client.schedules import Scheduler
+    from wfcli.errors import ConfigError, WorkflowInputError
+
+    screen = Screen()
+    session = open_session(config, store, load=trigger is not None, creates=trigger is not None)
+    if session.project is None:
+        raise ConfigError("workflows.toml", "not found: schedules are set there")
+    scheduler = Scheduler(session.client, session.project.schedules())
+    if trigger is not None:
+        chosen = [s for s in scheduler.schedules if s.name == trigger]
+        if not chosen:
+            known = ", ".join(s.name for s in scheduler.schedules) or "none"
+            raise WorkflowInputError("schedule", f"no schedule {trigger!r} (schedules: {known})")
+        outcome = scheduler.trigger(chosen[0])
+        if json_output:
+            screen.json(outcome.to_json())
+        else:
+            screen.say(outcome.fire.instance_id)
+            screen.note(f"queued: a running `wf worker` starts {outcome.fire.instance_id}")
+        return
+    reports = scheduler.report()
+    if json_output:
+        screen.json({"schedules": [report.to_json() for report in reports]})
+        return
+    from wfcli.ui.render import schedules_view
+
+    screen.show(schedules_view(reports, screen.plain))

@@ -11,6 +11,7 @@ from wfcli.core.codec import (
     ErrorInfo,
     JsonValue,
     format_optional_time,
+    format_time,
 )
 from wfcli.core.owner import Owner
 from wfcli.core.state import InstanceState, StepState, WaitInfo
@@ -107,6 +108,13 @@ class InstanceStatus:
         """The document of ``wf status --json`` (schema in ``docs/cli-json.md``):
         :meth:`InstanceSummary.to_json` plus the steps."""
         document = self.summary().to_json()
+        stopped = self.state.stopped
+        if stopped is not None:
+            document["stopped"] = {
+                "at": format_time(stopped.at),
+                "pid": stopped.pid,
+                "host": stopped.host,
+            }
         if steps:
             document["steps"] = [_step_json(step) for step in self.steps]
         return document
