@@ -150,13 +150,14 @@ class Schedule:
         return None
 
     def due(self, after: datetime | None, now: datetime) -> list[Fire]:
-        """The fires to start at ``now`` when fires up to ``after`` were evaluated already
-        (None: never), by the catch-up policy; oldest first.
+        """The fires to start at ``now`` when fires up to ``after`` were evaluated already,
+        by the catch-up policy; oldest first. A schedule never evaluated (``after`` is
+        None) has missed nothing: only a fire on time (:data:`ON_TIME`) starts.
 
         Only ``(max(after, now - catchup_window), now]`` is looked at, walking back
         from ``now``: never tick by tick from an old position.
         """
-        start = now - self.catchup_window
+        start = now - (ON_TIME if after is None else self.catchup_window)
         if after is not None and after > start:
             start = after
         fires: list[Fire] = []
