@@ -238,7 +238,7 @@ def schedules(
     from wfcli.errors import ConfigError, WorkflowInputError
 
     screen = Screen()
-    session = open_session(config, store, load=trigger is not None, creates=trigger is not None)
+    session = open_session(config, store, load=trigger is not None, creates=True)
     if session.project is None:
         raise ConfigError("workflows.toml", "not found: schedules are set there")
     scheduler = Scheduler(session.client, session.project.schedules())
