@@ -304,7 +304,7 @@ class JournalStore(ABC):
             listing = self.list_instances(ListQuery(due_at=now))
             return self._acquire_in_order(listing.instances, owner, limit, skip, listing.damaged)
         with self.admission_lock():
-            listing = self.list_instances(ListQuery())
+            listing = self.scan()
             budget = Budget(limits, listing.instances, now)
             due = [summary for summary in listing.instances if summary.is_due(now)]
             return self._acquire_in_order(due, owner, limit, skip, listing.damaged, budget=budget)
@@ -332,6 +332,12 @@ class JournalStore(ABC):
             if budget is not None:
                 budget.take(summary)
         return Claim(leases, damaged)
+
+    def scan(self) -> Listing:
+        """Every instance, for a worker's claim under limits: :meth:`list_instances` of
+        everything, which a store may answer without keeping anything for later
+        listings (the file store does not save its index at every claim)."""
+        return self.list_instances(ListQuery())
 
     @contextlib.contextmanager
     def admission_lock(self) -> Iterator[None]:

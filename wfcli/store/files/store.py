@@ -28,6 +28,8 @@ from wfcli.core.codec import (
     encode_record,
 )
 from wfcli.core.ids import instance_id_of_file, validate_instance_id
+from wfcli.core.state import TERMINAL_STATUSES
+from wfcli.core.summary import InstanceSummary, JournalSummary
 from wfcli.errors import (
     InstanceBusyError,
     InstanceExistsError,
@@ -666,16 +668,40 @@ class FileStore(JournalStore):
         """From the instance index (:mod:`wfcli.store.files.index`): only journals
         changed since the last listing are read. A worker's scans (``due_at``) keep the
         index in memory; other listings save it in ``cache/``."""
-        self.verify()
         damaged: list[Damage] = []
+        journals = self._indexed(damaged, save=query.due_at is None)
+        return self.listing(query, journals, damaged, self.inbox_ids().__contains__)
+
+    def scan(self) -> Listing:
+        """From the index kept in memory, as a worker's due scan is; a finished
+        instance without mail is listed without looking up its lock (nobody executes
+        a finished instance, and it is not due), which is most of a long-lived store."""
+        damaged: list[Damage] = []
+        journals = self._indexed(damaged, save=False)
+        inbox = self.inbox_ids()
+        settled = [
+            InstanceSummary.of(journal, None, ())
+            for journal in journals
+            if journal.status in TERMINAL_STATUSES and journal.instance_id not in inbox
+        ]
+        active = [
+            journal
+            for journal in journals
+            if journal.status not in TERMINAL_STATUSES or journal.instance_id in inbox
+        ]
+        listing = self.listing(ListQuery(), active, damaged, inbox.__contains__)
+        return Listing(listing.instances + settled, listing.damaged)
+
+    def _indexed(self, damaged: list[Damage], *, save: bool) -> list[JournalSummary]:
+        self.verify()
         if self._index is None:
             from wfcli.store.files.index import InstanceIndex  # listings only
 
             self._index = InstanceIndex(self)
         journals = self._index.summaries(damaged)
-        if query.due_at is None:
+        if save:
             self._index.save()
-        return self.listing(query, journals, damaged, self.inbox_ids().__contains__)
+        return journals
 
     @contextlib.contextmanager
     def admission_lock(self) -> Iterator[None]:
