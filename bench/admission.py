@@ -44,6 +44,7 @@ def _round(root: Path, instances: int, *, limited: bool) -> float:
 
 def admission_cost(report: Report, work: Path, sizes: Sizes) -> None:
     """Throughput without a limit and under one, alternating; the ratio of the medians."""
+    # 2 x worker_rounds rounds of each: the rounds are short and the machine is shared.
     free: list[float] = []
     limited: list[float] = []
     for run in range(sizes.worker_rounds * 2):
@@ -56,8 +57,8 @@ def admission_cost(report: Report, work: Path, sizes: Sizes) -> None:
     report.add(_SECTION, f"`concurrency = {{ limit = 2 }}`, {label}", Sample.of("inst/s", limited))
     report.ratio(
         _SECTION,
-        "throughput under the limit / without (target >= 0.90)",
-        statistics.median(limited) / statistics.median(free),
-        target=0.90,
-        note="the limit never binds: the difference is the cost of admission",
+        "throughput without the limit / under it",
+        statistics.median(free) / statistics.median(limited),
+        target=1 / 0.9,
+        note="at most 1.11: admission costs at most 10% of the throughput (the limit never binds)",
     )
