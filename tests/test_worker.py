@@ -26,6 +26,7 @@ from wfcli import (
     WorkflowStep,
 )
 from wfcli.client import NullWorkerEvents, Worker
+from wfcli.client.replay import replay_instance
 from wfcli.core.codec import StepKind
 from wfcli.engine.step import NullObserver, RunObserver
 from wfcli.errors import JournalCorruptError, StoreFaultError, WorkflowError, WorkflowInputError
@@ -237,6 +238,7 @@ def test_stop_lets_the_step_in_flight_finish_and_starts_nothing_more(
     assert type(memory.history("g1")[-1]).__name__ == "Stopped"
     assert memory.status("later").status == "queued"
     assert events.of("finished") == [("g1", "queued")]
+    assert replay_instance(memory, "g1").compatible  # wf replay reads the stop as it reads a crash
     rerun = memory.execute("g1")  # and any later run carries on from the step it reached
     assert rerun.status == "complete"
     assert rerun.state.stopped is None

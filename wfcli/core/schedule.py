@@ -10,18 +10,14 @@ hourly happens at each wall-clock match, so twice in the repeated hour.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Literal
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Literal
 
 from wfcli.core.codec import JsonValue, format_time
 from wfcli.errors import WorkflowInputError
-
-if TYPE_CHECKING:
-    from zoneinfo import ZoneInfo
 
 __all__ = [
     "CATCHUP_POLICIES",
@@ -86,12 +82,14 @@ class Schedule:
     catchup: CatchupPolicy = "latest"
     catchup_window: timedelta = DEFAULT_CATCHUP_WINDOW
     overlap: OverlapPolicy = "skip"
-    _zone: list[ZoneInfo] = field(default_factory=list, repr=False, compare=False)
+    _zone: list[tzinfo] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def key(self) -> str:
         """What fire IDs and the kept state are keyed by: a digest of the workflow, cron,
         timezone and params, so that changing any of them makes a new schedule."""
+        import hashlib  # only where schedules run: hashlib loads OpenSSL
+
         text = "\0".join(
             (self.workflow, self.cron, self.timezone, json.dumps(self.params, sort_keys=True))
         )
@@ -112,7 +110,10 @@ class Schedule:
         self.zone()
         self._times(datetime(2000, 1, 1, tzinfo=timezone.utc), reverse=False)
 
-    def zone(self) -> ZoneInfo:
+    def zone(self) -> tzinfo:
+        """The schedule's time zone (UTC needs no time zone database)."""
+        if not self._zone and self.timezone == "UTC":
+            self._zone.append(timezone.utc)
         if not self._zone:
             from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
