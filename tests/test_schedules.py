@@ -6,6 +6,7 @@ fires are counted from what the store holds (instances and their ``created`` rec
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.workflows_for_tests import PATIENCE_SECONDS, wait_until
 from wfcli import (
     FakeClock,
     FileStore,
@@ -21,10 +23,10 @@ from wfcli import (
     WorkflowEvent,
     WorkflowStep,
 )
-from wfcli.client import Worker
+from wfcli.client import NullWorkerEvents, Worker
 from wfcli.client.schedules import Scheduler
 from wfcli.core.schedule import MAX_CATCHUP_FIRES, Schedule
-from wfcli.errors import WorkflowInputError
+from wfcli.errors import JournalCorruptError, WorkflowInputError
 from wfcli.store.memory import MemoryStore
 
 UTC = timezone.utc
@@ -230,3 +232,45 @@ def test_a_worker_starts_and_runs_the_fires() -> None:
 def test_a_bad_cron_or_timezone_is_refused(schedule: Schedule, reason: str) -> None:
     with pytest.raises(WorkflowInputError, match=reason):
         schedule.check()
+
+
+class CountingStore(FileStore):
+    """A file store that counts the schedule state changes it is asked for."""
+
+    changes = 0
+
+    def update_schedule_state(self, key: str, change: Any) -> Any:
+        self.changes += 1
+        return super().update_schedule_state(key, change)
+
+
+def test_a_damaged_schedule_state_is_reported_once_and_changes_nothing(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "store", durable=False)
+    client = client_at(datetime(2030, 1, 1, 0, 0, 5, tzinfo=UTC), store)
+    schedule = every("* * * * *")
+    Scheduler(client, [schedule]).tick()
+    state_file = tmp_path / "store" / "workers" / "schedules.json"
+    state_file.write_text("{not json", encoding="utf-8")
+    reported: list[str] = []
+
+    class Events(NullWorkerEvents):
+        def skipped(self, error: Any) -> None:
+            reported.append(str(error))
+
+    clock(client).advance(timedelta(minutes=1))
+    worker = Worker(
+        client, schedules=[schedule], events=Events(), poll_interval=timedelta(milliseconds=5)
+    )
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    before = store.changes
+    wait_until(lambda: store.changes >= before + 3, "three polls to try the schedule")
+    worker.stop()
+    thread.join(PATIENCE_SECONDS)
+    assert not thread.is_alive()
+    assert len(reported) == 1
+    assert "schedules.json" in reported[0]
+    assert state_file.read_text(encoding="utf-8") == "{not json"  # nothing overwritten
+    assert len(fires(client)) == 1
+    with pytest.raises(JournalCorruptError):
+        Worker(client, once=True, schedules=[schedule]).run()  # --once says so, never hangs
