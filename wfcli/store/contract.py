@@ -304,7 +304,7 @@ class JournalStore(ABC):
             listing = self.list_instances(ListQuery(due_at=now))
             return self._acquire_in_order(listing.instances, owner, limit, skip, listing.damaged)
         with self.admission_lock():
-            listing = self.scan()
+            listing = self.scan(now, limits)
             budget = Budget(limits, listing.instances, now)
             due = [summary for summary in listing.instances if summary.is_due(now)]
             return self._acquire_in_order(due, owner, limit, skip, listing.damaged, budget=budget)
@@ -333,10 +333,12 @@ class JournalStore(ABC):
                 budget.take(summary)
         return Claim(leases, damaged)
 
-    def scan(self) -> Listing:
-        """Every instance, for a worker's claim under limits: :meth:`list_instances` of
-        everything, which a store may answer without keeping anything for later
-        listings (the file store does not save its index at every claim)."""
+    def scan(self, now: datetime, limits: Mapping[str, ConcurrencyLimit]) -> Listing:
+        """The instances a worker's claim at ``now`` under ``limits`` looks at: at least every
+        unfinished one, every one with mail, and the finished ones of workflows with a
+        rate (they may count as starts). This default lists everything; a store may
+        leave out the rest, and keeps nothing for later listings (the file store does
+        not save its index at every claim)."""
         return self.list_instances(ListQuery())
 
     @contextlib.contextmanager

@@ -15,10 +15,12 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from wfcli.core.admission import ConcurrencyLimit
 from wfcli.core.codec import (
     Created,
     InboxMessage,
@@ -672,7 +674,7 @@ class FileStore(JournalStore):
         journals = self._indexed(damaged, save=query.due_at is None)
         return self.listing(query, journals, damaged, self.inbox_ids().__contains__)
 
-    def scan(self) -> Listing:
+    def scan(self, now: datetime, limits: Mapping[str, ConcurrencyLimit]) -> Listing:
         """From the index kept in memory, as a worker's due scan is; a finished
         instance without mail is listed without looking up its lock (nobody executes
         a finished instance, and it is not due), which is most of a long-lived store."""

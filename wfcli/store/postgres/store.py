@@ -770,7 +770,31 @@ class PgStore(JournalStore):
         if query.due_at is not None:
             conditions.append(_DUE)
         order = "ASC" if query.due_at is not None else "DESC"
-        limit = "LIMIT %(limit)s" if query.limit is not None else ""
+        return self._listing(
+            " AND ".join(f"({c})" for c in conditions), parameters, order, query.limit
+        )
+
+    def scan(self, now: datetime, limits: Mapping[str, ConcurrencyLimit]) -> Listing:
+        """The rows a claim under ``limits`` needs: every unfinished instance and every
+        one with mail, and the finished instances of rate-limited workflows that ended
+        within their rate's period (they may have started within it). The rest of a
+        long-lived store is never read."""
+        rated = {name: limit.rate for name, limit in limits.items() if limit.rate is not None}
+        condition = (
+            "i.status NOT IN ('complete', 'errored', 'terminated')"
+            " OR EXISTS (SELECT 1 FROM wf_inbox m WHERE m.instance_id = i.instance_id)"
+            " OR (i.workflow = ANY(%(rated)s) AND"
+            " (i.summary::jsonb #>> '{shown,ended}')::timestamptz"
+            " > %(now)s - %(period)s * interval '1 second')"
+        )
+        period = max((rate.period.total_seconds() for rate in rated.values()), default=0.0)
+        parameters = {"rated": sorted(rated), "period": period, "now": now}
+        return self._listing(condition, parameters, "ASC", None)
+
+    def _listing(
+        self, condition: str, parameters: dict[str, object], order: str, limit: int | None
+    ) -> Listing:
+        cut = "LIMIT %(limit)s" if limit is not None else ""
         rows = self.run(
             lambda conn: conn.execute(
                 f"""
@@ -781,8 +805,8 @@ class PgStore(JournalStore):
                 LEFT JOIN LATERAL (
                     SELECT array_agg(action ORDER BY seq) AS actions
                     FROM wf_inbox WHERE instance_id = i.instance_id) m ON true
-                WHERE {" AND ".join(f"({c})" for c in conditions)}
-                ORDER BY i.created {order}, i.instance_id {order} {limit}
+                WHERE {condition}
+                ORDER BY i.created {order}, i.instance_id {order} {cut}
                 """,
                 parameters,
             ).fetchall()
