@@ -799,3 +799,14 @@ def test_a_bad_cron_stops_the_worker_with_a_config_error(project: Project) -> No
     error = one_line_error(wf(project, "worker", "--once"))
     assert "workflows[0].schedules[0]: 'every night': Wrong number of fields" in error
     detach(project, "pipeline", "p1", n=1)  # commands that run no schedule never parse it
+
+
+def test_worker_once_suspends_a_wait_longer_than_its_poll_instead_of_sitting_in_it(
+    tmp_path: Path,
+) -> None:
+    patient = make_project(tmp_path / "patient", max_inline_wait="30 seconds")
+    detach(patient, "sleeper", "nap", seconds=20)  # wf run would sleep through it inline
+    detach(patient, "pipeline", "after", n=1)
+    ok(wf(patient, "worker", "--once", "--poll", "0.05"))
+    assert status_of(patient, "nap")["status"] == "waiting"  # its slot went to "after"
+    assert status_of(patient, "after")["status"] == "complete"
