@@ -59,8 +59,10 @@ def worker(
     signal exits at once (exit 130; the step in flight is run again by the next
     worker). With --once it exits 6 if the store failed under an instance.
     """
+    import contextlib
     import os
     import signal
+    import sys
 
     from wfcli.client.worker import Worker
 
@@ -85,6 +87,8 @@ def worker(
 
     def request_stop(signum: int, frame: object) -> None:
         if runner.stopped:  # the second signal: at once, the steps in flight cut short
+            with contextlib.suppress(Exception):  # a write this handler cut into
+                sys.stdout.flush()
             os.write(2, b"worker: stopped at once (instances in flight resume later)\n")
             os._exit(EXIT_INTERRUPTED)
         runner.stop()
