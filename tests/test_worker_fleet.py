@@ -128,7 +128,12 @@ def drive_fleet(config: Path) -> None:
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
             worker.wait(PATIENCE_SECONDS)
-    check_journals(client)
+    try:
+        check_journals(client)
+    finally:
+        close = getattr(client.store, "close", None)  # a PostgreSQL store's connections
+        if close is not None:
+            close()
 
 
 def check_journals(client: WorkflowClient) -> None:
