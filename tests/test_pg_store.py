@@ -166,6 +166,34 @@ def test_processes_migrating_a_fresh_schema_at_once_all_succeed(pg_server: PgSer
     store.close()
 
 
+def test_a_lease_whose_idle_connection_the_server_closed_appends_on_a_new_one(
+    pg: PgStore,
+) -> None:
+    # A database restart between two steps (here: its backend terminated) costs nothing:
+    # nothing was waiting on that connection, so the next append opens another.
+    pg.create(created("reconnects"))
+    with pg.acquire("reconnects", OWNER) as lease:
+        first, second = step_records(2)
+        lease.append([first])
+        backends = pg.run(
+            lambda conn: conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND query LIKE '%%wf_journal%%'"
+            ).fetchall()
+        )
+        assert backends
+        for (backend,) in backends:
+            pg.run(lambda conn, b=backend: conn.execute("SELECT pg_terminate_backend(%s)", (b,)))
+        while pg.run(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", ([b for (b,) in backends],)
+            ).fetchone()
+        ):
+            time.sleep(0.01)  # until the backends are gone (their sockets closed)
+        lease.append([second])
+    assert pg.read("reconnects") == [created("reconnects"), first, second]
+
+
 _KILLED_MID_CALLBACK = """
 import os, signal, sys
 from pathlib import Path

@@ -237,6 +237,8 @@ class _AppendPipeline:
         self._sent: list[psycopg.Cursor[tuple[Any, ...]]] = []
 
     def _open(self) -> tuple[_Connection, psycopg.Pipeline]:
+        if self._conn is not None and not self._sent and not _alive(self._conn):
+            self.close(reuse=False)  # the server closed it while idle (it restarted, say)
         if self._conn is None or self._pipeline is None:
             conn = self._pool.take()
             try:
@@ -276,16 +278,15 @@ class _AppendPipeline:
         conn, self._conn, self._pipeline, self._sent = self._conn, None, None, []
         if conn is None:
             return
-        if reuse:
-            try:
-                self._mode.close()
-            except psycopg.Error:
-                conn.close()
-                return
-            self._pool.give(conn)
-        else:
-            self._mode.pop_all()
+        if not reuse:
+            conn.close()  # first: leaving pipeline mode then fails at once, not waiting
+        try:
+            self._mode.close()
+        except psycopg.Error:
             conn.close()
+            return
+        if reuse:
+            self._pool.give(conn)
 
 
 class _PgLease(Lease):
