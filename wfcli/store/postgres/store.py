@@ -370,7 +370,8 @@ class _PgLease(Lease):
             self._next_line = first + len(records)
             # Only a synced append says whether there is mail (the engine asks after a
             # step's result, not between its start and its callback).
-            self._mail_known_empty = bool(rows) and not rows[-1][0]  # type: ignore[index]
+            last = rows[-1] if rows else None
+            self._mail_known_empty = last is not None and not last[0]
 
     def _confirm(self, rows: Sequence[tuple[Any, ...] | None]) -> None:
         """Check the rows of appends sent: one missing was refused (and so was every
@@ -392,6 +393,11 @@ class _PgLease(Lease):
             f"the database failed, whether the write happened is unknown: {fault}", broken=True
         )
         raise fault from None
+
+    def close_connection(self) -> None:
+        """Close the connection this lease appends on (its store is closing)."""
+        with self._mutex:
+            self._pipeline.close(reuse=False)
 
     def _lose(self, reason: str, *, broken: bool = False) -> None:
         self._lost = reason
@@ -558,6 +564,10 @@ class PgStore(JournalStore):
         self._closed.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
+        with self._leases_mutex:
+            held = list(self._leases.values())
+        for lease in held:
+            lease.close_connection()
         with contextlib.suppress(psycopg.Error):
             if self._listener is not None:
                 self._listener.close()
