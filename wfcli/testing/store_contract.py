@@ -176,6 +176,38 @@ class StoreContract:
         expected = [created("order-1"), first, second, third]
         assert from_lease == store.read("order-1") == expected
 
+    def test_read_after_gives_only_the_records_appended_since_the_last_read(
+        self, store: JournalStore
+    ) -> None:
+        store.create(created("order-1"))
+        first, second, third = step_records(3)
+        everything, position = store.read_after("order-1", None)
+        assert everything == [created("order-1")]
+        assert store.read_after("order-1", position) == ([], position)  # nothing new
+        with store.acquire("order-1", OWNER) as lease:
+            lease.append([first])
+            new, position = store.read_after("order-1", position)
+            assert new == [first]
+            lease.append([second, third], sync=False)
+        new, position = store.read_after("order-1", position)
+        assert new == [second, third]
+        assert position.records == 4
+        assert store.read_after("order-1", None)[0] == store.read("order-1")
+
+    def test_read_after_of_a_journal_made_again_shorter_is_refused(
+        self, store: JournalStore
+    ) -> None:
+        store.create(created("order-1"))
+        with store.acquire("order-1", OWNER) as lease:
+            lease.append(step_records(2))
+            _, position = store.read_after("order-1", None)
+            lease.delete_instance()
+        with pytest.raises(InstanceNotFoundError):
+            store.read_after("order-1", position)
+        store.create(created("order-1"))
+        with pytest.raises(JournalCorruptError, match="shorter than when it was last read"):
+            store.read_after("order-1", position)
+
     def test_appends_from_many_threads_keep_each_call_whole(self, store: JournalStore) -> None:
         store.create(created("order-1"))
         with store.acquire("order-1", OWNER) as lease:

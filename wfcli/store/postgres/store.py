@@ -51,7 +51,17 @@ from wfcli.errors import (
     StoreFaultError,
     StoreLocationError,
 )
-from wfcli.store.contract import Claim, Damage, JournalStore, Lease, Listing, ListQuery, Owner
+from wfcli.store.contract import (
+    Claim,
+    Damage,
+    JournalPosition,
+    JournalStore,
+    Lease,
+    Listing,
+    ListQuery,
+    Owner,
+    shorter_journal,
+)
 from wfcli.store.health import StoreReport
 from wfcli.store.postgres.schema import SCHEMA_VERSION, migrate
 from wfcli.store.urls import redact_url, split_url
@@ -553,22 +563,54 @@ class PgStore(JournalStore):
             raise InstanceExistsError(instance_id)
 
     def read(self, instance_id: str) -> list[Record]:
+        return self._read(instance_id, JournalRules(instance_id, self.where(instance_id)))
+
+    def _read(self, instance_id: str, rules: JournalRules) -> list[Record]:
         rows: list[tuple[int, str]] = self.run(
             lambda conn: conn.execute(
                 "SELECT line_no, line FROM wf_journal WHERE instance_id = %s ORDER BY line_no",
                 (instance_id,),
             ).fetchall()
         )
-        where = self.where(instance_id)
+        where = rules.where
         if not rows:
             if self._exists(instance_id):
                 raise JournalCorruptError(where, 1, "empty journal (no created record)")
             raise InstanceNotFoundError(instance_id)
-        rules = JournalRules(instance_id, where)
         return [
             decode_journal_line(line.encode(), line_no, rules)
             for line_no, (_, line) in enumerate(rows, start=1)
         ]
+
+    def read_after(
+        self, instance_id: str, position: JournalPosition | None
+    ) -> tuple[list[Record], JournalPosition]:
+        """Reads the rows after ``position`` and the last row it had (to see that the
+        journal still reaches that far)."""
+        if position is None or position.records == 0:
+            rules = JournalRules(instance_id, self.where(instance_id))
+            records = self._read(instance_id, rules)
+            return records, JournalPosition(len(records), version=rules.version)
+        seen = position.records
+        rows: list[tuple[int, str]] = self.run(
+            lambda conn: conn.execute(
+                "SELECT line_no, line FROM wf_journal WHERE instance_id = %s AND line_no >= %s "
+                "ORDER BY line_no",
+                (instance_id, seen),
+            ).fetchall()
+        )
+        where = self.where(instance_id)
+        if not rows or rows[0][0] != seen:
+            if not rows and not self._exists(instance_id):
+                raise InstanceNotFoundError(instance_id)
+            raise shorter_journal(where, seen)
+        rules = JournalRules(instance_id, where)
+        rules.version = position.version
+        records = [
+            decode_journal_line(line.encode(), line_no, rules)
+            for line_no, (_, line) in enumerate(rows[1:], start=seen + 1)
+        ]
+        return records, JournalPosition(seen + len(records), version=position.version)
 
     def _exists(self, instance_id: str) -> bool:
         return bool(
