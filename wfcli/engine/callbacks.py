@@ -218,9 +218,6 @@ class InlineRunner:
                 return False
             self.wake.wait(max(0.0, self._next_look - time.monotonic()))
 
-    def close(self) -> None:
-        """Nothing to release: the runner has no thread of its own."""
-
 
 def wants_context(callback: Callback) -> bool:
     """Whether ``callback`` has a required positional parameter (for the context)."""
