@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,9 +29,22 @@ from wfcli import (
     WorkflowStep,
 )
 from wfcli.client.replay import replay_instance
-from wfcli.core.codec import AttemptFailed, AttemptStarted, RunStarted, StepCompleted
-from wfcli.engine.step import NullObserver
+from wfcli.core.codec import (
+    AttemptFailed,
+    AttemptStarted,
+    InboxMessage,
+    MessageAction,
+    RunStarted,
+    StepCompleted,
+    Warned,
+)
+from wfcli.core.settings import Settings
+from wfcli.core.state import fold
+from wfcli.engine.signals import Abandoned
+from wfcli.engine.step import NullObserver, StepRun
+from wfcli.store.contract import Owner
 
+START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 WAIT = 30  # seconds a test waits for something that happens at once unless broken
 
 
@@ -68,7 +82,8 @@ class TriesToWriteWhenAbandoned(WorkflowEntrypoint):
 
         step.do("before", lambda: "before")
         try:
-            value = step.do("stuck", stuck, retries={"limit": 1, "delay": 0}, timeout=0.3)
+            # Attempt 2 waits for the abandoned thread: the timeout leaves it ample time.
+            value = step.do("stuck", stuck, retries={"limit": 1, "delay": 0}, timeout=2)
         except BaseException as error:  # the abandoned thread: swallow it and carry on
             cls.seen.append(type(error).__name__)
             try:
@@ -128,7 +143,10 @@ class Steps(WorkflowEntrypoint):
             return callback
 
         retries = {"limit": 3, "delay": 0}
-        return [step.do(name, call(name), retries=retries, timeout=0.2) for name in "abc"]
+        return [
+            step.do(name, call(name), retries=retries, timeout=0.5 if name == "b" else None)
+            for name in "abc"
+        ]
 
 
 def test_after_each_timeout_the_run_replays_and_no_settled_step_runs_again(
@@ -172,7 +190,7 @@ class HangsOnce(WorkflowEntrypoint):
                 type(self).release.wait(WAIT)
             return 2
 
-        return step.do("hangs", hangs, retries={"limit": 1, "delay": 0}, timeout=0.2)
+        return step.do("hangs", hangs, retries={"limit": 1, "delay": 0}, timeout=0.5)
 
 
 def test_the_steps_replayed_after_a_timeout_are_not_announced_again(store_dir: Path) -> None:
@@ -226,7 +244,7 @@ class KilledInRetry(WorkflowEntrypoint):
             if context.attempt == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
             return f"attempt {context.attempt}"
-        return step.do("step", callback, retries={"limit": 3, "delay": 0}, timeout=0.3)
+        return step.do("step", callback, retries={"limit": 3, "delay": 0}, timeout=1)
 
 client = WorkflowClient(FileStore(sys.argv[1]), {"wf": KilledInRetry})
 client.execute(sys.argv[2])
@@ -270,4 +288,25 @@ class KilledInRetry(WorkflowEntrypoint):
         def callback(context: StepContext) -> str:
             return f"attempt {context.attempt}"
 
-        return step.do("step", callback, retries={"limit": 3, "delay": 0}, timeout=0.3)
+        return step.do("step", callback, retries={"limit": 3, "delay": 0}, timeout=1)
+
+
+@pytest.mark.parametrize("action", ["pause", "resume"])  # a record to journal; none, a discard
+def test_an_abandoned_run_reaches_the_store_neither_by_records_nor_by_discards(
+    store_dir: Path, action: MessageAction
+) -> None:
+    store = FileStore(store_dir, durable=False)
+    client = WorkflowClient(store, {"wf": Steps}, clock=FakeClock())
+    instance_id = client.create("wf").id
+    store.post(instance_id, InboxMessage(message_id="m1", action=action, sent_at=START))
+    before = store.journal_path(instance_id).read_bytes()
+    with store.acquire(instance_id, Owner.current()) as lease:
+        run = StepRun(lease, fold(lease.read()), FakeClock(), Settings(), NullObserver())
+        run.abandon()
+        with pytest.raises(Abandoned):
+            run.record(Warned(at=START, step="s", message="never"))
+        with pytest.raises(Abandoned):
+            run.apply_inbox()
+        assert run.successor().timed_out is None  # no attempt was running
+    assert store.journal_path(instance_id).read_bytes() == before
+    assert [message.message_id for message in store.pending(instance_id)] == ["m1"]
