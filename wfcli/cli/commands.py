@@ -87,6 +87,12 @@ def status(
     watch: Annotated[
         bool, typer.Option("--watch", help="Refresh until the instance finishes or suspends.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Also show where each error was raised (its traceback)."
+        ),
+    ] = False,
     json_output: JsonFlag = False,
     config: ConfigOption = None,
     store: StoreOption = None,
@@ -115,7 +121,7 @@ def status(
     else:
         from wfcli.ui.render import status_view
 
-        screen.show(status_view(current, client.clock.now(), screen.plain))
+        screen.show(status_view(current, client.clock.now(), screen.plain, verbose))
 
 
 _WATCH_INTERVAL = 0.5

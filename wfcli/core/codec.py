@@ -11,6 +11,8 @@ of handing odd types to the executor. Nothing here evaluates or unpickles conten
 
 import json
 import math
+import os
+import traceback
 import zlib
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
@@ -26,6 +28,8 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_ERROR_MESSAGE",
     "MAX_NESTING",
+    "MAX_TRACEBACK",
+    "MAX_TRACEBACK_FRAMES",
     "AttemptFailed",
     "AttemptStarted",
     "Created",
@@ -64,6 +68,7 @@ __all__ = [
     "parse_line",
     "parse_time",
     "record_to_json",
+    "traceback_of",
 ]
 
 FormatVersion = Literal[1, 2]
@@ -77,6 +82,8 @@ _V2_OPENING = b'{"v":2,'
 _crc32 = zlib.crc32
 MAX_NESTING = 256
 MAX_ERROR_MESSAGE = 64 * 1024  # characters of an error message kept in the journal
+MAX_TRACEBACK = 8 * 1024  # characters of a traceback kept in the journal
+MAX_TRACEBACK_FRAMES = 20
 
 # Spelled with Union because the alias is evaluated at runtime on Python 3.10.
 JsonValue: TypeAlias = Union[  # noqa: UP007
@@ -225,12 +232,45 @@ def _journalable(text: str) -> str:
     return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
 
 
+_WFCLI_FILES = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def traceback_of(error: BaseException, inner: str | None = None) -> str | None:
+    """Where ``error`` was raised in the user's code, as Python prints a traceback's
+    frames (``File "...", line N, in f`` and the line), or None if no frame is theirs.
+
+    ``inner`` is a traceback of the same kind that goes on from the last frame (a failed
+    step's, under the ``run`` that called it). wfcli's own frames are left out; at most
+    the last ``MAX_TRACEBACK_FRAMES`` frames of ``error`` and the last ``MAX_TRACEBACK``
+    characters of the whole are kept.
+    """
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith(_WFCLI_FILES)
+    ]
+    text = "".join(
+        f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+        + (f"    {frame.line.strip()}\n" if frame.line else "")
+        for frame in frames[-MAX_TRACEBACK_FRAMES:]
+    ) + (inner or "")
+    if not text:
+        return None
+    text = _journalable(text.rstrip("\n"))
+    if len(text) > MAX_TRACEBACK:
+        text = "  [... frames cut ...]\n" + text[-MAX_TRACEBACK:]
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """An error as journaled: its type name and message."""
+    """An error as journaled: its type name, its message and, when the user's code
+    raised it, its traceback there (:func:`traceback_of`). Errors compare by name and
+    message: the same error raised from a moved line is the same outcome."""
 
     name: str
     message: str
+    traceback: str | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, error: BaseException) -> "ErrorInfo":
@@ -241,10 +281,17 @@ class ErrorInfo:
             half = MAX_ERROR_MESSAGE // 2
             cut = len(message) - 2 * half
             message = f"{message[:half]} [... {cut} characters cut ...] {message[-half:]}"
-        return cls(name=_journalable(name)[:MAX_ERROR_MESSAGE], message=message)
+        return cls(
+            name=_journalable(name)[:MAX_ERROR_MESSAGE],
+            message=message,
+            traceback=traceback_of(error),
+        )
 
     def to_json(self) -> dict[str, JsonValue]:
-        return {"name": self.name, "message": self.message}
+        """``{"name", "message"}``, and ``"traceback"`` when there is one."""
+        if self.traceback is None:
+            return {"name": self.name, "message": self.message}
+        return {"name": self.name, "message": self.message, "traceback": self.traceback}
 
 
 # A record field with this metadata, last in its class and None, is left out of the line
@@ -547,10 +594,21 @@ def _check_nesting(value: dict[str, object] | list[object]) -> None:
     raise RecordError(f"nested deeper than {MAX_NESTING} levels")
 
 
+_ERROR_KEYS = frozenset({"name", "message"})
+_TRACED_ERROR_KEYS = _ERROR_KEYS | {"traceback"}
+
+
 def _error(value: object) -> ErrorInfo:
-    if not isinstance(value, dict) or value.keys() != {"name", "message"}:
-        raise RecordError("expected an error object with name and message")
-    return ErrorInfo(name=_text(value["name"]), message=_text(value["message"]))
+    if not isinstance(value, dict) or value.keys() not in (_ERROR_KEYS, _TRACED_ERROR_KEYS):
+        raise RecordError(
+            "expected an error object with name and message (and an optional traceback)"
+        )
+    traced = value.get("traceback")
+    return ErrorInfo(
+        name=_text(value["name"]),
+        message=_text(value["message"]),
+        traceback=None if traced is None else _text(traced),
+    )
 
 
 def _choice(allowed: tuple[str, ...]) -> _Check:

@@ -197,8 +197,27 @@ def _step_duration(step: StepState) -> str:
     return format_duration(step.ended - step.started)
 
 
-def status_view(status: InstanceStatus, now: datetime, plain: bool) -> RenderableType:
-    """``wf status``: the instance's facts, then one row per step."""
+def _tracebacks(status: InstanceStatus) -> list[RenderableType]:
+    """``wf status --verbose``: where each recorded error was raised in the user's code."""
+    traced = [("the instance", status.error)] + [
+        (f"step {step.name!r}", step.error) for step in status.steps
+    ]
+    shown: list[RenderableType] = []
+    for what, error in traced:
+        if error is not None and error.traceback is not None:
+            shown += [
+                Text(""),
+                Text(f"{_error_text(error)} ({what}), raised at:"),
+                Text(error.traceback),
+            ]
+    return shown
+
+
+def status_view(
+    status: InstanceStatus, now: datetime, plain: bool, verbose: bool = False
+) -> RenderableType:
+    """``wf status``: the instance's facts, then one row per step; ``verbose`` adds the
+    errors' tracebacks."""
     pairs: list[tuple[str, Cell]] = [
         ("id", status.id),
         ("workflow", status.workflow),
@@ -236,14 +255,15 @@ def status_view(status: InstanceStatus, now: datetime, plain: bool) -> Renderabl
         for step in status.steps
     ]
     header = _fields(pairs, plain)
+    tracebacks = _tracebacks(status) if verbose else []
     if not rows:
-        return Group(header, Text(""), Text("no steps yet"))
+        return Group(header, Text(""), Text("no steps yet"), *tracebacks)
     steps = _table(
         ["step", "type", "status", "attempts", "started", "duration", "output / error"],
         rows,
         plain,
     )
-    return Group(header, Text(""), steps)
+    return Group(header, Text(""), steps, *tracebacks)
 
 
 def _patches_text(patches: Mapping[str, PatchDecision]) -> str:
