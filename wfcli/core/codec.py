@@ -294,9 +294,10 @@ class ErrorInfo:
         return {"name": self.name, "message": self.message, "traceback": self.traceback}
 
 
-# A record field with this metadata, last in its class and None, is left out of the line
-# (and read back as None), so lines written without it stay as they were.
+# A record field with this metadata, among the last of its class and None, is left out of
+# the line (and read back as None), so lines written without it stay as they were.
 _LEFT_OUT_WHEN_NONE = "left out when None"
+_LEFT_OUT = {_LEFT_OUT_WHEN_NONE: True}
 
 
 # Records compare, hash and print through Record's methods instead of a generated
@@ -336,8 +337,11 @@ class Created(Record):
     instance_id: str
     workflow: str
     params: JsonValue
-    version: str | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    version: str | None = field(default=None, metadata=_LEFT_OUT)
     """The workflow's ``version`` in workflows.toml; the line leaves it out when None."""
+    sensitive_params: list[str] | None = field(default=None, metadata=_LEFT_OUT)
+    """The parts of ``params`` views redact, as JSON Pointers (``""``: all of them,
+    ``"/card"``: the key ``card``); the line leaves it out when None."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -367,6 +371,8 @@ class StepCompleted(Record):
     kind: StepKind
     attempt: int
     output: JsonValue
+    sensitive: bool | None = field(default=None, metadata=_LEFT_OUT)
+    """True when views redact the output (an event step's: its payload); else left out."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -410,6 +416,8 @@ class EventReceived(Record):
     message_id: str
     event_type: str
     payload: JsonValue
+    sensitive: bool | None = field(default=None, metadata=_LEFT_OUT)
+    """True when views redact the payload; else left out."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -524,6 +532,8 @@ class InboxMessage:
     event_type: str | None = None
     payload: JsonValue = None
     from_step: str | None = None
+    sensitive: bool | None = field(default=None, metadata=_LEFT_OUT)
+    """True for an event whose payload views redact; else left out."""
 
     def encode(self) -> str:
         """The message file's JSON: ``{"v":1, <fields in order>}`` (no checksum)."""
@@ -691,8 +701,12 @@ class _Layout(Generic[_T]):
     JSON."""
     open_template: str
     """The version 2 line up to its checksum tail, with the same ``%s``."""
+    head: str
+    """What a line has between ``v`` (and ``n``) and its fields: its ``type``, if any."""
+    optional: int
+    """How many of its last fields are left out when None."""
     short_templates: tuple[str, str] | None
-    """The two without their last field, for a last field left out when None."""
+    """The two without those fields, for when all of them are None."""
     values: Callable[[object], tuple[object, ...]]
     """An object's field values, in order."""
 
@@ -706,8 +720,12 @@ class _Layout(Generic[_T]):
         keys = frozenset({"v", *names} if tag is None else {"v", "n", "type", *names})
         parts = [f",{_DUMPS(n)}:%s" for n in names]
         body = f"%s{head}" + "".join(parts)
-        short_body = f"%s{head}" + "".join(parts[:-1])
-        short = declared[-1].metadata.get(_LEFT_OUT_WHEN_NONE, False)
+        optional = 0
+        while optional < len(declared) and declared[-1 - optional].metadata.get(
+            _LEFT_OUT_WHEN_NONE, False
+        ):
+            optional += 1
+        short_body = f"%s{head}" + "".join(parts[: len(parts) - optional])
         return cls(
             target=target,
             name=name,
@@ -726,7 +744,11 @@ class _Layout(Generic[_T]):
             checked_keys=keys | {_CHECKSUM_KEY},
             template=f'{{"v":1{body}}}',
             open_template=f'{{"v":2{body}',
-            short_templates=(f'{{"v":1{short_body}}}', f'{{"v":2{short_body}') if short else None,
+            head=head,
+            optional=optional,
+            short_templates=(f'{{"v":1{short_body}}}', f'{{"v":2{short_body}')
+            if optional
+            else None,
             values=attrgetter(*names),
         )
 
@@ -779,12 +801,30 @@ def _encode_value(value: object) -> str:
     return _DUMPS(_encode_field(value))
 
 
+def _encode_spelled_out(
+    layout: _Layout[_T], values: tuple[object, ...], number_part: str, version: int
+) -> str:
+    """:func:`_encode` for a line that leaves out some, not all, of its optional fields."""
+    required = len(values) - layout.optional
+    body = "".join(
+        f",{_DUMPS(name)}:{_encode_value(value)}"
+        for index, (name, value) in enumerate(zip(layout.names, values, strict=True))
+        if index < required or value is not None
+    )
+    line = f'{{"v":{version}{number_part}{layout.head}{body}'
+    return f"{line}}}" if version == 1 else line
+
+
 def _encode(layout: _Layout[_T], item: _T, number_part: str, version: int = 1) -> str:
     """A line of ``item`` in ``version`` (a version 2 line without its checksum tail)."""
     values = layout.values(item)
-    if layout.short_templates is not None and values[-1] is None:
-        template = layout.short_templates[version - 1]
-        return template % (number_part, *map(_encode_value, values[:-1]))
+    if layout.short_templates is not None:
+        required = len(values) - layout.optional
+        if all(value is None for value in values[required:]):
+            template = layout.short_templates[version - 1]
+            return template % (number_part, *map(_encode_value, values[:required]))
+        if any(value is None for value in values[required:]):  # some left out, not all
+            return _encode_spelled_out(layout, values, number_part, version)
     template = layout.template if version == 1 else layout.open_template
     return template % (number_part, *map(_encode_value, values))
 
@@ -926,6 +966,7 @@ def record_to_json(record: Record) -> dict[str, object]:
     result: dict[str, object] = {"type": record.TYPE}
     for name in layout.names:
         result[name] = _encode_field(getattr(record, name))
-    if layout.short_templates is not None and result[layout.names[-1]] is None:
-        del result[layout.names[-1]]
+    for name in layout.names[len(layout.names) - layout.optional :]:
+        if result[name] is None:
+            del result[name]
     return result

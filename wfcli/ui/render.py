@@ -22,6 +22,7 @@ from rich.text import Text
 
 from wfcli.core.codec import Diverged, ErrorInfo, Record, StepKind, record_to_json
 from wfcli.core.durations import format_duration
+from wfcli.core.redaction import shown_record
 from wfcli.engine.history import divergence_message
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ def _waiting_text(status: InstanceStatus, now: datetime) -> str | None:
 
 def _step_detail(step: StepState, now: datetime) -> str:
     if step.status == "completed":
-        return _shorten(_json_text(step.output))
+        return _shorten(_json_text(step.shown_output))
     if step.status == "failed":
         return _shorten(_error_text(step.error))
     if step.retry_at is not None:
@@ -353,7 +354,7 @@ def history_table(records: Sequence[Record], now: datetime, plain: bool) -> Rend
     """``wf history``: every journal record with its fields in a detail column."""
     rows: list[list[Cell]] = []
     for record in records:
-        fields = record_to_json(record)
+        fields = record_to_json(shown_record(record))
         fields.pop("type")
         fields.pop("at")
         step = fields.pop("step", None)
