@@ -290,3 +290,28 @@ def test_wf_timeline_follow_ends_when_the_instance_does(tmp_path: Path) -> None:
     document = json.loads(out)
     assert document["status"] == "complete"
     assert document["steps"][-1]["name"] == "ship"
+
+
+def test_a_follower_of_a_journal_file_skips_a_torn_line_until_it_is_whole(tmp_path: Path) -> None:
+    """``FileStore.read_after`` reads from where it stopped: a line still being written
+    (a crash mid-write, or a writer not done) is not a record yet; a damaged one is."""
+    from wfcli.core.codec import encode_record
+    from wfcli.errors import JournalCorruptError
+    from wfcli.testing.store_contract import created, step_records
+
+    store = FileStore(tmp_path / "store", durable=False)
+    store.create(created("i-1"))
+    assert len(store.read_after("i-1", 0)) == 1
+    first, second = step_records(2)
+    line = (encode_record(first, 2) + "\n").encode()
+    path = store.journal_path("i-1")
+    with path.open("ab") as journal:
+        journal.write(line[:10])
+    assert store.read_after("i-1", 1) == []
+    with path.open("ab") as journal:
+        journal.write(line[10:])
+    assert store.read_after("i-1", 1) == [first]
+    with path.open("ab") as journal:
+        journal.write(encode_record(second, 3).replace('"s1"', '"s9"').encode() + b"\n")
+    with pytest.raises(JournalCorruptError, match=r":3: .*checksum mismatch"):
+        store.read_after("i-1", 2)

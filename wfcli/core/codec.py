@@ -294,10 +294,9 @@ class ErrorInfo:
         return {"name": self.name, "message": self.message, "traceback": self.traceback}
 
 
-# A record field with this metadata, among the last of its class and None, is left out of
-# the line (and read back as None), so lines written without it stay as they were.
+# A record field with this metadata (it defaults to None) is left out of the line when
+# None (and read back as None), so lines written before it existed stay as they were.
 _LEFT_OUT_WHEN_NONE = "left out when None"
-_LEFT_OUT = {_LEFT_OUT_WHEN_NONE: True}
 
 
 # Records compare, hash and print through Record's methods instead of a generated
@@ -337,9 +336,9 @@ class Created(Record):
     instance_id: str
     workflow: str
     params: JsonValue
-    version: str | None = field(default=None, metadata=_LEFT_OUT)
+    version: str | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
     """The workflow's ``version`` in workflows.toml; the line leaves it out when None."""
-    sensitive_params: list[str] | None = field(default=None, metadata=_LEFT_OUT)
+    sensitive_params: list[str] | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
     """The parts of ``params`` views redact, as JSON Pointers (``""``: all of them,
     ``"/card"``: the key ``card``); the line leaves it out when None."""
 
@@ -371,7 +370,7 @@ class StepCompleted(Record):
     kind: StepKind
     attempt: int
     output: JsonValue
-    sensitive: bool | None = field(default=None, metadata=_LEFT_OUT)
+    sensitive: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
     """True when views redact the output (an event step's: its payload); else left out."""
 
 
@@ -416,7 +415,7 @@ class EventReceived(Record):
     message_id: str
     event_type: str
     payload: JsonValue
-    sensitive: bool | None = field(default=None, metadata=_LEFT_OUT)
+    sensitive: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
     """True when views redact the payload; else left out."""
 
 
@@ -532,7 +531,7 @@ class InboxMessage:
     event_type: str | None = None
     payload: JsonValue = None
     from_step: str | None = None
-    sensitive: bool | None = field(default=None, metadata=_LEFT_OUT)
+    sensitive: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
     """True for an event whose payload views redact; else left out."""
 
     def encode(self) -> str:
@@ -701,14 +700,29 @@ class _Layout(Generic[_T]):
     JSON."""
     open_template: str
     """The version 2 line up to its checksum tail, with the same ``%s``."""
+    optional: tuple[int, ...]
+    """The indexes of the fields left out of a line when None."""
     head: str
-    """What a line has between ``v`` (and ``n``) and its fields: its ``type``, if any."""
-    optional: int
-    """How many of its last fields are left out when None."""
-    short_templates: tuple[str, str] | None
-    """The two without those fields, for when all of them are None."""
+    """The line's ``type`` part (empty for an inbox message)."""
     values: Callable[[object], tuple[object, ...]]
     """An object's field values, in order."""
+
+    variants: dict[tuple[int, tuple[int, ...]], str] = field(default_factory=dict)
+    """Templates of lines that leave optional fields out, by version and fields kept."""
+
+    def short_template(self, values: tuple[object, ...], version: int) -> tuple[str, list[int]]:
+        """The template of a line that leaves out the optional fields that are None,
+        and the indexes of the fields it keeps."""
+        kept = [
+            i for i in range(len(self.names)) if i not in self.optional or values[i] is not None
+        ]
+        key = (version, tuple(kept))
+        template = self.variants.get(key)
+        if template is None:
+            body = f"%s{self.head}" + "".join(f",{_DUMPS(self.names[i])}:%s" for i in kept)
+            template = f'{{"v":1{body}}}' if version == 1 else f'{{"v":2{body}'
+            self.variants[key] = template
+        return template, kept
 
     @classmethod
     def of(cls, target: type[_T], name: str, what: str, tag: str | None) -> "_Layout[_T]":
@@ -720,12 +734,6 @@ class _Layout(Generic[_T]):
         keys = frozenset({"v", *names} if tag is None else {"v", "n", "type", *names})
         parts = [f",{_DUMPS(n)}:%s" for n in names]
         body = f"%s{head}" + "".join(parts)
-        optional = 0
-        while optional < len(declared) and declared[-1 - optional].metadata.get(
-            _LEFT_OUT_WHEN_NONE, False
-        ):
-            optional += 1
-        short_body = f"%s{head}" + "".join(parts[: len(parts) - optional])
         return cls(
             target=target,
             name=name,
@@ -744,11 +752,10 @@ class _Layout(Generic[_T]):
             checked_keys=keys | {_CHECKSUM_KEY},
             template=f'{{"v":1{body}}}',
             open_template=f'{{"v":2{body}',
+            optional=tuple(
+                index for index, f in enumerate(declared) if f.metadata.get(_LEFT_OUT_WHEN_NONE)
+            ),
             head=head,
-            optional=optional,
-            short_templates=(f'{{"v":1{short_body}}}', f'{{"v":2{short_body}')
-            if optional
-            else None,
             values=attrgetter(*names),
         )
 
@@ -801,30 +808,12 @@ def _encode_value(value: object) -> str:
     return _DUMPS(_encode_field(value))
 
 
-def _encode_spelled_out(
-    layout: _Layout[_T], values: tuple[object, ...], number_part: str, version: int
-) -> str:
-    """:func:`_encode` for a line that leaves out some, not all, of its optional fields."""
-    required = len(values) - layout.optional
-    body = "".join(
-        f",{_DUMPS(name)}:{_encode_value(value)}"
-        for index, (name, value) in enumerate(zip(layout.names, values, strict=True))
-        if index < required or value is not None
-    )
-    line = f'{{"v":{version}{number_part}{layout.head}{body}'
-    return f"{line}}}" if version == 1 else line
-
-
 def _encode(layout: _Layout[_T], item: _T, number_part: str, version: int = 1) -> str:
     """A line of ``item`` in ``version`` (a version 2 line without its checksum tail)."""
     values = layout.values(item)
-    if layout.short_templates is not None:
-        required = len(values) - layout.optional
-        if all(value is None for value in values[required:]):
-            template = layout.short_templates[version - 1]
-            return template % (number_part, *map(_encode_value, values[:required]))
-        if any(value is None for value in values[required:]):  # some left out, not all
-            return _encode_spelled_out(layout, values, number_part, version)
+    if layout.optional and any(values[index] is None for index in layout.optional):
+        short, kept = layout.short_template(values, version)
+        return short % (number_part, *(_encode_value(values[index]) for index in kept))
     template = layout.template if version == 1 else layout.open_template
     return template % (number_part, *map(_encode_value, values))
 
@@ -966,7 +955,7 @@ def record_to_json(record: Record) -> dict[str, object]:
     result: dict[str, object] = {"type": record.TYPE}
     for name in layout.names:
         result[name] = _encode_field(getattr(record, name))
-    for name in layout.names[len(layout.names) - layout.optional :]:
-        if result[name] is None:
-            del result[name]
+    for index in layout.optional:
+        if result[layout.names[index]] is None:
+            del result[layout.names[index]]
     return result
