@@ -125,9 +125,11 @@ def status(
     if json_output:
         screen.json(current.to_json())
     else:
-        from wfcli.ui.render import status_view
+        from wfcli.ui.render import status_view, tracebacks_view
 
-        screen.show(status_view(current, client.clock.now(), screen.plain, verbose))
+        screen.show(status_view(current, client.clock.now(), screen.plain))
+        if verbose:
+            screen.show(tracebacks_view(current))
 
 
 _WATCH_INTERVAL = 0.5

@@ -41,6 +41,7 @@ __all__ = [
     "run_summary",
     "status_line",
     "status_view",
+    "tracebacks_view",
     "workflows_view",
 ]
 
@@ -198,27 +199,8 @@ def _step_duration(step: StepState) -> str:
     return format_duration(step.ended - step.started)
 
 
-def _tracebacks(status: InstanceStatus) -> list[RenderableType]:
-    """``wf status --verbose``: where each recorded error was raised in the user's code."""
-    traced = [("the instance", status.error)] + [
-        (f"step {step.name!r}", step.error) for step in status.steps
-    ]
-    shown: list[RenderableType] = []
-    for what, error in traced:
-        if error is not None and error.traceback is not None:
-            shown += [
-                Text(""),
-                Text(f"{_error_text(error)} ({what}), raised at:"),
-                Text(error.traceback),
-            ]
-    return shown
-
-
-def status_view(
-    status: InstanceStatus, now: datetime, plain: bool, verbose: bool = False
-) -> RenderableType:
-    """``wf status``: the instance's facts, then one row per step; ``verbose`` adds the
-    errors' tracebacks."""
+def status_view(status: InstanceStatus, now: datetime, plain: bool) -> RenderableType:
+    """``wf status``: the instance's facts, then one row per step."""
     pairs: list[tuple[str, Cell]] = [
         ("id", status.id),
         ("workflow", status.workflow),
@@ -256,21 +238,37 @@ def status_view(
         for step in status.steps
     ]
     header = _fields(pairs, plain)
-    tracebacks = _tracebacks(status) if verbose else []
     if not rows:
-        return Group(header, Text(""), Text("no steps yet"), *tracebacks)
+        return Group(header, Text(""), Text("no steps yet"))
     steps = _table(
         ["step", "type", "status", "attempts", "started", "duration", "output / error"],
         rows,
         plain,
     )
-    return Group(header, Text(""), steps, *tracebacks)
+    return Group(header, Text(""), steps)
 
 
 def _patches_text(patches: Mapping[str, PatchDecision]) -> str:
     return ", ".join(
         f"{name}: {'new' if patch.applied else 'old'} branch" for name, patch in patches.items()
     )
+
+
+def tracebacks_view(status: InstanceStatus) -> RenderableType:
+    """``wf status --verbose``, after the status: where each recorded error (the
+    instance's, each step's last) was raised in the user's code."""
+    traced = [("the instance", status.error)] + [
+        (f"step {step.name!r}", step.error) for step in status.steps
+    ]
+    shown: list[RenderableType] = []
+    for what, error in traced:
+        if error is not None and error.traceback is not None:
+            shown += [
+                Text(""),
+                Text(f"{_error_text(error)} ({what}), raised at:"),
+                Text(error.traceback),
+            ]
+    return Group(*shown)
 
 
 def continuation_hint(status: InstanceStatus) -> str | None:
