@@ -153,14 +153,17 @@ def test_the_python_api_and_the_harness_mark_values_sensitive() -> None:
     status = harness.client.status("a")
     assert status.to_json()["params"] == {"card": REDACTED, "amount": 1}
     assert status.state.params == {"card": CARD, "amount": 1}  # the state has the real value
-    harness.client.get("a").send_event("pin", {"pin": PIN}, sensitive=True)
-    harness.execute("a")
+    harness.send_event("a", "pin", {"pin": PIN}, sensitive=True)
     done = harness.client.status("a")
     assert done.status == "complete"
     assert done.output == {"paid": True, "amount": 1}
     document = json.dumps(done.to_json())
     assert CARD not in document
     assert PIN not in document
+    harness.run("pay", params={"card": CARD, "amount": 2}, instance_id="b")
+    harness.client.get("b").send_event("pin", {"pin": PIN}, sensitive=True)  # the handle's
+    assert harness.execute("b").status == "complete"
+    assert PIN not in json.dumps(harness.client.status("b").to_json())
 
 
 def test_records_mark_what_views_redact_and_old_lines_read_as_before() -> None:
