@@ -98,6 +98,8 @@ class Timeline:
 
     state: InstanceState
     rows: dict[str, StepRow] = field(default_factory=dict)
+    latest: datetime | None = None
+    """The time of the latest record."""
 
     @classmethod
     def of(cls, records: Iterable[Record]) -> Timeline:
@@ -120,8 +122,11 @@ class Timeline:
         return self.state.created
 
     def end(self, now: datetime) -> datetime:
-        """Where the time axis ends: when the instance ended, else ``now``."""
-        return self.state.ended if self.state.terminal and self.state.ended else now
+        """Where the time axis ends: when the instance ended, else ``now`` (or the latest
+        record's time, should a clock have been set back since)."""
+        if self.state.terminal and self.state.ended is not None:
+            return self.state.ended
+        return max(now, self.latest or self.start)
 
     @property
     def waiting(self) -> WaitInfo | None:
@@ -157,6 +162,7 @@ class Timeline:
         """Fold one record into the spans (and the instance's state)."""
         self.state.apply(record)
         at = record.at
+        self.latest = at if self.latest is None else max(self.latest, at)
         if isinstance(record, AttemptStarted):
             self._close(record.step, at, "ok", only="retry_delay")
             self._row(record.step, "do").spans.append(
