@@ -9,6 +9,10 @@ searched for the secrets. The journal still holds them (as documented).
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from tests.sensitive_workflows import CARD, PIN, SECRET, SECRETS, TOKEN_PREFIX
+from tests.workflows_for_tests import wait_until
 from wfcli.cli import app
 from wfcli.core.codec import Created, EventReceived, StepCompleted, decode_line, encode_record
 from wfcli.core.redaction import REDACTED, param_pointers, redact, shown_record
@@ -24,11 +29,10 @@ from wfcli.testing import WorkflowHarness
 _MODULE = Path(__file__).parent / "sensitive_workflows.py"
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> list[str]:
+def write_project(tmp_path: Path, max_inline_wait: str = "0 seconds") -> list[str]:
     config = tmp_path / "workflows.toml"
     config.write_text(
-        f'name = "redaction"\n\n[defaults]\nmax_inline_wait = "0 seconds"\n\n'
+        f'name = "redaction"\n\n[defaults]\nmax_inline_wait = "{max_inline_wait}"\n\n'
         f'[store]\ndir = "store"\nfsync = false\n\n'
         f'[[workflows]]\nname = "pay"\nbinding = "PAY"\nclass_name = "Payment"\n'
         f'main = "{_MODULE}"\nsensitive_params = ["card"]\n\n'
@@ -37,6 +41,11 @@ def project(tmp_path: Path) -> list[str]:
         encoding="utf-8",
     )
     return ["--config", str(config)]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> list[str]:
+    return write_project(tmp_path)
 
 
 class Session:
@@ -207,3 +216,39 @@ def test_a_bad_sensitive_params_entry_is_a_config_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "sensitive_params" in result.stderr
     assert "expected an array of key names" in result.stderr
+
+
+def test_a_run_killed_after_a_sensitive_step_resumes_with_the_real_value(tmp_path: Path) -> None:
+    """SIGKILL a real ``wf run`` while it waits inline for the PIN, after the sensitive
+    step is journaled; resumed, the run takes the event and the recorded (real) token."""
+    options = write_project(tmp_path, max_inline_wait="1 hour")
+    params = json.dumps({"card": CARD, "amount": 9})
+    command = [sys.executable, "-m", "wfcli", "run", "pay", "--id", "k", "--params", params]
+    child = subprocess.Popen(
+        [*command, *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    journal = tmp_path / "store" / "journals" / "k.jsonl"
+    try:
+        wait_until(
+            lambda: journal.exists() and '"wait_started"' in journal.read_text(),
+            "the run to wait for the PIN",
+            child,
+        )
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        out, err = child.communicate()
+    assert child.returncode == -signal.SIGKILL
+    wf = Session(options)
+    interrupted = wf.json("status", "k")
+    assert interrupted["interrupted"] is True
+    assert interrupted["steps"][0]["output"] == REDACTED
+    payload = json.dumps({"pin": PIN})
+    wf("send-event", "k", "--type", "pin", "--payload", payload, "--sensitive")
+    wf("resume", "k")  # the interrupted run goes on, and takes the event
+    done = wf.json("status", "k")
+    assert done["status"] == "complete"
+    assert done["output"] == {"paid": True, "amount": 9}  # tokenize was served, for real
+    assert sum(r["type"] == "attempt_started" for r in wf.json("history", "k")["records"]) == 2
+    for command_line, output in [*wf.outputs, ("run (killed)", out + err)]:
+        for secret in SECRETS:
+            assert secret not in output, f"{secret!r} shown by wf {command_line}"
