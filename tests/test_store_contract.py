@@ -255,28 +255,3 @@ def test_attempt_records_written_without_sync_keep_their_order(file_store: FileS
             sequence += [unsynced, synced]
 
     assert file_store.read("order-1")[1:] == sequence
-
-
-def test_read_after_reads_only_the_new_bytes_and_leaves_a_torn_line_for_later(
-    file_store: FileStore,
-) -> None:
-    path = write_journal(file_store, "live", 2)
-    _, position = file_store.read_after("live", None)
-    # Damage line 2, already read: a full read now fails, a read after it never sees it.
-    lines = lines_of(path)
-    lines[1] = lines[1].replace(b'"s0"', b'"s9"')
-    path.write_bytes(b"".join(line + b"\n" for line in lines))
-    with pytest.raises(JournalCorruptError):
-        file_store.read("live")
-    extra = RunStarted(at=START, pid=1, host="h")
-    whole_line = encode_record(extra, 4).encode() + b"\n"
-    with path.open("ab") as journal:  # a line being written: half of it so far
-        journal.write(whole_line[:10])
-    assert file_store.read_after("live", position) == ([], position)
-    with path.open("ab") as journal:
-        journal.write(whole_line[10:])
-
-    new, after = file_store.read_after("live", position)
-
-    assert new == [extra]
-    assert (after.records, after.offset) == (4, path.stat().st_size)

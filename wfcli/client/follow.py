@@ -5,7 +5,7 @@ from __future__ import annotations
 from wfcli.client.views import InstanceStatus, snapshot
 from wfcli.core.codec import Record
 from wfcli.core.state import InstanceState, fold
-from wfcli.store.contract import JournalPosition, JournalStore
+from wfcli.store.contract import JournalStore
 
 __all__ = ["JournalFollower"]
 
@@ -25,12 +25,11 @@ class JournalFollower:
         self.records: list[Record] = []
         """Every record read so far, oldest first."""
         self._state: InstanceState | None = None
-        self._position: JournalPosition | None = None
 
     def refresh(self) -> list[Record]:
         """Read the records appended since the last refresh (at the first, all of them),
         fold them into :attr:`state`, and return them."""
-        new, self._position = self.store.read_after(self.instance_id, self._position)
+        new = self.store.read_after(self.instance_id, len(self.records))
         if self._state is None:
             self._state = fold(new)
         else:

@@ -29,7 +29,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Union
 
-from wfcli.core.codec import FORMAT_VERSION, Created, FormatVersion, InboxMessage, Record
+from wfcli.core.codec import Created, InboxMessage, Record
 from wfcli.core.owner import Owner
 from wfcli.core.state import STATUSES, fold
 from wfcli.core.summary import InstanceSummary, JournalSummary
@@ -44,29 +44,10 @@ from wfcli.errors import (
 if TYPE_CHECKING:
     from wfcli.store.health import StoreReport
 
-__all__ = [
-    "Claim",
-    "Damage",
-    "JournalPosition",
-    "JournalStore",
-    "Lease",
-    "ListQuery",
-    "Listing",
-    "Owner",
-    "shorter_journal",
-]
+__all__ = ["Claim", "Damage", "JournalStore", "Lease", "ListQuery", "Listing", "Owner"]
 
 Damage = Union[JournalCorruptError, StoreFaultError]  # noqa: UP007 (evaluated at runtime)
 """Why one instance could not be listed: its files are damaged, or could not be read."""
-
-
-def shorter_journal(where: str, line_no: int) -> JournalCorruptError:
-    """The error of an incremental read that finds its journal shorter than before."""
-    return JournalCorruptError(
-        where,
-        line_no,
-        "the journal is shorter than when it was last read (deleted and made again?)",
-    )
 
 
 class Lease(ABC):
@@ -183,17 +164,6 @@ class Claim:
     damaged: list[Damage]
 
 
-@dataclass(frozen=True, slots=True)
-class JournalPosition:
-    """Where an incremental read of one journal stopped (:meth:`JournalStore.read_after`):
-    after its first ``records`` records; ``offset`` is the store's own mark there (the
-    file store's: bytes), ``version`` the journal's format version."""
-
-    records: int
-    offset: int = 0
-    version: FormatVersion = FORMAT_VERSION
-
-
 class JournalStore(ABC):
     """Where the journals, inboxes and leases of instances are kept.
 
@@ -226,22 +196,14 @@ class JournalStore(ABC):
         or :class:`JournalCorruptError`.
         """
 
-    def read_after(
-        self, instance_id: str, position: JournalPosition | None
-    ) -> tuple[list[Record], JournalPosition]:
-        """The records appended after ``position`` (all of them for None), and the
-        position after them: a live view (``wf status --watch``, ``wf timeline
-        --follow``) reads only the journal's new lines.
+    def read_after(self, instance_id: str, known: int) -> list[Record]:
+        """The records after the first ``known`` of the journal: ``read(instance_id)[known:]``.
 
-        Raises what :meth:`read` raises, and :class:`JournalCorruptError` if the
-        journal is shorter than ``position`` (deleted and made again). This default
-        reads the whole journal; a store that can read from a position overrides it.
+        For a reader that follows a journal as it grows (``wf timeline --follow``), called
+        with the number of records it has so far. This default reads the whole journal; a
+        store overrides it to read only the lines after those. Raises as :meth:`read`.
         """
-        records = self.read(instance_id)
-        seen = 0 if position is None else position.records
-        if len(records) < seen:
-            raise shorter_journal(instance_id, len(records) + 1)
-        return records[seen:], JournalPosition(len(records))
+        return self.read(instance_id)[known:]
 
     @abstractmethod
     def instance_ids(self) -> list[str]:
