@@ -30,7 +30,7 @@ from wfcli.cli.framework import (
 from wfcli.errors import InstanceBusyError, WorkflowError, WorkflowInputError
 
 if TYPE_CHECKING:
-    from wfcli.client.client import WorkflowClient
+    from wfcli.client.follow import JournalFollower
     from wfcli.client.views import InstanceStatus
     from wfcli.store.contract import Damage
 
@@ -106,10 +106,11 @@ def status(
     """Show an instance: its status, what it waits for, and its steps."""
     screen = Screen()
     client = open_session(config, store, load=False).client
-    current = client.status(instance_id)
+    follower = client.follow(instance_id)  # --watch reads only the journal's new lines
+    current = follower.status()
     if watch and not _settled(current):
         if json_output or screen.plain:
-            current = _watch_plain(client, current, screen, announce=not json_output)
+            current = _watch_plain(follower, current, screen, announce=not json_output)
         else:
             from rich.live import Live
 
@@ -119,7 +120,7 @@ def status(
             with Live(render.status_view(current, now(), plain=False), console=screen.out) as live:
                 while not _settled(current):
                     time.sleep(_WATCH_INTERVAL)
-                    current = client.status(instance_id)
+                    current = follower.status()
                     live.update(render.status_view(current, now(), plain=False))
             return
     if json_output:
@@ -141,7 +142,7 @@ def _settled(current: "InstanceStatus") -> bool:
 
 
 def _watch_plain(
-    client: "WorkflowClient", current: "InstanceStatus", screen: Screen, *, announce: bool
+    follower: "JournalFollower", current: "InstanceStatus", screen: Screen, *, announce: bool
 ) -> "InstanceStatus":
     from wfcli.ui.render import status_line
 
@@ -152,7 +153,7 @@ def _watch_plain(
             screen.say(f"{current.id}: {line}")
             shown = line
         time.sleep(_WATCH_INTERVAL)
-        current = client.status(current.id)
+        current = follower.status()
     return current
 
 

@@ -86,6 +86,13 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+@app.callback()
+def _group() -> None:
+    # A callback keeps ``wf`` a group of commands when main() registers only one.
+    pass
+
+
 # --- exit codes -------------------------------------------------------------------------
 
 EXIT_OK = 0
@@ -491,8 +498,24 @@ def _execute_shown(
 _ClickException = cast("type[Exception]", typer.BadParameter.__mro__[2])
 
 
+def _only_the_command_asked_for(arguments: list[str]) -> None:
+    """Leave only the command ``arguments`` start with registered, if they name one:
+    typer builds every registered command's parameters at each start (~10 ms for all),
+    and a process runs one. ``wf --help`` and a mistyped name still see them all."""
+    if not arguments:
+        return
+    asked = [
+        info
+        for info in app.registered_commands
+        if arguments[0] == (info.name or getattr(info.callback, "__name__", "").replace("_", "-"))
+    ]
+    if asked:
+        app.registered_commands[:] = asked
+
+
 def main() -> None:
     """The ``wf`` console script: a bad command line is one ``error:`` line, exit 2."""
+    _only_the_command_asked_for(sys.argv[1:2])
     try:
         code = app(prog_name="wf", standalone_mode=False)
     except _ClickException as error:

@@ -55,7 +55,8 @@ if TYPE_CHECKING:  # the executor and the step engine load when something execut
     from wfcli.store.exchange import ExportedInstance
 
 __all__ = ["EventDelivery", "EventFate", "InstanceHandle", "WorkflowBinding", "WorkflowClient"]
-from wfcli.client.views import InstanceStatus
+from wfcli.client.follow import JournalFollower
+from wfcli.client.views import InstanceStatus, snapshot
 from wfcli.core.summary import InstanceSummary
 
 
@@ -207,13 +208,16 @@ class WorkflowClient:
         return fold(self.store.read(validate_instance_id(instance_id)))
 
     def _snapshot(self, state: InstanceState) -> InstanceStatus:
-        instance_id = state.instance_id
-        pending = tuple(message.action for message in self.store.pending(instance_id))
-        return InstanceStatus.of(state, self.store.holder(instance_id), pending)
+        return snapshot(self.store, state)
 
     def status(self, instance_id: str) -> InstanceStatus:
         """The instance's current status, from its journal, lock and inbox."""
         return self._snapshot(self._state(instance_id))
+
+    def follow(self, instance_id: str) -> JournalFollower:
+        """Follow the instance's journal as it grows (``wf status --watch``): each
+        :meth:`JournalFollower.refresh` reads only the lines appended since the last."""
+        return JournalFollower(self.store, validate_instance_id(instance_id))
 
     def list_instances(
         self,

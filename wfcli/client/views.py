@@ -16,11 +16,11 @@ from wfcli.core.owner import Owner
 from wfcli.core.state import InstanceState, StepState, WaitInfo
 from wfcli.core.summary import InstanceSummary, JournalSummary, shown_status
 
-if TYPE_CHECKING:  # the executor and the step engine load when something executes
-    pass
+if TYPE_CHECKING:
+    from wfcli.store.contract import JournalStore
 
 
-__all__ = ["InstanceStatus"]
+__all__ = ["InstanceStatus", "snapshot"]
 
 
 def _error(error: ErrorInfo | None) -> dict[str, JsonValue] | None:
@@ -110,3 +110,11 @@ class InstanceStatus:
         if steps:
             document["steps"] = [_step_json(step) for step in self.steps]
         return document
+
+
+def snapshot(store: JournalStore, state: InstanceState) -> InstanceStatus:
+    """The status of the instance whose journal folds to ``state``, with its store's
+    lease holder and pending inbox messages as they are now."""
+    instance_id = state.instance_id
+    pending = tuple(message.action for message in store.pending(instance_id))
+    return InstanceStatus.of(state, store.holder(instance_id), pending)

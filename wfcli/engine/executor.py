@@ -9,7 +9,10 @@ errored, terminated, paused or waiting, and that ending is journaled.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -26,7 +29,7 @@ from wfcli.core.codec import (
 )
 from wfcli.core.settings import Settings
 from wfcli.core.state import InstanceState, fold
-from wfcli.engine.signals import Cancelled, Restart, Stop, StoreFailed, Suspend
+from wfcli.engine.signals import Abandoned, Cancelled, Restart, Stop, StoreFailed, Suspend
 from wfcli.engine.step import NullObserver, RunObserver, StepInterceptor, StepRun, WorkflowStep
 from wfcli.engine.workflow import Env, WorkflowEntrypoint, WorkflowEvent, freeze
 from wfcli.errors import (
@@ -41,6 +44,39 @@ from wfcli.store.contract import JournalStore, Lease, Owner
 __all__ = ["Executor", "WorkflowResolver"]
 
 WorkflowResolver = Callable[[str], type[WorkflowEntrypoint]]
+
+
+class _WorkflowThread:
+    """A daemon thread running ``target`` in a copy of the caller's context."""
+
+    def __init__(self, target: Callable[[], None], wake: threading.Event) -> None:
+        self._target = target
+        self._wake = wake
+        self._done = False
+        self._error: BaseException | None = None
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=context.run, args=(self._main,), name="wfcli-workflow", daemon=True
+        ).start()
+
+    def _main(self) -> None:
+        try:
+            self._target()
+        except Abandoned:
+            pass
+        except BaseException as error:  # raised again on the waiting thread
+            self._error = error
+        finally:
+            self._done = True
+            self._wake.set()
+
+    def ended(self) -> bool:
+        return self._done
+
+    def outcome(self) -> None:
+        """Raise what the thread raised, if anything."""
+        if self._error is not None:
+            raise self._error
 
 
 class Executor:
@@ -109,25 +145,41 @@ class Executor:
         run = StepRun(
             lease, state, self.clock, settings, observer, cancel=cancel, interceptor=interceptor
         )
-        try:
-            run.apply_inbox()
-            if state.terminal or state.status == "paused":
+        run.apply_inbox()
+        if state.terminal or state.status == "paused":
+            return state
+        workflow = self.resolve(state.workflow)
+        while True:
+            thread = _WorkflowThread(functools.partial(self._run, run, workflow), run.runner.wake)
+            try:
+                ended = run.runner.watch(thread.ended)
+            except BaseException:  # Ctrl-C, SIGTERM's exit: stop here, write nothing more
+                run.abandon()
+                raise
+            if ended:
+                thread.outcome()
                 return state
-            workflow = self.resolve(state.workflow)
-            while True:
-                try:
-                    self._run_once(run, workflow)
-                except Restart:
-                    continue
-                return state
-        finally:
-            run.runner.close()
+            successor = run.successor()
+            run.abandon()  # its callback outlived the attempt: carry on without that thread
+            run = successor
+
+    def _run(self, run: StepRun, workflow: type[WorkflowEntrypoint]) -> None:
+        """Run the code until it ends (again from the top after a restart)."""
+        while True:
+            try:
+                self._run_once(run, workflow)
+            except Restart:
+                continue
+            return
 
     def _run_once(self, run: StepRun, workflow: type[WorkflowEntrypoint]) -> None:
         state = run.state
         owner = run.lease.owner
         run.begin()
-        run.record(RunStarted(at=self.clock.now(), pid=owner.pid, host=owner.host))
+        if run.carries_on:
+            run.carries_on = False  # a successor goes on with the abandoned run's run
+        else:
+            run.record(RunStarted(at=self.clock.now(), pid=owner.pid, host=owner.host))
         event = WorkflowEvent(
             payload=freeze(state.params),
             timestamp=state.created,

@@ -66,7 +66,10 @@ def _sync_data(fd: int) -> None:
 
 def _write_all(fd: int, data: bytes) -> None:
     """``os.write`` until all of ``data`` is written (a write may take only part)."""
-    view = memoryview(data)
+    written = os.write(fd, data)
+    if written == len(data):  # nearly always: a regular file takes a short line whole
+        return
+    view = memoryview(data)[written:]
     while view:
         view = view[os.write(fd, view) :]
 
@@ -251,10 +254,14 @@ class _FileLease(Lease):
             first = self._record_count + 1
             for line_no, record in enumerate(records, start=first):
                 self._rules.check(record, line_no)
-            data = "".join(
-                encode_record(record, number, self._rules.version) + "\n"
-                for number, record in enumerate(records, start=first)
-            ).encode()
+            version = self._rules.version
+            if len(records) == 1:  # most appends (a step's two records go one at a time)
+                data = (encode_record(records[0], first, version) + "\n").encode()
+            else:
+                data = "".join(
+                    encode_record(record, number, version) + "\n"
+                    for number, record in enumerate(records, start=first)
+                ).encode()
             try:
                 _write_all(self._fd, data)
                 if sync and self._store.durable:
