@@ -203,10 +203,9 @@ def test_run_shows_a_retried_attempt(project: Project) -> None:
 def test_run_errored_exits_1_with_the_error(project: Project) -> None:
     result = ok(wf(project, "run", "failing", "--id", "e1"), code=1)
     assert f"error: NonRetryableError: {ERROR_MESSAGE}" in result.stdout
-    assert status_of(project, "e1")["error"] == {
-        "name": "NonRetryableError",
-        "message": ERROR_MESSAGE,
-    }
+    error = status_of(project, "e1")["error"]
+    assert (error["name"], error["message"]) == ("NonRetryableError", ERROR_MESSAGE)
+    assert error["traceback"].endswith("raise NonRetryableError(ERROR_MESSAGE)")
 
 
 def test_run_suspended_on_a_sleep_exits_3_and_says_how_it_continues(project: Project) -> None:

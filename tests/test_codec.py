@@ -85,7 +85,9 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "attempt": counts,
     "attempts": counts,
     "output": json_values,
-    "error": st.builds(ErrorInfo, name=st.text(), message=st.text()),
+    "error": st.builds(
+        ErrorInfo, name=st.text(), message=st.text(), traceback=st.none() | st.text()
+    ),
     "retry_at": st.none() | moments,
     "until": moments,
     "event_type": st.none() | st.text(),
@@ -97,6 +99,8 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "kept_steps": st.lists(st.text(), max_size=4),
     "message": st.text(),
     "version": st.none() | st.text(),
+    "sensitive_params": st.none() | st.lists(st.text(), max_size=3),
+    "sensitive": st.none() | st.booleans(),
     "patch": st.text(),
     "applied": st.booleans(),
     "steps_before": counts,
@@ -618,7 +622,15 @@ def test_inbox_messages_round_trip(
     )
     assert InboxMessage.decode(message.encode()) == message
     assert message.encode() == json.dumps(
-        {"v": 1, **dataclasses.asdict(message), "sent_at": format_time(sent_at)},
+        {  # a field left out when None (sensitive) is not written
+            "v": 1,
+            **{
+                k: v
+                for k, v in dataclasses.asdict(message).items()
+                if v is not None or k != "sensitive"
+            },
+            "sent_at": format_time(sent_at),
+        },
         ensure_ascii=False,
         separators=(",", ":"),
     )

@@ -17,6 +17,7 @@ from wfcli import (
     WorkflowInputError,
     WorkflowStep,
 )
+from wfcli.core.codec import ErrorInfo
 from wfcli.core.durations import format_duration, parse_duration
 
 
@@ -136,8 +137,8 @@ def test_a_zero_step_timeout_is_refused(tmp_path: Path) -> None:
 
     final = WorkflowClient(FileStore(tmp_path), {"wf": ZeroTimeout}).create("wf").execute()
 
-    assert final.to_json()["error"] == {
-        "name": "WorkflowInputError",
-        "message": "timeout: must be longer than zero",
-    }
+    assert final.error == ErrorInfo(
+        "WorkflowInputError",
+        "timeout: must be longer than zero",
+    )
     assert final.state.steps == {}

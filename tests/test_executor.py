@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -29,6 +30,7 @@ from wfcli import (
 )
 from wfcli.core.codec import (
     AttemptStarted,
+    ErrorInfo,
     Paused,
     Record,
     RunStarted,
@@ -442,7 +444,13 @@ def test_an_exception_from_run_errors_the_instance_with_its_name_and_message(
     final = start(store_dir, clock, Raises).execute()
 
     assert final.status == "errored"
-    assert final.to_json()["error"] == {"name": "LookupError", "message": "no such order: 17"}
+    error = final.to_json()["error"]
+    assert isinstance(error, dict)
+    assert (error["name"], error["message"]) == ("LookupError", "no such order: 17")
+    assert isinstance(error["traceback"], str)
+    assert error["traceback"].endswith('raise LookupError("no such order: 17")')
+    assert "test_executor.py" in error["traceback"]
+    assert "wfcli" + os.sep not in error["traceback"]  # the engine's frames are left out
 
 
 # --- sleeps -----------------------------------------------------------------------------------
@@ -651,10 +659,10 @@ def test_an_uncaught_event_timeout_errors_the_instance(store_dir: Path, clock: F
     final = handle.execute()
 
     assert final.status == "errored"
-    assert final.to_json()["error"] == {
-        "name": "WorkflowTimeoutError",
-        "message": "step 'wait-0' timed out waiting for an event of type 'never'",
-    }
+    assert final.error == ErrorInfo(
+        "WorkflowTimeoutError",
+        "step 'wait-0' timed out waiting for an event of type 'never'",
+    )
 
 
 class SecondChance(WorkflowEntrypoint):

@@ -56,6 +56,10 @@ def run(
     detach: Annotated[
         bool, typer.Option("--detach", help="Only create the instance (queued) and print its ID.")
     ] = False,
+    sensitive: Annotated[
+        bool,
+        typer.Option("--sensitive", help='Every view shows the params as "[REDACTED]".'),
+    ] = False,
     max_wait: MaxWaitOption = None,
     json_output: JsonFlag = False,
     config: ConfigOption = None,
@@ -66,7 +70,9 @@ def run(
     session = open_session(config, store, load=True, creates=True)
     value = parse_json_input(params, "--params")
     wait = None if max_wait is None else parse_duration_option(max_wait, "--max-wait")
-    handle = session.client.create(workflow, params=value, instance_id=instance_id)
+    handle = session.client.create(
+        workflow, params=value, instance_id=instance_id, sensitive=sensitive
+    )
     if detach:
         if json_output:
             screen.json(handle.status().to_json())
@@ -86,6 +92,12 @@ def status(
     instance_id: InstanceArgument,
     watch: Annotated[
         bool, typer.Option("--watch", help="Refresh until the instance finishes or suspends.")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Also show where each error was raised (its traceback)."
+        ),
     ] = False,
     json_output: JsonFlag = False,
     config: ConfigOption = None,
@@ -113,9 +125,11 @@ def status(
     if json_output:
         screen.json(current.to_json())
     else:
-        from wfcli.ui.render import status_view
+        from wfcli.ui.render import status_view, tracebacks_view
 
         screen.show(status_view(current, client.clock.now(), screen.plain))
+        if verbose:
+            screen.show(tracebacks_view(current))
 
 
 _WATCH_INTERVAL = 0.5
@@ -206,12 +220,14 @@ def history(
 ) -> None:
     """Show every journal record of an instance, oldest first."""
     from wfcli.core.codec import record_to_json
+    from wfcli.core.redaction import shown_record
 
     screen = Screen()
     client = open_session(config, store, load=False).client
     records = client.history(instance_id)
     if json_output:
-        screen.json({"id": instance_id, "records": [record_to_json(r) for r in records]})
+        shown = [record_to_json(shown_record(r)) for r in records]
+        screen.json({"id": instance_id, "records": shown})
     else:
         from wfcli.ui.render import history_table
 
@@ -333,6 +349,10 @@ def send_event(
             help="Payload as JSON text, @FILE to read a file, or - to read stdin.",
         ),
     ] = None,
+    sensitive: Annotated[
+        bool,
+        typer.Option("--sensitive", help='Every view shows the payload as "[REDACTED]".'),
+    ] = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
@@ -343,7 +363,7 @@ def send_event(
     screen = Screen()
     value = parse_json_input(payload, "--payload")
     session = open_session(config, store, load=False)
-    delivery = session.client.deliver_event(instance_id, event_type, value)
+    delivery = session.client.deliver_event(instance_id, event_type, value, sensitive=sensitive)
     current = delivery.status
     if delivery.fate is EventFate.HOLDER_TAKES:
         assert current.holder is not None

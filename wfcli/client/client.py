@@ -35,6 +35,7 @@ from wfcli.core.ids import (
     validate_instance_id,
     validate_step_name,
 )
+from wfcli.core.redaction import param_pointers
 from wfcli.core.settings import Settings
 from wfcli.core.state import InstanceState, fold
 from wfcli.errors import (
@@ -87,7 +88,8 @@ class WorkflowClient:
     ``workflows`` maps workflow names to classes; ``bindings`` maps binding
     names (``ORDER_FLOW``) to workflow names for ``self.env`` inside workflows;
     ``variables`` are the ``[vars]``; ``versions`` maps workflow names to the
-    ``version`` recorded on each new instance (display only, never a gate).
+    ``version`` recorded on each new instance (display only, never a gate);
+    ``sensitive_params`` maps workflow names to the params keys views redact.
     """
 
     def __init__(
@@ -100,10 +102,14 @@ class WorkflowClient:
         clock: Clock | None = None,
         settings: Settings | None = None,
         versions: Mapping[str, str] | None = None,
+        sensitive_params: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.store = store
         self.workflows = dict(workflows)
         self.versions = dict(versions or {})
+        self.sensitive_params = {
+            name: tuple(keys) for name, keys in (sensitive_params or {}).items()
+        }
         self.bindings = dict(bindings or {})
         self.variables = dict(variables or {})
         self.clock = clock or SystemClock()
@@ -131,14 +137,23 @@ class WorkflowClient:
     # creating and running -----------------------------------------------------------
 
     def create(
-        self, workflow: str, *, params: object = None, instance_id: str | None = None
+        self,
+        workflow: str,
+        *,
+        params: object = None,
+        instance_id: str | None = None,
+        sensitive: bool = False,
     ) -> InstanceHandle:
         """Create a ``queued`` instance; nothing is written if any input is bad.
+
+        Views redact the params keys the workflow's ``sensitive_params`` name, or
+        all of the params if ``sensitive``.
 
         Raises :class:`UnknownWorkflowError`, :class:`WorkflowInputError` (bad ID
         or params) or :class:`InstanceExistsError`.
         """
         self._resolve(workflow)
+        keys = self.sensitive_params.get(workflow)
         chosen = new_instance_id() if instance_id is None else validate_instance_id(instance_id)
         encoded = check_json(params, "params", self.settings.max_value_bytes)
         record = Created(
@@ -147,6 +162,7 @@ class WorkflowClient:
             workflow=workflow,
             params=json.loads(encoded),
             version=self.versions.get(workflow),
+            sensitive_params=[""] if sensitive else param_pointers(keys) if keys else None,
         )
         self.store.create(record)
         return InstanceHandle(self, chosen)
@@ -334,20 +350,27 @@ class WorkflowClient:
         return self._post(instance_id, "restart", from_step=from_step)
 
     def send_event(
-        self, instance_id: str, event_type: str, payload: object = None
+        self, instance_id: str, event_type: str, payload: object = None, *, sensitive: bool = False
     ) -> InstanceStatus:
-        """Deliver an event; a waiting instance takes it, others buffer it by type."""
-        return self.deliver_event(instance_id, event_type, payload).status
+        """Deliver an event; a waiting instance takes it, others buffer it by type.
+
+        With ``sensitive``, views show its payload as ``"[REDACTED]"``.
+        """
+        return self.deliver_event(instance_id, event_type, payload, sensitive=sensitive).status
 
     def deliver_event(
-        self, instance_id: str, event_type: str, payload: object = None
+        self, instance_id: str, event_type: str, payload: object = None, *, sensitive: bool = False
     ) -> EventDelivery:
         """:meth:`send_event`, saying what became of the event (:class:`EventFate`)."""
         validate_event_type(event_type)
         encoded = check_json(payload, "event payload", self.settings.max_value_bytes)
         self._require_live(instance_id, "send an event to")
         current = self._post(
-            instance_id, "event", event_type=event_type, payload=json.loads(encoded)
+            instance_id,
+            "event",
+            event_type=event_type,
+            payload=json.loads(encoded),
+            sensitive=sensitive or None,
         )
         wait = current.waiting
         if current.holder is not None:
@@ -443,5 +466,7 @@ class InstanceHandle:
     def restart(self, *, from_step: str | None = None) -> InstanceStatus:
         return self.client.restart(self.id, from_step=from_step)
 
-    def send_event(self, type: str, payload: object = None) -> InstanceStatus:
-        return self.client.send_event(self.id, type, payload)
+    def send_event(
+        self, type: str, payload: object = None, *, sensitive: bool = False
+    ) -> InstanceStatus:
+        return self.client.send_event(self.id, type, payload, sensitive=sensitive)

@@ -35,7 +35,7 @@ def _step_json(step: StepState) -> dict[str, JsonValue]:
         "attempts": step.attempts,
         "started": format_optional_time(step.started),
         "ended": format_optional_time(step.ended),
-        "output": step.output,
+        "output": step.shown_output,
         "error": _error(step.error),
         "retry_at": format_optional_time(step.retry_at),
         "until": format_optional_time(step.until),

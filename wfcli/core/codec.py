@@ -11,6 +11,8 @@ of handing odd types to the executor. Nothing here evaluates or unpickles conten
 
 import json
 import math
+import os
+import traceback
 import zlib
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
@@ -26,6 +28,8 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_ERROR_MESSAGE",
     "MAX_NESTING",
+    "MAX_TRACEBACK",
+    "MAX_TRACEBACK_FRAMES",
     "AttemptFailed",
     "AttemptStarted",
     "Created",
@@ -64,6 +68,7 @@ __all__ = [
     "parse_line",
     "parse_time",
     "record_to_json",
+    "traceback_of",
 ]
 
 FormatVersion = Literal[1, 2]
@@ -77,6 +82,8 @@ _V2_OPENING = b'{"v":2,'
 _crc32 = zlib.crc32
 MAX_NESTING = 256
 MAX_ERROR_MESSAGE = 64 * 1024  # characters of an error message kept in the journal
+MAX_TRACEBACK = 8 * 1024  # characters of a traceback kept in the journal
+MAX_TRACEBACK_FRAMES = 20
 
 # Spelled with Union because the alias is evaluated at runtime on Python 3.10.
 JsonValue: TypeAlias = Union[  # noqa: UP007
@@ -225,12 +232,45 @@ def _journalable(text: str) -> str:
     return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
 
 
+_WFCLI_FILES = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def traceback_of(error: BaseException, inner: str | None = None) -> str | None:
+    """Where ``error`` was raised in the user's code, as Python prints a traceback's
+    frames (``File "...", line N, in f`` and the line), or None if no frame is theirs.
+
+    ``inner`` is a traceback of the same kind that goes on from the last frame (a failed
+    step's, under the ``run`` that called it). wfcli's own frames are left out; at most
+    the last ``MAX_TRACEBACK_FRAMES`` frames of ``error`` and the last ``MAX_TRACEBACK``
+    characters of the whole are kept.
+    """
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith(_WFCLI_FILES)
+    ]
+    text = "".join(
+        f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+        + (f"    {frame.line.strip()}\n" if frame.line else "")
+        for frame in frames[-MAX_TRACEBACK_FRAMES:]
+    ) + (inner or "")
+    if not text:
+        return None
+    text = _journalable(text.rstrip("\n"))
+    if len(text) > MAX_TRACEBACK:
+        text = "  [... frames cut ...]\n" + text[-MAX_TRACEBACK:]
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """An error as journaled: its type name and message."""
+    """An error as journaled: its type name, its message and, when the user's code
+    raised it, its traceback there (:func:`traceback_of`). Errors compare by name and
+    message: the same error raised from a moved line is the same outcome."""
 
     name: str
     message: str
+    traceback: str | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, error: BaseException) -> "ErrorInfo":
@@ -241,14 +281,21 @@ class ErrorInfo:
             half = MAX_ERROR_MESSAGE // 2
             cut = len(message) - 2 * half
             message = f"{message[:half]} [... {cut} characters cut ...] {message[-half:]}"
-        return cls(name=_journalable(name)[:MAX_ERROR_MESSAGE], message=message)
+        return cls(
+            name=_journalable(name)[:MAX_ERROR_MESSAGE],
+            message=message,
+            traceback=traceback_of(error),
+        )
 
     def to_json(self) -> dict[str, JsonValue]:
-        return {"name": self.name, "message": self.message}
+        """``{"name", "message"}``, and ``"traceback"`` when there is one."""
+        if self.traceback is None:
+            return {"name": self.name, "message": self.message}
+        return {"name": self.name, "message": self.message, "traceback": self.traceback}
 
 
-# A record field with this metadata, last in its class and None, is left out of the line
-# (and read back as None), so lines written without it stay as they were.
+# A record field with this metadata (it defaults to None) is left out of the line when
+# None (and read back as None), so lines written before it existed stay as they were.
 _LEFT_OUT_WHEN_NONE = "left out when None"
 
 
@@ -291,6 +338,9 @@ class Created(Record):
     params: JsonValue
     version: str | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
     """The workflow's ``version`` in workflows.toml; the line leaves it out when None."""
+    sensitive_params: list[str] | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """The parts of ``params`` views redact, as JSON Pointers (``""``: all of them,
+    ``"/card"``: the key ``card``); the line leaves it out when None."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -320,6 +370,8 @@ class StepCompleted(Record):
     kind: StepKind
     attempt: int
     output: JsonValue
+    sensitive: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """True when views redact the output (an event step's: its payload); else left out."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -363,6 +415,8 @@ class EventReceived(Record):
     message_id: str
     event_type: str
     payload: JsonValue
+    sensitive: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """True when views redact the payload; else left out."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -477,6 +531,8 @@ class InboxMessage:
     event_type: str | None = None
     payload: JsonValue = None
     from_step: str | None = None
+    sensitive: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """True for an event whose payload views redact; else left out."""
 
     def encode(self) -> str:
         """The message file's JSON: ``{"v":1, <fields in order>}`` (no checksum)."""
@@ -547,10 +603,21 @@ def _check_nesting(value: dict[str, object] | list[object]) -> None:
     raise RecordError(f"nested deeper than {MAX_NESTING} levels")
 
 
+_ERROR_KEYS = frozenset({"name", "message"})
+_TRACED_ERROR_KEYS = _ERROR_KEYS | {"traceback"}
+
+
 def _error(value: object) -> ErrorInfo:
-    if not isinstance(value, dict) or value.keys() != {"name", "message"}:
-        raise RecordError("expected an error object with name and message")
-    return ErrorInfo(name=_text(value["name"]), message=_text(value["message"]))
+    if not isinstance(value, dict) or value.keys() not in (_ERROR_KEYS, _TRACED_ERROR_KEYS):
+        raise RecordError(
+            "expected an error object with name and message (and an optional traceback)"
+        )
+    traced = value.get("traceback")
+    return ErrorInfo(
+        name=_text(value["name"]),
+        message=_text(value["message"]),
+        traceback=None if traced is None else _text(traced),
+    )
 
 
 def _choice(allowed: tuple[str, ...]) -> _Check:
@@ -633,10 +700,29 @@ class _Layout(Generic[_T]):
     JSON."""
     open_template: str
     """The version 2 line up to its checksum tail, with the same ``%s``."""
-    short_templates: tuple[str, str] | None
-    """The two without their last field, for a last field left out when None."""
+    optional: tuple[int, ...]
+    """The indexes of the fields left out of a line when None."""
+    head: str
+    """The line's ``type`` part (empty for an inbox message)."""
     values: Callable[[object], tuple[object, ...]]
     """An object's field values, in order."""
+
+    variants: dict[tuple[int, tuple[int, ...]], str] = field(default_factory=dict)
+    """Templates of lines that leave optional fields out, by version and fields kept."""
+
+    def short_template(self, values: tuple[object, ...], version: int) -> tuple[str, list[int]]:
+        """The template of a line that leaves out the optional fields that are None,
+        and the indexes of the fields it keeps."""
+        kept = [
+            i for i in range(len(self.names)) if i not in self.optional or values[i] is not None
+        ]
+        key = (version, tuple(kept))
+        template = self.variants.get(key)
+        if template is None:
+            body = f"%s{self.head}" + "".join(f",{_DUMPS(self.names[i])}:%s" for i in kept)
+            template = f'{{"v":1{body}}}' if version == 1 else f'{{"v":2{body}'
+            self.variants[key] = template
+        return template, kept
 
     @classmethod
     def of(cls, target: type[_T], name: str, what: str, tag: str | None) -> "_Layout[_T]":
@@ -648,8 +734,6 @@ class _Layout(Generic[_T]):
         keys = frozenset({"v", *names} if tag is None else {"v", "n", "type", *names})
         parts = [f",{_DUMPS(n)}:%s" for n in names]
         body = f"%s{head}" + "".join(parts)
-        short_body = f"%s{head}" + "".join(parts[:-1])
-        short = declared[-1].metadata.get(_LEFT_OUT_WHEN_NONE, False)
         return cls(
             target=target,
             name=name,
@@ -668,7 +752,10 @@ class _Layout(Generic[_T]):
             checked_keys=keys | {_CHECKSUM_KEY},
             template=f'{{"v":1{body}}}',
             open_template=f'{{"v":2{body}',
-            short_templates=(f'{{"v":1{short_body}}}', f'{{"v":2{short_body}') if short else None,
+            optional=tuple(
+                index for index, f in enumerate(declared) if f.metadata.get(_LEFT_OUT_WHEN_NONE)
+            ),
+            head=head,
             values=attrgetter(*names),
         )
 
@@ -724,9 +811,9 @@ def _encode_value(value: object) -> str:
 def _encode(layout: _Layout[_T], item: _T, number_part: str, version: int = 1) -> str:
     """A line of ``item`` in ``version`` (a version 2 line without its checksum tail)."""
     values = layout.values(item)
-    if layout.short_templates is not None and values[-1] is None:
-        template = layout.short_templates[version - 1]
-        return template % (number_part, *map(_encode_value, values[:-1]))
+    if layout.optional and any(values[index] is None for index in layout.optional):
+        short, kept = layout.short_template(values, version)
+        return short % (number_part, *(_encode_value(values[index]) for index in kept))
     template = layout.template if version == 1 else layout.open_template
     return template % (number_part, *map(_encode_value, values))
 
@@ -868,6 +955,7 @@ def record_to_json(record: Record) -> dict[str, object]:
     result: dict[str, object] = {"type": record.TYPE}
     for name in layout.names:
         result[name] = _encode_field(getattr(record, name))
-    if layout.short_templates is not None and result[layout.names[-1]] is None:
-        del result[layout.names[-1]]
+    for index in layout.optional:
+        if result[layout.names[index]] is None:
+            del result[layout.names[index]]
     return result

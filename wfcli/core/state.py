@@ -37,6 +37,7 @@ from wfcli.core.codec import (
     Warned,
     format_time,
 )
+from wfcli.core.redaction import REDACTED, redact, redacted_event
 
 __all__ = [
     "LOST_ATTEMPT",
@@ -89,6 +90,15 @@ class StepState:
     event_type: str | None = None
     lost_attempts: int = 0
     """Attempts that never finished because their process died (``AttemptLostError``)."""
+    sensitive: bool = False
+    """Views show its output redacted (an event step's: its payload)."""
+
+    @property
+    def shown_output(self) -> JsonValue:
+        """Its output as views show it."""
+        if not self.sensitive:
+            return self.output
+        return redacted_event(self.output) if self.kind == "event" else REDACTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +128,7 @@ class BufferedEvent:
     event_type: str
     payload: JsonValue
     received: datetime
+    sensitive: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +163,8 @@ class InstanceState:
     patches: dict[str, PatchDecision] = field(default_factory=dict)
     divergence: Diverged | None = None
     """Why the instance is paused, when the code no longer fit its history."""
+    sensitive_params: tuple[str, ...] = ()
+    """JSON Pointers of the parts of ``params`` views redact."""
     runs: int = 0
     runner: tuple[int, str] | None = None
     record_count: int = 0
@@ -165,8 +178,14 @@ class InstanceState:
             params=record.params,
             created=record.at,
             version=record.version,
+            sensitive_params=tuple(record.sensitive_params or ()),
             record_count=1,
         )
+
+    @property
+    def shown_params(self) -> JsonValue:
+        """Its params as views show them."""
+        return redact(self.params, self.sensitive_params)
 
     @property
     def terminal(self) -> bool:
@@ -206,6 +225,7 @@ class InstanceState:
             step.status = "completed"
             step.attempts = max(step.attempts, record.attempt)
             step.output = record.output
+            step.sensitive = bool(record.sensitive)
             step.error = None
             step.retry_at = None
             step.ended = record.at
@@ -246,7 +266,13 @@ class InstanceState:
         elif isinstance(record, EventReceived):
             self.applied_messages.add(record.message_id)
             self.events.append(
-                BufferedEvent(record.message_id, record.event_type, record.payload, record.at)
+                BufferedEvent(
+                    record.message_id,
+                    record.event_type,
+                    record.payload,
+                    record.at,
+                    bool(record.sensitive),
+                )
             )
         elif isinstance(record, Paused):
             self.applied_messages.add(record.message_id)
@@ -331,6 +357,7 @@ def records_for_message(state: InstanceState, message: InboxMessage, now: dateti
                 message_id=message.message_id,
                 event_type=message.event_type,
                 payload=message.payload,
+                sensitive=message.sensitive,
             )
         ]
     if action == "restart":

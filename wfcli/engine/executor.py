@@ -15,7 +15,15 @@ from dataclasses import replace
 from datetime import timedelta
 
 from wfcli.core.clock import Clock
-from wfcli.core.codec import Errored, ErrorInfo, Finished, RunStarted, Suspended, check_json
+from wfcli.core.codec import (
+    Errored,
+    ErrorInfo,
+    Finished,
+    RunStarted,
+    Suspended,
+    check_json,
+    traceback_of,
+)
 from wfcli.core.settings import Settings
 from wfcli.core.state import InstanceState, fold
 from wfcli.engine.signals import Cancelled, Restart, Stop, StoreFailed, Suspend
@@ -149,7 +157,7 @@ class Executor:
         except Exception as error:
             if not run.diverged:  # the code caught the Stop of a divergence: nothing ends
                 info = (
-                    ErrorInfo(error.error_name, error.error_message)
+                    self._step_failure(state, error)
                     if isinstance(error, StepFailedError)
                     else ErrorInfo.of(error)
                 )
@@ -157,6 +165,14 @@ class Executor:
         else:
             if not run.diverged:
                 run.record(Finished(at=self.clock.now(), output=json.loads(encoded)))
+
+    @staticmethod
+    def _step_failure(state: InstanceState, error: StepFailedError) -> ErrorInfo:
+        """The instance's error when a failed step ends it: the step's error, traced from
+        ``run`` down into the step's callback."""
+        step = state.steps.get(error.step)
+        inner = None if step is None or step.error is None else step.error.traceback
+        return ErrorInfo(error.error_name, error.error_message, traceback_of(error, inner))
 
     def apply_inbox(self, instance_id: str) -> InstanceState:
         """Apply pending messages now if no process executes the instance.

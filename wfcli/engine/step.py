@@ -222,8 +222,10 @@ class StepSource(Protocol):
         timeout: timedelta,
         count: int,
         runner: CallbackRunner | None = None,
+        sensitive: bool = False,
     ) -> Any:
-        """The result of step ``name``; ``runner`` is a ``parallel`` branch's own."""
+        """The result of step ``name``; ``runner`` is a ``parallel`` branch's own;
+        ``sensitive`` marks the result for views to redact."""
 
     def sleep(self, name: str, until: Callable[[datetime], datetime]) -> None:
         """Sleep step ``name``; ``until(now)`` is its wake time when it first starts."""
@@ -509,6 +511,7 @@ class StepRun:
         timeout: timedelta,
         count: int,
         runner: CallbackRunner | None = None,
+        sensitive: bool = False,
     ) -> Any:
         step = self.state.steps.get(name)
         if step is not None and step.status in SETTLED:
@@ -546,7 +549,12 @@ class StepRun:
                 output = _decoded_copy(result, encoded)
                 self.record(
                     StepCompleted(
-                        at=self.clock.now(), step=name, kind="do", attempt=attempt, output=output
+                        at=self.clock.now(),
+                        step=name,
+                        kind="do",
+                        attempt=attempt,
+                        output=output,
+                        sensitive=sensitive or None,
                     )
                 )
                 self.observer.step_finished(name, "do", ok=True, replayed=False)
@@ -654,7 +662,16 @@ class StepRun:
             "payload": event.payload,
             "timestamp": format_time(event.received),
         }
-        self.record(StepCompleted(at=now, step=name, kind="event", attempt=1, output=output))
+        self.record(
+            StepCompleted(
+                at=now,
+                step=name,
+                kind="event",
+                attempt=1,
+                output=output,
+                sensitive=event.sensitive or None,
+            )
+        )
         self.observer.step_finished(name, "event", ok=True, replayed=False)
         return _event_from_output(output)
 
@@ -690,6 +707,7 @@ class WorkflowStep:
         *,
         retries: Mapping[str, object] | RetryPolicy | None = None,
         timeout: Duration | None = None,
+        sensitive: bool = False,
     ) -> Any:
         """Run ``callback`` once, durably, and return its JSON result.
 
@@ -697,13 +715,18 @@ class WorkflowStep:
         (``limit``, ``delay``, ``backoff``) and ``timeout`` (per attempt) default
         to the project's settings (5 retries, 10 seconds, exponential; 10 minutes).
         On replay the journaled result is returned without calling ``callback``.
-        A step that fails for good raises :class:`StepFailedError`.
+        A step that fails for good raises :class:`StepFailedError`. With
+        ``sensitive=True`` every view shows its result as ``"[REDACTED]"``; the
+        journal keeps it (replay and later steps get the real value), and its errors
+        are shown as they are.
         """
         policy, limit = self._options(retries, timeout)
         if not callable(callback):
             raise WorkflowInputError("callback", f"{type(callback).__name__} is not callable")
         checked, count = self._enter(name, "do")
-        return self._source.do(checked, callback, policy=policy, timeout=limit, count=count)
+        return self._source.do(
+            checked, callback, policy=policy, timeout=limit, count=count, sensitive=sensitive
+        )
 
     def parallel(
         self,
@@ -711,12 +734,14 @@ class WorkflowStep:
         *,
         retries: Mapping[str, object] | RetryPolicy | None = None,
         timeout: Duration | None = None,
+        sensitive: bool = False,
     ) -> list[Any]:
         """Run several ``do`` steps at once, each journaled under its own name.
 
         Returns their results in the order of ``calls``. On replay only the
         steps without a journaled result run. If any fails for good, the first
-        failure in ``calls`` order is raised after all have finished.
+        failure in ``calls`` order is raised after all have finished. ``sensitive``
+        is as for :meth:`do`, for every one of them.
         """
         policy, limit = self._options(retries, timeout)
         named = [(validate_step_name(name), callback) for name, callback in calls.items()]
@@ -743,6 +768,7 @@ class WorkflowStep:
                         timeout=limit,
                         count=counts[index],
                         runner=runner,
+                        sensitive=sensitive,
                     ),
                 )
             except BaseException as error:

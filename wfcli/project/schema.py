@@ -57,7 +57,7 @@ _MAX_VALUE_BYTES_LIMIT = DEFAULT_MAX_LINE_BYTES // 2
 
 _TOP_KEYS = ("defaults", "limits", "main", "name", "store", "vars", "workflows")
 _MAX_VERSION = 100
-_WORKFLOW_KEYS = ("binding", "class_name", "main", "name", "version")
+_WORKFLOW_KEYS = ("binding", "class_name", "main", "name", "sensitive_params", "version")
 _STORE_KEYS = ("dir", "fsync", "url")
 _STORE_SCHEMES = ("file", "postgres", "postgresql")
 _DEFAULTS_KEYS = ("max_inline_wait", "retries", "timeout")
@@ -87,7 +87,8 @@ def config_error(
 class WorkflowConfig:
     """One ``[[workflows]]`` entry: a workflow name bound to a class.
 
-    ``version`` is recorded on each instance created (shown, never a gate).
+    ``version`` is recorded on each instance created (shown, never a gate);
+    ``sensitive_params`` are the params keys every view shows as ``"[REDACTED]"``.
     """
 
     name: str
@@ -95,6 +96,7 @@ class WorkflowConfig:
     class_name: str
     main: str | None
     version: str | None = None
+    sensitive_params: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +283,13 @@ class _ProjectReader:
             )
         return value
 
+    def key_names(self, table: Mapping[str, object], key: KeyPath) -> tuple[str, ...]:
+        """An array of non-empty strings at ``key`` (none when absent)."""
+        value = table.get(str(key[-1]), [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.error(key, f"expected an array of key names, got {value!r}")
+        return tuple(value)
+
     # sections --------------------------------------------------------------------------
 
     def workflows(self, document: Mapping[str, object]) -> tuple[WorkflowConfig, ...]:
@@ -319,6 +328,7 @@ class _ProjectReader:
                     class_name=self.identifier(entry, (*at, "class_name")),
                     main=self.main(entry, (*at, "main")),
                     version=self.version(entry, (*at, "version")),
+                    sensitive_params=self.key_names(entry, (*at, "sensitive_params")),
                 )
             )
         return tuple(workflows)

@@ -91,4 +91,5 @@ def open_client(
         clock=clock,
         settings=project.settings,
         versions={w.name: w.version for w in project.workflows if w.version is not None},
+        sensitive_params={w.name: w.sensitive_params for w in project.workflows},
     )

@@ -242,9 +242,12 @@ class WorkflowHarness:
         self.client.execute(instance_id, max_inline_wait=timedelta(0), interceptor=self._modifiers)
         return self.result(instance_id)
 
-    def send_event(self, instance_id: str, type: str, payload: object = None) -> RunResult:
-        """Deliver an event to the instance and execute it if it is not finished."""
-        status = self.client.send_event(instance_id, type, payload)
+    def send_event(
+        self, instance_id: str, type: str, payload: object = None, *, sensitive: bool = False
+    ) -> RunResult:
+        """Deliver an event to the instance and execute it if it is not finished
+        (``sensitive``: views show its payload as ``"[REDACTED]"``)."""
+        status = self.client.send_event(instance_id, type, payload, sensitive=sensitive)
         if status.finished:
             return self.result(instance_id)
         return self.execute(instance_id)

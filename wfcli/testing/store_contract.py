@@ -177,6 +177,24 @@ class StoreContract:
         expected = [created("order-1"), first, second, third]
         assert from_lease == store.read("order-1") == expected
 
+    def test_read_after_gives_only_the_records_after_those_known(self, store: JournalStore) -> None:
+        store.create(created("order-1"))
+        first, second, third = step_records(3)
+        assert store.read_after("order-1", 0) == [created("order-1")]
+        assert store.read_after("order-1", 1) == []
+        with store.acquire("order-1", OWNER) as lease:
+            lease.append([first])
+            assert store.read_after("order-1", 1) == [first]
+            lease.append([second, third], sync=False)
+            assert store.read_after("order-1", 2) == [second, third]
+            assert store.read_after("order-1", 4) == []
+            assert store.read_after("order-1", 1) == [first, second, third]  # any count
+        assert store.read_after("order-1", 0) == store.read("order-1")
+        with pytest.raises(InstanceNotFoundError):
+            store.read_after("nobody", 0)
+        with pytest.raises(InstanceNotFoundError):
+            store.read_after("nobody", 3)
+
     def test_appends_from_many_threads_keep_each_call_whole(self, store: JournalStore) -> None:
         store.create(created("order-1"))
         with store.acquire("order-1", OWNER) as lease:

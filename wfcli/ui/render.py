@@ -22,6 +22,7 @@ from rich.text import Text
 
 from wfcli.core.codec import Diverged, ErrorInfo, Record, StepKind, record_to_json
 from wfcli.core.durations import format_duration
+from wfcli.core.redaction import shown_record
 from wfcli.engine.history import divergence_message
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ __all__ = [
     "run_summary",
     "status_line",
     "status_view",
+    "tracebacks_view",
     "workflows_view",
 ]
 
@@ -180,7 +182,7 @@ def _waiting_text(status: InstanceStatus, now: datetime) -> str | None:
 
 def _step_detail(step: StepState, now: datetime) -> str:
     if step.status == "completed":
-        return _shorten(_json_text(step.output))
+        return _shorten(_json_text(step.shown_output))
     if step.status == "failed":
         return _shorten(_error_text(step.error))
     if step.retry_at is not None:
@@ -250,6 +252,23 @@ def _patches_text(patches: Mapping[str, PatchDecision]) -> str:
     return ", ".join(
         f"{name}: {'new' if patch.applied else 'old'} branch" for name, patch in patches.items()
     )
+
+
+def tracebacks_view(status: InstanceStatus) -> RenderableType:
+    """``wf status --verbose``, after the status: where each recorded error (the
+    instance's, each step's last) was raised in the user's code."""
+    traced = [("the instance", status.error)] + [
+        (f"step {step.name!r}", step.error) for step in status.steps
+    ]
+    shown: list[RenderableType] = []
+    for what, error in traced:
+        if error is not None and error.traceback is not None:
+            shown += [
+                Text(""),
+                Text(f"{_error_text(error)} ({what}), raised at:"),
+                Text(error.traceback),
+            ]
+    return Group(*shown)
 
 
 def continuation_hint(status: InstanceStatus) -> str | None:
@@ -333,7 +352,7 @@ def history_table(records: Sequence[Record], now: datetime, plain: bool) -> Rend
     """``wf history``: every journal record with its fields in a detail column."""
     rows: list[list[Cell]] = []
     for record in records:
-        fields = record_to_json(record)
+        fields = record_to_json(shown_record(record))
         fields.pop("type")
         fields.pop("at")
         step = fields.pop("step", None)
