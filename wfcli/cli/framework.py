@@ -86,6 +86,30 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        from wfcli import __version__
+
+        print(f"wf (wfcli) {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Print the version of wfcli and exit.",
+        ),
+    ] = False,
+) -> None:
+    """The options of ``wf`` itself, before the command."""
+
+
 # --- exit codes -------------------------------------------------------------------------
 
 EXIT_OK = 0

@@ -40,6 +40,7 @@ __all__ = [
     "run_summary",
     "status_line",
     "status_view",
+    "termination_line",
     "workflows_view",
 ]
 
@@ -169,6 +170,17 @@ def status_line(status: InstanceStatus) -> str:
     return text
 
 
+def termination_line(status: InstanceStatus) -> str:
+    """What ``wf terminate`` answers: ``terminated``, or, when a process executing the
+    instance applies the request itself, that the termination was requested."""
+    if "terminate" in status.pending_messages and status.holder is not None:
+        return (
+            f"{status.id}: termination requested; process {status.holder.pid}, "
+            "which executes it, terminates it when the step in flight ends"
+        )
+    return f"{status.id}: {status_line(status)}"
+
+
 def _waiting_text(status: InstanceStatus, now: datetime) -> str | None:
     wait = status.waiting
     if wait is None:
@@ -206,6 +218,9 @@ def status_view(status: InstanceStatus, now: datetime, plain: bool) -> Renderabl
     ]
     if status.state.version is not None:
         pairs.append(("version", status.state.version))
+    if status.state.forked_from is not None:
+        source, step = status.state.forked_from
+        pairs.append(("forked from", f"{source} (kept the steps before {step!r})"))
     pairs += [
         ("created", _when(status.state.created)),
         ("started", _when(status.state.started)),
