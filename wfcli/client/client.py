@@ -134,14 +134,16 @@ class WorkflowClient:
     def create(
         self, workflow: str, *, params: object = None, instance_id: str | None = None
     ) -> InstanceHandle:
-        """Create a ``queued`` instance; nothing is written if any input is bad.
+        """Create a ``queued`` instance; nothing is written if any input is bad. No
+        ``params`` (None) means ``{}``.
 
         Raises :class:`UnknownWorkflowError`, :class:`WorkflowInputError` (bad ID
         or params) or :class:`InstanceExistsError`.
         """
         self._resolve(workflow)
         chosen = new_instance_id() if instance_id is None else validate_instance_id(instance_id)
-        encoded = check_json(params, "params", self.settings.max_value_bytes)
+        given = {} if params is None else params
+        encoded = check_json(given, "params", self.settings.max_value_bytes)
         record = Created(
             at=self.clock.now(),
             instance_id=chosen,
