@@ -401,9 +401,9 @@ class ChecksPayload(WorkflowEntrypoint):
             lambda: event.payload["nested"].pop("k"),
             lambda: items.append(4),
             lambda: items.__setitem__(0, 9),
-            lambda: items.sort(),
+            items.sort,
             lambda: items.__iadd__([4]),
-            lambda: event.payload["nested"]["deep"].pop(),
+            event.payload["nested"]["deep"].pop,
         ):
             try:
                 change()
