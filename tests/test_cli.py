@@ -422,10 +422,39 @@ def test_unknown_or_invalid_ids_exit_2(project: Project, command: list[str]) -> 
     assert "ghost" in line or "not valid" in line
 
 
-@pytest.mark.parametrize(
-    "command",
-    [["status", "ghost"], ["list"], ["history", "ghost"], ["doctor"], ["replay", "--all"]],
-)
+# Every command that does not create instances, so never makes a store.
+READ_COMMANDS = [
+    ["status", "ghost"],
+    ["list"],
+    ["history", "ghost"],
+    ["doctor"],
+    ["replay", "--all"],
+    ["resume", "ghost"],
+    ["pause", "ghost"],
+    ["terminate", "ghost"],
+    ["restart", "ghost"],
+    ["send-event", "ghost", "--type", "t"],
+    ["delete", "ghost"],
+    ["prune", "--older-than", "1 day"],
+    ["export", "ghost"],
+]
+
+
+@pytest.mark.parametrize("json_output", [[], ["--json"]])
+@pytest.mark.parametrize("command", READ_COMMANDS)
+def test_a_file_given_as_a_store_to_a_read_command_is_refused(
+    project: Project, command: list[str], json_output: list[str]
+) -> None:
+    given = project.store.parent / "plain.txt"
+    given.write_text("not a store\n", encoding="utf-8")
+    options = ["--config", str(project.config), "--store", str(given)]
+    flags = json_output if command[0] != "export" else []
+    line = one_line_error(wf(None, *command, *flags, *options))
+    assert line == f"error: store {given}: not a folder (a file store is a folder)"
+    assert given.read_text(encoding="utf-8") == "not a store\n"
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS)
 def test_a_store_folder_given_to_a_read_command_must_exist(
     project: Project, command: list[str]
 ) -> None:
@@ -514,6 +543,20 @@ def test_terminate_ends_it_and_resume_refuses(project: Project, effects: Effects
     assert effects.count("after") == 0
 
 
+def test_terminate_of_a_running_instance_says_the_termination_was_requested(
+    project: Project, effects: Effects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detach(project, "pipeline", "p1", n=1)
+    with held_by_another_executor(project, "p1", monkeypatch) as outcome:
+        said = ok(wf(project, "terminate", "p1")).stdout
+        assert said.startswith("p1: termination requested; process ")
+        assert said.endswith(", which executes it, terminates it when the step in flight ends\n")
+        document = json.loads(ok(wf(project, "terminate", "p1", "--json")).stdout)
+        assert (document["status"], document["pending"]) == ("running", ["terminate"] * 2)
+    assert outcome["status"].status == "terminated"
+    assert effects.count("c") == 0
+
+
 def test_terminated_while_running_exits_4(
     project: Project, effects: Effects, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -556,6 +599,86 @@ def test_restart_runs_again_keeping_history(project: Project, effects: Effects) 
     assert [r["type"] for r in records].count("restarted") == 2
     assert [r["type"] for r in records].count("finished") == 3
     assert "no step 'nope'" in one_line_error(wf(project, "restart", "r1", "--from-step", "nope"))
+
+
+def test_restart_as_forks_a_new_instance_and_leaves_the_original_alone(
+    project: Project, effects: Effects
+) -> None:
+    ok(wf(project, "run", "pipeline", "--id", "p1", "--params", project.params(n=1)))
+    original = ok(wf(project, "history", "p1", "--json")).stdout
+    ran = ok(wf(project, "restart", "p1", "--from-step", "c", "--as", "p2"))
+    assert "'a': replayed from the journal" in ran.stdout
+    assert "p2: complete after" in ran.stdout
+    assert [effects.count(step) for step in "abc"] == [1, 1, 2]
+    assert ok(wf(project, "history", "p1", "--json")).stdout == original
+    shown = ok(wf(project, "status", "p2")).stdout
+    assert "forked from  p1 (kept the steps before 'c')" in shown
+    assert status_of(project, "p2")["forked_from"] == {"id": "p1", "step": "c"}
+    assert "forked_from" not in status_of(project, "p1")
+    assert "compatible" in ok(wf(project, "replay", "p2")).stdout
+    assert ok(wf(project, "doctor")).stdout.endswith("healthy\n")
+    listed = json.loads(ok(wf(project, "list", "--json")).stdout)["instances"]
+    assert [entry["id"] for entry in listed] == ["p2", "p1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--as", "p2"], "error: --as: a fork needs --from-step NAME"),
+        (["--from-step", "z", "--as", "p2"], "no step 'z' (steps: 'a', 'b', 'c')"),
+        (["--from-step", "b", "--as", "p1"], "an instance with ID 'p1' already exists"),
+        (["--from-step", "b", "--as", "../x"], "not valid"),
+    ],
+)
+def test_a_bad_fork_is_refused_writing_nothing(
+    project: Project, args: list[str], message: str
+) -> None:
+    ok(wf(project, "run", "pipeline", "--id", "p1", "--params", project.params(n=1)))
+    assert message in one_line_error(wf(project, "restart", "p1", *args))
+    assert journals(project) == ["p1.jsonl"]
+
+
+def test_run_if_exists_attach_reports_a_finished_instance_with_its_exit_code(
+    project: Project, effects: Effects
+) -> None:
+    ok(wf(project, "run", "failing", "--id", "f1"), 1)
+    attached = ok(wf(project, "run", "failing", "--id", "f1", "--if-exists", "attach"), 1)
+    assert attached.stderr == "f1: exists (errored); attaching\n"
+    assert "status    errored" in attached.stdout
+    detached = ok(wf(project, "run", "failing", "--id", "f1", "--if-exists", "attach", "--detach"))
+    assert "status    errored" in detached.stdout
+    assert one_line_error(wf(project, "run", "failing", "--id", "f1")) == (
+        "error: an instance with ID 'f1' already exists"
+    )
+
+
+def test_run_if_exists_attach_runs_a_queued_instance(project: Project, effects: Effects) -> None:
+    detach(project, "pipeline", "q1", n=1)
+    params = project.params(n=1)
+    attached = ok(
+        wf(project, "run", "pipeline", "--id", "q1", "--params", params, "--if-exists", "attach")
+    )
+    assert "q1: complete after" in attached.stdout
+    assert [effects.count(step) for step in "abc"] == [1, 1, 1]
+    again = ok(wf(project, "run", "pipeline", "--id", "q1", "--if-exists", "attach", "--json"))
+    assert json.loads(again.stdout)["status"] == "complete"
+    assert [effects.count(step) for step in "abc"] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sleeper", "--id", "p1", "--if-exists", "attach"], "exists as a 'pipeline' instance"),
+        (["pipeline", "--if-exists", "attach"], "give the instance's --id"),
+        (["pipeline", "--id", "p1", "--if-exists", "join"], "'join': give fail or attach"),
+    ],
+)
+def test_run_if_exists_refuses_what_it_cannot_attach_to(
+    project: Project, args: list[str], message: str
+) -> None:
+    ok(wf(project, "run", "pipeline", "--id", "p1", "--params", project.params(n=1)))
+    assert message in one_line_error(wf(project, "run", *args))
+    assert journals(project) == ["p1.jsonl"]
 
 
 def test_send_event_resumes_the_waiter_in_the_foreground(
@@ -677,6 +800,11 @@ def test_delete_and_prune(project: Project) -> None:
     assert pruned.splitlines() == ["deleted old2", "pruned 1 instance"]
     ok(wf(project, "prune", "--older-than", "0 seconds"))
     assert journals(project) == ["live.jsonl"]
+    # The lock files of the instances deleted went with them; status reads make none.
+    ok(wf(project, "status", "live"))
+    assert sorted(path.name for path in (project.store / "locks").iterdir()) == ["live.lock"]
+    ok(wf(project, "delete", "live"))
+    assert list((project.store / "locks").iterdir()) == []
     assert "finished instances only" in one_line_error(
         wf(project, "prune", "--older-than", "0", "--status", "waiting")
     )

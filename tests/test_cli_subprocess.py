@@ -357,3 +357,47 @@ def test_wf_alone_shows_the_help_and_help_exits_0(wf: Processes) -> None:
     assert asked.returncode == 0
     assert "Commands:" in asked.stdout
     assert asked.stderr == ""
+
+
+# --- wf run --if-exists attach: a CI job run again ---------------------------------------------
+
+
+def test_a_start_run_again_attaches_to_the_run_in_flight_and_follows_it(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    start = ("run", "pipeline", "--id", "ci-1", "--params", project.params(n=1))
+    first = wf.start(*start, block_at="b")
+    wait_until(effects.blocked_marker("b").exists, "step b to block", first)
+    again = wf.start(*start, "--if-exists", "attach")
+    assert read_line(again.stderr) == (
+        f"ci-1: exists (running (process {first.pid} on {os.uname()[1]})); attaching\n"
+    )
+    effects.release_file("b").touch()
+    code, stdout, stderr = finish(again)
+    assert code == 0, stderr
+    assert "status    complete" in stdout
+    assert finish(first)[0] == 0
+    assert [effects.count(step) for step in "abc"] == [1, 1, 1]
+
+
+def test_a_start_run_again_after_a_crash_attaches_and_finishes_the_instance(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    start = ("run", "pipeline", "--id", "ci-2", "--params", project.params(n=1))
+    crashed = wf.start(*start, block_at="b")
+    wait_until(effects.blocked_marker("b").exists, "step b to block", crashed)
+    crashed.send_signal(signal.SIGKILL)
+    finish(crashed)
+    effects.release_file("b").touch()
+
+    refused = wf.run(*start)
+    assert (refused.returncode, refused.stderr) == (
+        2,
+        "error: an instance with ID 'ci-2' already exists\n",
+    )
+    attached = wf.run(*start, "--if-exists", "attach")
+    assert attached.returncode == 0, attached.stderr
+    assert "'a': replayed from the journal" in attached.stdout
+    assert "ci-2: exists (running (interrupted: no process holds it)); attaching" in attached.stderr
+    assert [effects.count(step) for step in "abc"] == [1, 2, 1]
+    assert_journal_sane(journal_path(project.store, "ci-2"))
