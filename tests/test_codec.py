@@ -178,6 +178,7 @@ def test_the_record_types_are_those_the_format_documents() -> None:
             "errored",
             "event_received",
             "finished",
+            "forked",
             "patch_marked",
             "paused",
             "restarted",
