@@ -28,6 +28,7 @@ from wfcli.core.codec import (
     ErrorInfo,
     EventReceived,
     Finished,
+    Forked,
     FormatVersion,
     InboxMessage,
     Paused,
@@ -103,6 +104,7 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "position": st.none() | counts,
     "expected": st.text(),
     "found": st.text(),
+    "source": st.text(),
 }
 FIELD_OVERRIDES: dict[tuple[type[Record], str], st.SearchStrategy[Any]] = {
     (Warned, "step"): st.none() | st.text(),
@@ -111,6 +113,7 @@ FIELD_OVERRIDES: dict[tuple[type[Record], str], st.SearchStrategy[Any]] = {
     (StepFailed, "kind"): st.sampled_from(["do", "event"]),
     (Diverged, "kind"): st.text(),
     (Diverged, "step"): st.none() | st.text(),
+    (Forked, "from_step"): st.text(),
 }
 RECORD_TYPES = sorted(
     (
