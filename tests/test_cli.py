@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -28,7 +29,7 @@ from wfcli.cli import app
 from wfcli.core.codec import ErrorInfo
 from wfcli.project import load_project, open_client
 from wfcli.store import open_store
-from wfcli.ui.render import LineRunLog, LiveRunView
+from wfcli.ui.render import LineRunLog, LiveRunView, history_table
 
 STATUS_KEYS = {
     "id",
@@ -383,7 +384,7 @@ def test_list_filters_and_orders_newest_first(project: Project) -> None:
     assert ids("--status", "queued", "--status", "errored") == ["e1", "q1"]
     assert ids("--limit", "1") == ["c1"]
     plain = ok(wf(project, "list")).stdout.splitlines()
-    assert plain[0].split() == ["ID", "WORKFLOW", "STATUS", "CREATED", "ENDED"]
+    assert plain[0].split() == ["ID", "WORKFLOW", "STATUS", "CREATED", "(UTC)", "ENDED", "(UTC)"]
     assert [line.split()[:3] for line in plain[1:2]] == [["c1", "pipeline", "complete"]]
     assert "'bogus' is not one of" in one_line_error(wf(project, "list", "--status", "bogus"))
 
@@ -398,8 +399,50 @@ def test_history_lists_every_record(project: Project) -> None:
     assert types.count("step_completed") == 3
     assert document["records"][0]["params"]["n"] == 1
     text = ok(wf(project, "history", "h1")).stdout.splitlines()
-    assert text[0].split() == ["TIME", "TYPE", "STEP", "ATTEMPT", "DETAIL"]
+    assert text[0].split() == ["TIME", "(UTC)", "TYPE", "STEP", "ATTEMPT", "DETAIL"]
     assert len(text) == 1 + len(types)
+
+
+@pytest.fixture
+def in_kolkata(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's local time zone is Asia/Kolkata (UTC+05:30, called IST)."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_human_times_say_their_zone(project: Project, in_kolkata: None) -> None:
+    ok(wf(project, "run", "sleeper", "--id", "s1", "--params", project.params(seconds=3600)), 3)
+    document = status_of(project, "s1")
+    wake = datetime.fromisoformat(document["waiting"]["until"])
+    assert document["waiting"]["until"].endswith("+00:00")  # JSON stays UTC
+    local = (wake + timedelta(hours=5, minutes=30)).strftime("%Y-%m-%d %H:%M:%S")
+    shown = ok(wf(project, "status", "s1")).stdout
+    assert f"until {local} IST (in " in shown
+    assert "STARTED (IST)" in shown
+    assert ok(wf(project, "history", "s1")).stdout.split()[:3] == ["TIME", "(IST)", "TYPE"]
+    assert "CREATED (IST)" in ok(wf(project, "list")).stdout
+
+
+def test_history_shows_the_retry_time_and_details_up_to_the_terminals_width(
+    project: Project,
+) -> None:
+    ok(wf(project, "run", "flaky", "--id", "f1"))
+    records = python_client(project).history("f1")
+    now = records[-1].at
+    for width in (100, 200):
+        console = Console(width=width, record=True, force_terminal=True)
+        console.print(history_table(records, now, plain=False))
+        (failed,) = [
+            line for line in console.export_text().splitlines() if "attempt_failed" in line
+        ]
+        assert "retry_at=" in failed
+        assert len(failed.rstrip()) == width - 1 or failed.rstrip().endswith("not yet")
+    plain = ok(wf(project, "history", "f1")).stdout
+    (failed,) = [line for line in plain.splitlines() if "attempt_failed" in line]
+    assert failed.endswith(" UTC error=ValueError: not yet")
 
 
 @pytest.mark.parametrize(
@@ -820,16 +863,27 @@ def test_line_log_says_what_happens_to_each_step() -> None:
     log = LineRunLog(console, clock.now, prefix="i1: ")
     log.step_started("charge", "do", 1)
     log.attempt_failed(
-        "charge", 1, ErrorInfo("IOError", "down"), clock.now() + timedelta(seconds=2)
+        "charge",
+        1,
+        ErrorInfo("IOError", "down"),
+        clock.now() + timedelta(seconds=2),
+        retryable=True,
     )
     log.waiting("charge", "retry", clock.now() + timedelta(seconds=2))
     log.step_finished("charge", "do", ok=True, replayed=False)
     log.step_finished("validate", "do", ok=True, replayed=True)
+    log.attempt_failed("ship", 3, ErrorInfo("IOError", "down"), None, retryable=True)
+    log.attempt_failed("pay", 1, ErrorInfo("CardDeclined", "no"), None, retryable=False)
     lines = console.export_text().splitlines()
     assert lines[0] == "i1: 'charge': started (attempt 1)"
     assert lines[1].startswith("i1: 'charge': attempt 1 failed: IOError: down; retry at ")
+    assert lines[1].endswith(" UTC") or lines[1][-5:-4] in "+-"
     assert lines[2].endswith("(2.0s)")
-    assert lines[3:] == ["i1: 'charge': done", "i1: 'validate': replayed from the journal"]
+    assert lines[3:5] == ["i1: 'charge': done", "i1: 'validate': replayed from the journal"]
+    assert lines[5:] == [
+        "i1: 'ship': attempt 3 failed: IOError: down; no retries left",
+        "i1: 'pay': attempt 1 failed: CardDeclined: no; not retryable",
+    ]
 
 
 def test_live_view_counts_down_to_retries_and_wake_times() -> None:
@@ -838,7 +892,11 @@ def test_live_view_counts_down_to_retries_and_wake_times() -> None:
     view.step_finished("validate", "do", ok=True, replayed=True)
     view.step_started("charge", "do", 2)
     view.attempt_failed(
-        "charge", 2, ErrorInfo("IOError", "down"), clock.now() + timedelta(seconds=8)
+        "charge",
+        2,
+        ErrorInfo("IOError", "down"),
+        clock.now() + timedelta(seconds=8),
+        retryable=True,
     )
     view.step_started("nap", "sleep", 1)
     view.waiting("nap", "sleep", clock.now() + timedelta(seconds=30))

@@ -65,17 +65,27 @@ _NONE = "-"
 
 
 def _when(moment: datetime | None) -> str:
-    """A time for people: local time, to the second."""
+    """A time for people: local time to the second, with its zone (``UTC`` where the
+    machine keeps UTC)."""
     if moment is None:
         return _NONE
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    local = moment.astimezone()
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
+
+
+def _zone(now: datetime) -> str:
+    """The local zone's name, for a column of times: ``'time (UTC)'``."""
+    return now.astimezone().tzname() or "local"
 
 
 def _cell_time(moment: datetime | None, now: datetime, plain: bool) -> str:
-    """A time in a table cell: in full when plain, else as short as ``ls -l`` has it."""
-    if moment is None or plain:
-        return _when(moment)
+    """A time in a table cell, local (its header names the zone): in full when plain,
+    else as short as ``ls -l`` has it."""
+    if moment is None:
+        return _NONE
     local, today = moment.astimezone(), now.astimezone()
+    if plain:
+        return local.strftime("%Y-%m-%d %H:%M:%S")
     if local.date() == today.date():
         return local.strftime("%H:%M:%S")
     if local.year == today.year:
@@ -84,7 +94,8 @@ def _cell_time(moment: datetime | None, now: datetime, plain: bool) -> str:
 
 
 def _clock_time(moment: datetime) -> str:
-    return moment.astimezone().strftime("%H:%M:%S")
+    local = moment.astimezone()
+    return f"{local:%H:%M:%S} {local.tzname()}"
 
 
 def _until(moment: datetime, now: datetime) -> str:
@@ -115,15 +126,24 @@ def _status_cell(status: str, plain: bool, text: str | None = None) -> Cell:
     return shown if plain else Text(shown, style=_STATUS_STYLES.get(status, ""))
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], plain: bool) -> RenderableType:
-    """A table: rich with a box on a terminal, aligned columns of plain text otherwise."""
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[Cell]], plain: bool, *, cut_last: bool = False
+) -> RenderableType:
+    """A table: rich with a box on a terminal, aligned columns of plain text otherwise.
+
+    On a terminal the last column takes the width left and wraps, or with ``cut_last``
+    ends in an ellipsis at the terminal's edge (one line per row); plain text is
+    never cut.
+    """
     if not plain:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
         for index, header in enumerate(headers):
-            free_text = index == len(headers) - 1  # only the last column wraps
+            free_text = index == len(headers) - 1  # only the last column wraps (or is cut)
             table.add_column(header, no_wrap=not free_text, overflow="fold")
-        for row in rows:
-            table.add_row(*row)
+        for *fixed, last in rows:
+            # A cut column still gives way first, but each of its cells stays one line.
+            cell = Text(str(last), no_wrap=True, overflow="ellipsis") if cut_last else last
+            table.add_row(*fixed, cell)
         return table
     lines = [[h.upper() for h in headers], *[[str(cell) for cell in row] for row in rows]]
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
@@ -254,7 +274,15 @@ def status_view(status: InstanceStatus, now: datetime, plain: bool) -> Renderabl
     if not rows:
         return Group(header, Text(""), Text("no steps yet"))
     steps = _table(
-        ["step", "type", "status", "attempts", "started", "duration", "output / error"],
+        [
+            "step",
+            "type",
+            "status",
+            "attempts",
+            f"started ({_zone(now)})",
+            "duration",
+            "output / error",
+        ],
         rows,
         plain,
     )
@@ -334,7 +362,15 @@ def instances_table(
         ]
         for s in statuses
     ]
-    columns = ["id", "workflow", *(["version"] if versions else []), "status", "created", "ended"]
+    zone = _zone(now)
+    columns = [
+        "id",
+        "workflow",
+        *(["version"] if versions else []),
+        "status",
+        f"created ({zone})",
+        f"ended ({zone})",
+    ]
     return _table(columns, rows, plain)
 
 
@@ -344,8 +380,28 @@ def _list_qualifier(summary: InstanceSummary) -> str:
     return " (interrupted)" if summary.interrupted else ""
 
 
+# Fields shown first in a history row, as times for people: when the record's wait ends.
+_HISTORY_TIMES = ("retry_at", "until")
+
+
+def _history_detail(record: Record, fields: dict[str, object]) -> str:
+    """A record's other fields as ``key=value``: its wake or retry time first (local,
+    with the zone), an error as ``Name: message`` last, the rest as JSON between."""
+    parts = []
+    for key in _HISTORY_TIMES:
+        if fields.pop(key, None) is not None:
+            parts.append(f"{key}={_when(getattr(record, key))}")
+    fields.pop("error", None)
+    parts += [f"{key}={_json_text(value)}" for key, value in fields.items()]
+    error = getattr(record, "error", None)
+    if isinstance(error, ErrorInfo):
+        parts.append(f"error={_error_text(error)}")
+    return " ".join(parts)
+
+
 def history_table(records: Sequence[Record], now: datetime, plain: bool) -> RenderableType:
-    """``wf history``: every journal record with its fields in a detail column."""
+    """``wf history``: every journal record with its fields in a detail column, cut at
+    the terminal's width (never when plain)."""
     rows: list[list[Cell]] = []
     for record in records:
         fields = record_to_json(record)
@@ -353,17 +409,17 @@ def history_table(records: Sequence[Record], now: datetime, plain: bool) -> Rend
         fields.pop("at")
         step = fields.pop("step", None)
         attempt = fields.pop("attempt", fields.pop("attempts", None))
-        detail = " ".join(f"{key}={_json_text(value)}" for key, value in fields.items())
         rows.append(
             [
                 _cell_time(record.at, now, plain),
                 record.TYPE,
                 _NONE if step is None else str(step),
                 _NONE if attempt is None else str(attempt),
-                _shorten(detail, 100),
+                _history_detail(record, fields),
             ]
         )
-    return _table(["time", "type", "step", "attempt", "detail"], rows, plain)
+    headers = [f"time ({_zone(now)})", "type", "step", "attempt", "detail"]
+    return _table(headers, rows, plain, cut_last=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,9 +468,18 @@ class LineRunLog:
         self._say(f"{name!r}: {outcome}")
 
     def attempt_failed(
-        self, name: str, attempt: int, error: ErrorInfo, retry_at: datetime | None
+        self,
+        name: str,
+        attempt: int,
+        error: ErrorInfo,
+        retry_at: datetime | None,
+        *,
+        retryable: bool,
     ) -> None:
-        then = "no retries left" if retry_at is None else f"retry at {_clock_time(retry_at)}"
+        if retry_at is not None:
+            then = f"retry at {_clock_time(retry_at)}"
+        else:
+            then = "no retries left" if retryable else "not retryable"
         self._say(f"{name!r}: attempt {attempt} failed: {_error_text(error)}; {then}")
 
     def waiting(self, name: str, kind: str, until: datetime) -> None:
@@ -480,7 +545,13 @@ class LiveRunView:
             row.spinner = None
 
     def attempt_failed(
-        self, name: str, attempt: int, error: ErrorInfo, retry_at: datetime | None
+        self,
+        name: str,
+        attempt: int,
+        error: ErrorInfo,
+        retry_at: datetime | None,
+        *,
+        retryable: bool,
     ) -> None:
         with self._mutex:
             row = self._row(name, "do")
