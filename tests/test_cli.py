@@ -9,6 +9,7 @@ per open file, so the command under test is refused just the same).
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -858,9 +859,9 @@ def test_delete_and_prune(project: Project) -> None:
 
 
 def test_line_log_says_what_happens_to_each_step() -> None:
-    console = Console(record=True, width=200)
+    out = io.StringIO()
     clock = FakeClock()
-    log = LineRunLog(console, clock.now, prefix="i1: ")
+    log = LineRunLog(out, clock.now, prefix="i1: ")
     log.step_started("charge", "do", 1)
     log.attempt_failed(
         "charge",
@@ -874,7 +875,10 @@ def test_line_log_says_what_happens_to_each_step() -> None:
     log.step_finished("validate", "do", ok=True, replayed=True)
     log.attempt_failed("ship", 3, ErrorInfo("IOError", "down"), None, retryable=True)
     log.attempt_failed("pay", 1, ErrorInfo("CardDeclined", "no"), None, retryable=False)
-    lines = console.export_text().splitlines()
+    log.step_started("last", "do", 1)
+    assert out.getvalue().endswith("not retryable\n")  # written at once before a wait
+    log.flush()
+    lines = out.getvalue().splitlines()
     assert lines[0] == "i1: 'charge': started (attempt 1)"
     assert lines[1].startswith("i1: 'charge': attempt 1 failed: IOError: down; retry at ")
     assert lines[1].endswith(" UTC") or lines[1][-5:-4] in "+-"
@@ -883,6 +887,7 @@ def test_line_log_says_what_happens_to_each_step() -> None:
     assert lines[5:] == [
         "i1: 'ship': attempt 3 failed: IOError: down; no retries left",
         "i1: 'pay': attempt 1 failed: CardDeclined: no; not retryable",
+        "i1: 'last': started (attempt 1)",
     ]
 
 

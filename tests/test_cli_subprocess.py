@@ -401,3 +401,20 @@ def test_a_start_run_again_after_a_crash_attaches_and_finishes_the_instance(
     assert "ci-2: exists (running (interrupted: no process holds it)); attaching" in attached.stderr
     assert [effects.count(step) for step in "abc"] == [1, 2, 1]
     assert_journal_sane(journal_path(project.store, "ci-2"))
+
+
+def test_piped_progress_lines_arrive_while_a_long_step_runs(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    run = wf.start("run", "pipeline", "--id", "l1", "--params", project.params(n=1), block_at="b")
+    # Step b blocks until released: the lines so far reach the pipe all the same.
+    assert [read_line(run.stdout) for _ in range(3)] == [
+        "'a': started (attempt 1)\n",
+        "'a': done\n",
+        "'b': started (attempt 1)\n",
+    ]
+    effects.release_file("b").touch()
+    code, rest, stderr = finish(run)
+    assert code == 0, stderr
+    assert rest.splitlines()[:3] == ["'b': done", "'c': started (attempt 1)", "'c': done"]
+    assert rest.splitlines()[3].startswith("l1: complete after ")

@@ -228,21 +228,25 @@ class ClosableStdout(io.TextIOBase):
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._closed_pipe = False
+        # A worker's threads write lines here at once (a text stream is not thread-safe).
+        self._mutex = threading.Lock()
 
     def write(self, text: str) -> int:
-        if not self._closed_pipe:
-            try:
-                self._stream.write(text)
-            except BrokenPipeError:
-                self._drop()
+        with self._mutex:
+            if not self._closed_pipe:
+                try:
+                    self._stream.write(text)
+                except BrokenPipeError:
+                    self._drop()
         return len(text)
 
     def flush(self) -> None:
-        if not self._closed_pipe:
-            try:
-                self._stream.flush()
-            except BrokenPipeError:
-                self._drop()
+        with self._mutex:
+            if not self._closed_pipe:
+                try:
+                    self._stream.flush()
+                except BrokenPipeError:
+                    self._drop()
 
     def isatty(self) -> bool:
         return self._stream.isatty()
@@ -498,8 +502,11 @@ def _execute_shown(
     from wfcli.ui import render
 
     if screen.plain:
-        log = render.LineRunLog(screen.out, client.clock.now)
-        return client.execute(instance_id, observer=log, max_inline_wait=max_wait)
+        log = render.LineRunLog(screen.stdout, client.clock.now)
+        try:
+            return client.execute(instance_id, observer=log, max_inline_wait=max_wait)
+        finally:
+            log.flush()
     from rich.live import Live
 
     view = render.LiveRunView(client.clock.now)

@@ -12,10 +12,10 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LineRunLog",
+    "LineSink",
     "LiveRunView",
     "WorkflowRow",
     "continuation_hint",
@@ -448,16 +449,55 @@ def workflows_view(
 # --- live views of a run --------------------------------------------------------------
 
 
-class LineRunLog:
-    """A run observer that prints one plain line per event (pipes, logs, workers)."""
+class LineSink(Protocol):
+    """Where :class:`LineRunLog` writes: a text stream's ``write`` and ``flush``."""
 
-    def __init__(self, console: Console, now: Now, prefix: str = "") -> None:
-        self.console = console
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+# Progress lines reach the reader at most this late (sooner when the run waits or ends).
+_FLUSH_SECONDS = 0.1
+
+
+class LineRunLog:
+    """A run observer that prints one plain line per event (pipes, logs, workers).
+
+    Lines are plain text gathered and written to ``out`` together, not a rich
+    ``print`` each, which cost more than the durable step it reports
+    (``docs/performance.md``): a tenth of a second after the first of them at the
+    latest (a timer thread writes them while a long step runs), before every wait,
+    and at :meth:`flush` (the end of a run).
+    """
+
+    def __init__(self, out: LineSink, now: Now, prefix: str = "") -> None:
+        self.out = out
         self.now = now
         self.prefix = prefix
+        self._pending: list[str] = []
+        self._timer: threading.Timer | None = None  # armed while lines are pending
+        self._mutex = threading.Lock()  # parallel steps report from their threads
 
     def _say(self, text: str) -> None:
-        self.console.print(Text(self.prefix + text), soft_wrap=True)
+        line = f"{self.prefix}{text}\n"
+        with self._mutex:
+            self._pending.append(line)
+            if self._timer is None:
+                self._timer = threading.Timer(_FLUSH_SECONDS, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        """Write the lines said so far, in one ``write``, and flush ``out``."""
+        with self._mutex:  # held while writing, so that lines keep their order
+            timer, self._timer = self._timer, None
+            if timer is not None:
+                timer.cancel()  # harmless from the timer's own thread
+            if self._pending:
+                self.out.write("".join(self._pending))
+                self._pending.clear()
+                self.out.flush()
 
     def step_started(self, name: str, kind: StepKind, attempt: int) -> None:
         if kind == "do":
@@ -481,11 +521,13 @@ class LineRunLog:
         else:
             then = "no retries left" if retryable else "not retryable"
         self._say(f"{name!r}: attempt {attempt} failed: {_error_text(error)}; {then}")
+        self.flush()
 
     def waiting(self, name: str, kind: str, until: datetime) -> None:
         what = {"sleep": "sleeping", "retry": "waiting to retry", "event": "waiting for an event"}
         left = format_duration(max(until - self.now(), timedelta(0)))
         self._say(f"{name!r}: {what.get(kind, kind)} until {_clock_time(until)} ({left})")
+        self.flush()
 
 
 _LIVE_STYLES = {
