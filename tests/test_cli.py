@@ -9,6 +9,7 @@ per open file, so the command under test is refused just the same).
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import threading
@@ -23,6 +24,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
+import wfcli
 from tests.cli_support import ERROR_MESSAGE, Project, make_project
 from tests.workflows_for_tests import BLOCK_ENV, Effects, Pipeline, wait_for_file, wait_until
 from wfcli import FakeClock, InstanceStatus, WorkflowClient
@@ -147,6 +149,13 @@ def detach(project: Project, workflow: str, instance_id: str, **params: object) 
 
 
 # --- help and usage --------------------------------------------------------------------
+
+
+def test_version_is_the_installed_packages() -> None:
+    result = ok(wf(None, "--version"))
+    assert result.stdout == f"wf (wfcli) {wfcli.__version__}\n"
+    assert result.stdout.split()[-1] == importlib.metadata.version("wfcli")
+    assert "--version" in ok(wf(None, "--help")).stdout
 
 
 def test_help_says_where_the_store_and_config_come_from() -> None:

@@ -418,3 +418,25 @@ def test_piped_progress_lines_arrive_while_a_long_step_runs(
     assert code == 0, stderr
     assert rest.splitlines()[:3] == ["'b': done", "'c': started (attempt 1)", "'c': done"]
     assert rest.splitlines()[3].startswith("l1: complete after ")
+
+
+def test_a_fork_killed_mid_step_resumes_and_its_source_stays_as_it_was(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    assert wf.run("run", "pipeline", "--id", "src", "--params", project.params(n=1)).returncode == 0
+    source = journal_path(project.store, "src").read_bytes()
+    fork = wf.start("restart", "src", "--from-step", "b", "--as", "copy", block_at="b")
+    wait_until(effects.blocked_marker("b").exists, "the fork's step b to block", fork)
+    fork.send_signal(signal.SIGKILL)
+    assert finish(fork)[0] == -signal.SIGKILL
+    effects.release_file("b").touch()
+
+    crashed = wf.status("copy")
+    assert (crashed["status"], crashed["interrupted"]) == ("running", True)
+    resumed = wf.run("resume", "copy")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "'a': replayed from the journal" in resumed.stdout
+    assert wf.status("copy")["forked_from"] == {"id": "src", "step": "b"}
+    assert [effects.count(step) for step in "abc"] == [1, 3, 2]  # b: source, killed, resumed
+    assert journal_path(project.store, "src").read_bytes() == source
+    assert_journal_sane(journal_path(project.store, "copy"))
