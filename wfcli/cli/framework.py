@@ -89,9 +89,11 @@ app = typer.Typer(
 
 def _show_version(asked: bool) -> None:
     if asked:
-        from wfcli import __version__
+        # `wf` is a console script, so wfcli is installed: its metadata has the version
+        # (what ``wfcli.__version__`` reads, a layer above this one).
+        from importlib.metadata import version
 
-        print(f"wf (wfcli) {__version__}")
+        print(f"wf (wfcli) {version('wfcli')}")
         raise typer.Exit(0)
 
 
