@@ -25,6 +25,7 @@ EXPECTED_SECTIONS = {
     "4 growth": 22,
     "5 cold start": 7,
     "7 memory": 3,
+    "16.8 progress output per step": 9,
 }
 PEER_SECTION = "6 peer: DBOS"
 POSTGRES_SECTION = "8 postgres"

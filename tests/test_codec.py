@@ -28,6 +28,7 @@ from wfcli.core.codec import (
     ErrorInfo,
     EventReceived,
     Finished,
+    Forked,
     FormatVersion,
     InboxMessage,
     Paused,
@@ -107,6 +108,7 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "position": st.none() | counts,
     "expected": st.text(),
     "found": st.text(),
+    "source": st.text(),
 }
 FIELD_OVERRIDES: dict[tuple[type[Record], str], st.SearchStrategy[Any]] = {
     (Warned, "step"): st.none() | st.text(),
@@ -115,6 +117,7 @@ FIELD_OVERRIDES: dict[tuple[type[Record], str], st.SearchStrategy[Any]] = {
     (StepFailed, "kind"): st.sampled_from(["do", "event"]),
     (Diverged, "kind"): st.text(),
     (Diverged, "step"): st.none() | st.text(),
+    (Forked, "from_step"): st.text(),
 }
 RECORD_TYPES = sorted(
     (
@@ -182,6 +185,7 @@ def test_the_record_types_are_those_the_format_documents() -> None:
             "errored",
             "event_received",
             "finished",
+            "forked",
             "patch_marked",
             "paused",
             "restarted",

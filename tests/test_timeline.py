@@ -166,7 +166,7 @@ def test_plain_text_has_a_row_per_step_an_axis_and_a_legend() -> None:
     timeline = Timeline.of(harness.client.history(instance))
     text = _text(timeline_view(timeline, harness.clock.now(), 100, plain=True), 100)
     lines = text.splitlines()
-    assert lines[0].startswith("order-7  order  complete  14m 12s from 2030-01-01 00:00:00 UTC")
+    assert lines[0].startswith("order-7  order  complete  14m 13s from 2030-01-01 00:00:00 UTC")
     rows = {line.split()[0]: line for line in lines if line.startswith(("fetch", "charge", "ship"))}
     assert rows["charge"].count("▓") > 0
     assert "░" in rows["charge"]

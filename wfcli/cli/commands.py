@@ -4,12 +4,13 @@ restart, send-event."""
 # No ``from __future__ import annotations`` (see wfcli.cli.framework): typer reads these
 # annotations at each start.
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from wfcli.cli.framework import (
     EXIT_NOT_FINISHED,
+    EXIT_OK,
     ConfigOption,
     InstanceArgument,
     JsonFlag,
@@ -27,9 +28,17 @@ from wfcli.cli.framework import (
     parse_json_input,
     worst_exit_code,
 )
-from wfcli.errors import InstanceBusyError, WorkflowError, WorkflowInputError
+from wfcli.errors import (
+    InstanceBusyError,
+    InstanceExistsError,
+    WorkflowError,
+    WorkflowInputError,
+)
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from wfcli.client.client import WorkflowClient
     from wfcli.client.follow import JournalFollower
     from wfcli.client.views import InstanceStatus
     from wfcli.store.contract import Damage
@@ -60,6 +69,16 @@ def run(
         bool,
         typer.Option("--sensitive", help='Every view shows the params as "[REDACTED]".'),
     ] = False,
+    if_exists: Annotated[
+        str,
+        typer.Option(
+            "--if-exists",
+            metavar="fail|attach",
+            help="When the --id instance exists: fail (exit 2), or attach to it: report it, "
+            "follow it while another process runs it, run it here if nobody does and it is "
+            "not finished; the exit code is its outcome's.",
+        ),
+    ] = "fail",
     max_wait: MaxWaitOption = None,
     json_output: JsonFlag = False,
     config: ConfigOption = None,
@@ -67,12 +86,30 @@ def run(
 ) -> None:
     """Create an instance of WORKFLOW and run it in the foreground."""
     screen = Screen()
+    if if_exists not in ("fail", "attach"):
+        raise WorkflowInputError("--if-exists", f"{if_exists!r}: give fail or attach")
+    if if_exists == "attach" and instance_id is None:
+        raise WorkflowInputError("--if-exists attach", "give the instance's --id")
     session = open_session(config, store, load=True, creates=True)
     value = parse_json_input(params, "--params")
     wait = None if max_wait is None else parse_duration_option(max_wait, "--max-wait")
-    handle = session.client.create(
-        workflow, params=value, instance_id=instance_id, sensitive=sensitive
-    )
+    try:
+        handle = session.client.create(
+            workflow, params=value, instance_id=instance_id, sensitive=sensitive
+        )
+    except InstanceExistsError:
+        if if_exists == "fail" or instance_id is None:
+            raise
+        existing = session.client.status(instance_id)
+        _attach(
+            session.client,
+            existing,
+            workflow,
+            screen,
+            detach=detach,
+            max_wait=wait,
+            json_output=json_output,
+        )
     if detach:
         if json_output:
             screen.json(handle.status().to_json())
@@ -84,6 +121,49 @@ def run(
     if json_output:
         screen.json(status.to_json())
     raise typer.Exit(exit_code_of(status))
+
+
+def _attach(
+    client: "WorkflowClient",
+    existing: "InstanceStatus",
+    workflow: str,
+    screen: Screen,
+    *,
+    detach: bool,
+    max_wait: "timedelta | None",
+    json_output: bool,
+) -> NoReturn:
+    """``wf run --if-exists attach`` on an instance that exists: report it; follow it if
+    another process runs it; run it here if nobody does and it is not finished (not
+    with ``--detach``); exit with its outcome's code."""
+    from wfcli.ui import render
+
+    if existing.workflow != workflow:
+        raise WorkflowInputError(
+            "--id",
+            f"instance {existing.id!r} exists as a {existing.workflow!r} instance, "
+            f"not {workflow!r}",
+        )
+    if not json_output:
+        screen.note(f"{existing.id}: exists ({render.status_line(existing)}); attaching")
+    outcome = existing
+    ran = False
+    if not existing.finished and not detach:
+        if existing.holder is None:
+            try:
+                outcome = execute_foreground(
+                    client, existing.id, screen, max_wait=max_wait, quiet=json_output
+                )
+                ran = True
+            except InstanceBusyError:  # another process took it meanwhile
+                outcome = client.status(existing.id)
+        if not ran and outcome.holder is not None:
+            outcome = _follow(client, client.follow(outcome.id), outcome, screen, quiet=json_output)
+    if json_output:
+        screen.json(outcome.to_json())
+    elif not ran:
+        screen.show(render.status_view(outcome, client.clock.now(), screen.plain))
+    raise typer.Exit(EXIT_OK if detach else exit_code_of(outcome))
 
 
 @command()
@@ -109,20 +189,9 @@ def status(
     follower = client.follow(instance_id)  # --watch reads only the journal's new lines
     current = follower.status()
     if watch and not _settled(current):
-        if json_output or screen.plain:
-            current = _watch_plain(follower, current, screen, announce=not json_output)
-        else:
-            from rich.live import Live
-
-            from wfcli.ui import render
-
-            now = client.clock.now
-            with Live(render.status_view(current, now(), plain=False), console=screen.out) as live:
-                while not _settled(current):
-                    time.sleep(_WATCH_INTERVAL)
-                    current = follower.status()
-                    live.update(render.status_view(current, now(), plain=False))
-            return
+        current = _follow(client, follower, current, screen, quiet=json_output)
+        if not json_output and not screen.plain:
+            return  # the live view's last picture stays on the screen
     if json_output:
         screen.json(current.to_json())
     else:
@@ -139,6 +208,32 @@ _WATCH_INTERVAL = 0.5
 def _settled(current: "InstanceStatus") -> bool:
     """Whether ``--watch`` can stop: finished, suspended, or interrupted."""
     return current.finished or current.status in ("waiting", "paused") or current.interrupted
+
+
+def _follow(
+    client: "WorkflowClient",
+    follower: "JournalFollower",
+    current: "InstanceStatus",
+    screen: Screen,
+    *,
+    quiet: bool,
+) -> "InstanceStatus":
+    """Read the instance again until it settles (:func:`_settled`) and return it: drawn
+    live on a terminal (the last picture stays), a line per new status when plain,
+    nothing when ``quiet``."""
+    if quiet or screen.plain:
+        return _watch_plain(follower, current, screen, announce=not quiet)
+    from rich.live import Live
+
+    from wfcli.ui import render
+
+    now = client.clock.now
+    with Live(render.status_view(current, now(), plain=False), console=screen.out) as live:
+        while not _settled(current):
+            time.sleep(_WATCH_INTERVAL)
+            current = follower.status()
+            live.update(render.status_view(current, now(), plain=False))
+    return current
 
 
 def _watch_plain(
@@ -288,24 +383,40 @@ def resume(
 
 @command()
 def pause(
-    *, instance_id: InstanceArgument, config: ConfigOption = None, store: StoreOption = None
+    *,
+    instance_id: InstanceArgument,
+    json_output: JsonFlag = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
 ) -> None:
     """Pause an instance (a step in flight finishes first)."""
-    from wfcli.ui.render import status_line
-
+    screen = Screen()
     current = open_session(config, store, load=False).client.pause(instance_id)
-    Screen().say(f"{instance_id}: {status_line(current)}")
+    if json_output:
+        screen.json(current.to_json())
+    else:
+        from wfcli.ui.render import status_line
+
+        screen.say(f"{instance_id}: {status_line(current)}")
 
 
 @command()
 def terminate(
-    *, instance_id: InstanceArgument, config: ConfigOption = None, store: StoreOption = None
+    *,
+    instance_id: InstanceArgument,
+    json_output: JsonFlag = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
 ) -> None:
     """Terminate an instance: nothing more runs (a step in flight finishes first)."""
-    from wfcli.ui.render import status_line
-
+    screen = Screen()
     current = open_session(config, store, load=False).client.terminate(instance_id)
-    Screen().say(f"{instance_id}: {status_line(current)}")
+    if json_output:
+        screen.json(current.to_json())
+    else:
+        from wfcli.ui.render import termination_line
+
+        screen.say(termination_line(current))
 
 
 @command()
@@ -321,17 +432,43 @@ def restart(
             help="Keep the recorded results of the steps before this one.",
         ),
     ] = None,
+    fork_id: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="NEW_ID",
+            show_default=False,
+            help="Fork: run a new instance NEW_ID that keeps the steps before --from-step; "
+            "the original is left as it is.",
+        ),
+    ] = None,
+    json_output: JsonFlag = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Run an instance again with the same ID and params, in the foreground."""
+    """Run an instance again with the same params, in the foreground: the same instance
+    from the start (or --from-step), or a fork of it (--as)."""
     screen = Screen()
     client = open_session(config, store, load=True).client
-    current = client.restart(instance_id, from_step=from_step)
-    if current.holder is not None:
-        screen.say(f"{instance_id}: process {current.holder.pid} executes it and will restart it")
-        return
-    outcome = execute_foreground(client, instance_id, screen, max_wait=None, quiet=False)
+    if fork_id is not None:
+        if from_step is None:
+            raise WorkflowInputError("--as", "a fork needs --from-step NAME")
+        target = client.fork(instance_id, from_step=from_step, new_id=fork_id).id
+    else:
+        current = client.restart(instance_id, from_step=from_step)
+        target = instance_id
+        if current.holder is not None:
+            if json_output:
+                screen.json(current.to_json())
+            else:
+                screen.say(
+                    f"{instance_id}: restart requested; process {current.holder.pid}, "
+                    "which executes it, will restart it"
+                )
+            return
+    outcome = execute_foreground(client, target, screen, max_wait=None, quiet=json_output)
+    if json_output:
+        screen.json(outcome.to_json())
     raise typer.Exit(exit_code_of(outcome))
 
 
@@ -354,6 +491,7 @@ def send_event(
         bool,
         typer.Option("--sensitive", help='Every view shows the payload as "[REDACTED]".'),
     ] = False,
+    json_output: JsonFlag = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
@@ -366,34 +504,40 @@ def send_event(
     session = open_session(config, store, load=False)
     delivery = session.client.deliver_event(instance_id, event_type, value, sensitive=sensitive)
     current = delivery.status
+
+    def report(fate: str, line: str | None, code: int = EXIT_OK) -> NoReturn:
+        """The answer (``line`` for people, None after a run's summary) and the exit."""
+        if json_output:
+            screen.json({"event_type": event_type, "fate": fate, "instance": current.to_json()})
+        elif line is not None:
+            screen.say(f"{instance_id}: {line}")
+        raise typer.Exit(code)
+
     if delivery.fate is EventFate.HOLDER_TAKES:
         assert current.holder is not None
-        screen.say(
-            f"{instance_id}: event {event_type!r} sent; process {current.holder.pid}, "
-            "which executes the instance, will take it"
+        report(
+            "holder_takes",
+            f"event {event_type!r} sent; process {current.holder.pid}, "
+            "which executes the instance, will take it",
         )
-        return
     if delivery.fate is EventFate.BUFFERED:
-        screen.say(
-            f"{instance_id}: event {event_type!r} buffered ({current.status}); "
-            "a later wait for that type takes it"
+        report(
+            "buffered",
+            f"event {event_type!r} buffered ({current.status}); "
+            "a later wait for that type takes it",
         )
-        return
     if delivery.fate is EventFate.TAKEN:
-        screen.say(
-            f"{instance_id}: event {event_type!r} taken; the instance is {status_line(current)}"
-        )
-        return
+        report("taken", f"event {event_type!r} taken; the instance is {status_line(current)}")
     if session.project is None:
-        screen.say(f"{instance_id}: event {event_type!r} sent")
-        screen.note(f"continue with `wf resume {instance_id}` where its workflows.toml is")
-        raise typer.Exit(EXIT_NOT_FINISHED)
+        if not json_output:
+            screen.note(f"continue with `wf resume {instance_id}` where its workflows.toml is")
+        report("sent", f"event {event_type!r} sent", EXIT_NOT_FINISHED)
     session.load_workflows()
     try:
-        outcome = execute_foreground(
-            session.client, instance_id, screen, max_wait=None, quiet=False
+        current = execute_foreground(
+            session.client, instance_id, screen, max_wait=None, quiet=json_output
         )
     except InstanceBusyError as error:
-        screen.say(f"{instance_id}: event sent; {error}, which will take it")
-        return
-    raise typer.Exit(exit_code_of(outcome))
+        current = session.client.status(instance_id)
+        report("holder_takes", f"event sent; {error}, which will take it")
+    report("ran", None, exit_code_of(current))

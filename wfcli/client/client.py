@@ -4,7 +4,8 @@ It mirrors Cloudflare's Workflow binding (``create``, ``get``, and on an
 instance ``status``, ``pause``, ``resume``, ``terminate``, ``restart``,
 ``send_event``) and adds what a local runner needs: ``execute`` (run in the
 foreground until the next suspension), ``list_instances``, ``history``, ``due``,
-``claim_due``, ``deliver_event`` (an event's fate), ``plan_resume`` and ``delete``.
+``claim_due``, ``deliver_event`` (an event's fate), ``plan_resume``, ``fork`` (a new
+instance from another's steps) and ``delete``.
 The CLI is a thin layer over this class.
 """
 
@@ -37,7 +38,7 @@ from wfcli.core.ids import (
 )
 from wfcli.core.redaction import param_pointers
 from wfcli.core.settings import Settings
-from wfcli.core.state import InstanceState, fold
+from wfcli.core.state import InstanceState, fold, fork_journal
 from wfcli.errors import (
     InstanceBusyError,
     InstanceExistsError,
@@ -145,7 +146,8 @@ class WorkflowClient:
         instance_id: str | None = None,
         sensitive: bool = False,
     ) -> InstanceHandle:
-        """Create a ``queued`` instance; nothing is written if any input is bad.
+        """Create a ``queued`` instance; nothing is written if any input is bad. No
+        ``params`` (None) means ``{}``.
 
         Views redact the params keys the workflow's ``sensitive_params`` name, or
         all of the params if ``sensitive``.
@@ -156,7 +158,8 @@ class WorkflowClient:
         self._resolve(workflow)
         keys = self.sensitive_params.get(workflow)
         chosen = new_instance_id() if instance_id is None else validate_instance_id(instance_id)
-        encoded = check_json(params, "params", self.settings.max_value_bytes)
+        given = {} if params is None else params
+        encoded = check_json(given, "params", self.settings.max_value_bytes)
         record = Created(
             at=self.clock.now(),
             instance_id=chosen,
@@ -342,16 +345,21 @@ class WorkflowClient:
 
         With ``from_step``, steps journaled before that step keep their results.
         """
-        snapshot = self.status(instance_id)
+        state = self._state(instance_id)
         if from_step is not None:
-            validate_step_name(from_step)
-            if from_step not in snapshot.state.steps:
-                known = ", ".join(repr(s.name) for s in snapshot.steps) or "none"
-                raise WorkflowInputError(
-                    "from step",
-                    f"instance {instance_id!r} has no step {from_step!r} (steps: {known})",
-                )
+            _check_step(state, from_step)
         return self._post(instance_id, "restart", from_step=from_step)
+
+    def fork(self, instance_id: str, *, from_step: str, new_id: str) -> InstanceHandle:
+        """Create ``new_id``, a queued copy of the instance that keeps the results of the
+        steps before ``from_step`` and records where it came from; the original is not
+        touched (it may even be running). Raises :class:`WorkflowInputError` for an
+        unknown step or a bad ID, :class:`InstanceExistsError` if ``new_id`` is taken."""
+        chosen = validate_instance_id(new_id)
+        records = self.history(instance_id)
+        _check_step(fold(records), from_step)
+        self.store.import_journal(fork_journal(records, chosen, from_step, self.clock.now()))
+        return InstanceHandle(self, chosen)
 
     def send_event(
         self, instance_id: str, event_type: str, payload: object = None, *, sensitive: bool = False
@@ -423,6 +431,17 @@ class WorkflowClient:
         return WorkflowBinding(self, workflow)
 
 
+def _check_step(state: InstanceState, step: str) -> None:
+    """Raise :class:`WorkflowInputError` unless the instance has a step ``step``."""
+    validate_step_name(step)
+    if step not in state.steps:
+        known = ", ".join(repr(s.name) for s in state.ordered_steps()) or "none"
+        raise WorkflowInputError(
+            "from step",
+            f"instance {state.instance_id!r} has no step {step!r} (steps: {known})",
+        )
+
+
 class WorkflowBinding:
     """``env.ORDER_FLOW``: create instances of one workflow, or get them by ID."""
 
@@ -469,6 +488,9 @@ class InstanceHandle:
 
     def restart(self, *, from_step: str | None = None) -> InstanceStatus:
         return self.client.restart(self.id, from_step=from_step)
+
+    def fork(self, *, from_step: str, new_id: str) -> InstanceHandle:
+        return self.client.fork(self.id, from_step=from_step, new_id=new_id)
 
     def send_event(
         self, type: str, payload: object = None, *, sensitive: bool = False

@@ -105,8 +105,11 @@ class InstanceStatus:
 
     def to_json(self, *, steps: bool = True) -> dict[str, JsonValue]:
         """The document of ``wf status --json`` (schema in ``docs/cli-json.md``):
-        :meth:`InstanceSummary.to_json` plus the steps."""
+        :meth:`InstanceSummary.to_json`, where a fork came from, and the steps."""
         document = self.summary().to_json()
+        if self.state.forked_from is not None:
+            source, step = self.state.forked_from
+            document["forked_from"] = {"id": source, "step": step}
         if steps:
             document["steps"] = [_step_json(step) for step in self.steps]
         return document

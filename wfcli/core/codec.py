@@ -38,6 +38,7 @@ __all__ = [
     "Errored",
     "EventReceived",
     "Finished",
+    "Forked",
     "FormatVersion",
     "InboxMessage",
     "JsonValue",
@@ -465,6 +466,18 @@ class Restarted(Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class Forked(Record):
+    """Last line of a fork's copied journal (``wf restart ID --from-step NAME --as NEW``):
+    the copy starts over as :class:`Restarted` does, keeping only ``kept_steps``; the
+    records above it are ``source``'s, as they were."""
+
+    TYPE: ClassVar[str] = "forked"
+    source: str
+    from_step: str
+    kept_steps: list[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
 class Finished(Record):
     """``run`` returned; ``output`` is its JSON return value."""
 
@@ -776,6 +789,7 @@ _LAYOUTS: dict[type[Record], _Layout[Record]] = {
         Resumed,
         Terminated,
         Restarted,
+        Forked,
         Finished,
         Errored,
         Warned,

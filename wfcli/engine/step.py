@@ -100,8 +100,16 @@ class RunObserver(Protocol):
     def step_finished(self, name: str, kind: StepKind, ok: bool, replayed: bool) -> None: ...
 
     def attempt_failed(
-        self, name: str, attempt: int, error: ErrorInfo, retry_at: datetime | None
-    ) -> None: ...
+        self,
+        name: str,
+        attempt: int,
+        error: ErrorInfo,
+        retry_at: datetime | None,
+        *,
+        retryable: bool,
+    ) -> None:
+        """An attempt failed: retried at ``retry_at``, else the step failed, because its
+        retries ran out (``retryable``) or the error is never retried."""
 
     def waiting(self, name: str, kind: str, until: datetime) -> None: ...
 
@@ -128,7 +136,13 @@ class NullObserver:
         pass
 
     def attempt_failed(
-        self, name: str, attempt: int, error: ErrorInfo, retry_at: datetime | None
+        self,
+        name: str,
+        attempt: int,
+        error: ErrorInfo,
+        retry_at: datetime | None,
+        *,
+        retryable: bool,
     ) -> None:
         pass
 
@@ -641,7 +655,7 @@ class StepRun:
                 AttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=None),
                 StepFailed(at=now, step=name, kind="do", attempts=attempt, error=info),
             )
-            self.observer.attempt_failed(name, attempt, info, None)
+            self.observer.attempt_failed(name, attempt, info, None, retryable=not final)
             self.observer.step_finished(name, "do", ok=False, replayed=False)
             raise _failure(self.state.steps[name])
         retry_at = (
@@ -650,7 +664,7 @@ class StepRun:
         self.record(
             AttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=retry_at)
         )
-        self.observer.attempt_failed(name, attempt, info, retry_at)
+        self.observer.attempt_failed(name, attempt, info, retry_at, retryable=True)
         self.wait(name, "retry", retry_at)
         return attempt + 1
 

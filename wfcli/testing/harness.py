@@ -35,6 +35,7 @@ from wfcli.core.codec import (
     AttemptFailed,
     AttemptStarted,
     ErrorInfo,
+    Forked,
     JsonValue,
     Record,
     Restarted,
@@ -94,7 +95,7 @@ class RunResult:
         self.step(name)
         attempts: dict[int, Attempt] = {}
         for record in self.records:
-            if isinstance(record, Restarted) and name not in record.kept_steps:
+            if isinstance(record, (Restarted, Forked)) and name not in record.kept_steps:
                 attempts.clear()
             elif isinstance(record, AttemptStarted) and record.step == name:
                 attempts[record.attempt] = Attempt(record.attempt, record.at)

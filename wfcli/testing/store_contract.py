@@ -34,6 +34,7 @@ from wfcli.core.codec import (
     StepCompleted,
     Suspended,
 )
+from wfcli.core.state import fold, fork_journal
 from wfcli.errors import (
     InstanceBusyError,
     InstanceExistsError,
@@ -364,6 +365,30 @@ class StoreContract:
         assert store.read("moved") == [*journal, step_records(4)[3]]
         with pytest.raises(JournalCorruptError, match="first record is not 'created'"):
             store.import_journal(step_records(1))
+
+    def test_a_fork_is_a_new_journal_keeping_the_steps_before_its_step(
+        self, store: JournalStore
+    ) -> None:
+        run = RunStarted(at=START, pid=1, host="h")
+        done = Finished(at=START + timedelta(seconds=9), output={"ok": True})
+        source = [created("source", {"n": 1}), run, *step_records(3), done]
+        store.import_journal(source)
+        later = START + timedelta(hours=1)
+        store.import_journal(fork_journal(store.read("source"), "fork", "s1", later))
+        assert store.read("source") == source
+        state = fold(store.read("fork"))
+        assert (state.status, state.forked_from, state.created) == (
+            "queued",
+            ("source", "s1"),
+            later,
+        )
+        assert (state.params, [step.name for step in state.ordered_steps()]) == ({"n": 1}, ["s0"])
+        listed = {s.id: s.status for s in store.list_instances(ListQuery()).instances}
+        assert listed == {"fork": "queued", "source": "complete"}
+        assert [s.id for s in store.list_instances(ListQuery(due_at=later)).instances] == ["fork"]
+        with pytest.raises(InstanceExistsError):
+            store.import_journal(fork_journal(source, "source", "s1", later))
+        assert store.read("source") == source
 
     # the inbox --------------------------------------------------------------------------
 
