@@ -21,11 +21,13 @@ from .harness import Report, Sizes, load_average, machine_info
 from .instances import instance_overhead, worker_throughput
 from .peer import peer
 from .postgres import postgres
+from .progress import progress_output
 from .steps import step_overhead
 
 Section = Callable[[Report, Path, Sizes], object]
 SECTIONS: dict[str, Section] = {
     "steps": step_overhead,
+    "progress": progress_output,
     "instances": instance_overhead,
     "workers": worker_throughput,
     "growth": growth,

@@ -108,8 +108,9 @@ def growth(report: Report, work: Path, sizes: Sizes) -> Path:
         per_step[largest] / per_step[smallest],
         note="1.0 is linear",
     )
-    env = child_env()
     longest = f"parked-{largest}"
+    _watch_refresh(report, store, longest, largest, sizes.runs)
+    env = child_env()
     for command in ("status", "history"):
         sample, _ = time_process(
             [*wf_command(), command, longest, "--json"],
@@ -120,6 +121,25 @@ def growth(report: Report, work: Path, sizes: Sizes) -> Path:
         )
         report.add(_GROWTH, f"`wf {command} --json`, {largest:,} steps", sample)
     return project
+
+
+def _watch_refresh(report: Report, store: Path, instance_id: str, steps: int, runs: int) -> None:
+    """One refresh of ``wf status --watch`` (a :class:`JournalFollower`, which reads only
+    new lines) against reading the status from scratch, as each refresh did before."""
+    client = WorkflowClient(FileStore(store, durable=False), {"parked": ParkedWorkflow})
+    follower = client.follow(instance_id)
+    follower.status()
+    refreshes, full_reads = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        follower.status()
+        refreshes.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        client.status(instance_id)
+        full_reads.append((time.perf_counter() - started) * 1000)
+    name = f"{steps:,} steps, no new line"
+    report.add(_GROWTH, f"`wf status --watch` refresh, {name}", Sample.of("ms", refreshes))
+    report.add(_GROWTH, f"status read from scratch, {name}", Sample.of("ms", full_reads))
 
 
 def clone_store(template: Path, store: Path, count: int) -> None:

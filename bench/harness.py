@@ -151,8 +151,9 @@ class Entry:
     sample: Sample | None = None
     value: float | None = None
     unit: str = ""
-    target: float | None = None  # the value must be at most this
+    target: float | None = None  # the value must be at most this (at least, with at_least)
     note: str = ""
+    at_least: bool = False
 
     @property
     def met(self) -> bool | None:
@@ -160,7 +161,7 @@ class Entry:
             return None
         measured = self.value if self.sample is None else self.sample.median
         assert measured is not None
-        return measured <= self.target
+        return measured >= self.target if self.at_least else measured <= self.target
 
     def to_json(self) -> dict[str, object]:
         document: dict[str, object] = (
@@ -170,6 +171,7 @@ class Entry:
             document["value"] = self.value
         if self.target is not None:
             document["target"] = self.target
+            document["target_is"] = "minimum" if self.at_least else "maximum"
             document["met"] = self.met
         if self.note:
             document["note"] = self.note
@@ -213,8 +215,11 @@ class Report:
         *,
         target: float | None = None,
         note: str = "",
+        at_least: bool = False,
     ) -> float:
-        self.entries.append(Entry(section, name, value=value, unit="x", target=target, note=note))
+        self.entries.append(
+            Entry(section, name, value=value, unit="x", target=target, note=note, at_least=at_least)
+        )
         return value
 
     def section_info(self, section: str, **facts: object) -> None:
@@ -251,7 +256,8 @@ class Report:
                 unit = entry.unit
             target = ""
             if entry.target is not None:
-                target = f"<= {_figure(entry.target)} {'met' if entry.met else 'MISSED'}"
+                bound = ">=" if entry.at_least else "<="
+                target = f"{bound} {_figure(entry.target)} {'met' if entry.met else 'MISSED'}"
             cells = [entry.section, entry.name, *numbers, unit, target, entry.note]
             lines.append("| " + " | ".join(cells) + " |")
         skipped = [

@@ -80,16 +80,25 @@ def _worker_round(project: Path, instances: int, processes: int) -> float:
 
 def worker_throughput(report: Report, work: Path, sizes: Sizes) -> None:
     """3-step instances per second through ``wf worker --once`` with 1 and 2 processes."""
-    for processes in (1, 2):
-        rates = []
-        for run in range(sizes.worker_rounds):
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    for run in range(sizes.worker_rounds):
+        for processes in (1, 2) if run % 2 == 0 else (2, 1):  # alternating, as elsewhere
             project = work / f"worker-{processes}-{run}"
             write_project(project)
-            rates.append(_worker_round(project, sizes.worker_instances, processes))
-        report.add(
+            rates[processes].append(_worker_round(project, sizes.worker_instances, processes))
+    medians = {}
+    for processes, measured in rates.items():
+        medians[processes] = report.add(
             _SECTION,
             f"`wf worker --once` x{processes} process{'es' if processes > 1 else ''}, "
             f"{sizes.worker_instances} queued 3-step instances",
-            Sample.of("inst/s", rates),
+            Sample.of("inst/s", measured),
             note="wall time includes the workers' start-up",
-        )
+        ).median
+    report.ratio(
+        _SECTION,
+        "`wf worker --once` x2 / x1 (medians)",
+        medians[2] / medians[1],
+        target=1.8,
+        at_least=True,
+    )

@@ -26,7 +26,7 @@ def validate_order(payload: object) -> dict[str, Any]:
     order_id = require_key(order, "order_id")
     card = require_text(order, "card")
     items = order.get("items")
-    if not isinstance(items, (list, tuple)) or not items:
+    if not isinstance(items, list) or not items:
         raise InvalidParamsError(f"params.items must be a non-empty list (order {order_id})")
     lines = []
     for index, entry in enumerate(items):

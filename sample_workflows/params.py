@@ -1,7 +1,7 @@
 """Checks of workflow params shared by the samples.
 
-Params arrive read-only (``event.payload``: dicts refuse changes, lists are
-tuples). A bad value is the caller's mistake, so it fails without retries.
+Params arrive read-only (``event.payload``: its dicts and lists refuse changes).
+A bad value is the caller's mistake, so it fails without retries.
 """
 
 from __future__ import annotations

@@ -21,10 +21,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_SECTIONS = {
     "1-2 per step (durable)": 4,
     "1-2 per step (relaxed)": 3,
-    "3 per instance": 6,
-    "4 growth": 20,
-    "5 cold start": 4,
+    "3 per instance": 7,
+    "4 growth": 22,
+    "5 cold start": 7,
     "7 memory": 3,
+    "16.8 progress output per step": 9,
 }
 PEER_SECTION = "6 peer: DBOS"
 POSTGRES_SECTION = "8 postgres"

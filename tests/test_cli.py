@@ -9,8 +9,11 @@ per open file, so the command under test is refused just the same).
 
 from __future__ import annotations
 
+import importlib.metadata
+import io
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -21,6 +24,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
+import wfcli
 from tests.cli_support import ERROR_MESSAGE, Project, make_project
 from tests.workflows_for_tests import BLOCK_ENV, Effects, Pipeline, wait_for_file, wait_until
 from wfcli import FakeClock, InstanceStatus, WorkflowClient
@@ -28,7 +32,7 @@ from wfcli.cli import app
 from wfcli.core.codec import ErrorInfo
 from wfcli.project import load_project, open_client
 from wfcli.store import open_store
-from wfcli.ui.render import LineRunLog, LiveRunView
+from wfcli.ui.render import LineRunLog, LiveRunView, history_table
 
 STATUS_KEYS = {
     "id",
@@ -147,6 +151,13 @@ def detach(project: Project, workflow: str, instance_id: str, **params: object) 
 # --- help and usage --------------------------------------------------------------------
 
 
+def test_version_is_the_installed_packages() -> None:
+    result = ok(wf(None, "--version"))
+    assert result.stdout == f"wf (wfcli) {wfcli.__version__}\n"
+    assert result.stdout.split()[-1] == importlib.metadata.version("wfcli")
+    assert "--version" in ok(wf(None, "--help")).stdout
+
+
 def test_help_says_where_the_store_and_config_come_from() -> None:
     top = ok(wf(None, "--help"))
     assert "WF_STORE" in top.stdout
@@ -203,10 +214,9 @@ def test_run_shows_a_retried_attempt(project: Project) -> None:
 def test_run_errored_exits_1_with_the_error(project: Project) -> None:
     result = ok(wf(project, "run", "failing", "--id", "e1"), code=1)
     assert f"error: NonRetryableError: {ERROR_MESSAGE}" in result.stdout
-    assert status_of(project, "e1")["error"] == {
-        "name": "NonRetryableError",
-        "message": ERROR_MESSAGE,
-    }
+    error = status_of(project, "e1")["error"]
+    assert (error["name"], error["message"]) == ("NonRetryableError", ERROR_MESSAGE)
+    assert error["traceback"].endswith("raise NonRetryableError(ERROR_MESSAGE)")
 
 
 def test_run_suspended_on_a_sleep_exits_3_and_says_how_it_continues(project: Project) -> None:
@@ -383,7 +393,7 @@ def test_list_filters_and_orders_newest_first(project: Project) -> None:
     assert ids("--status", "queued", "--status", "errored") == ["e1", "q1"]
     assert ids("--limit", "1") == ["c1"]
     plain = ok(wf(project, "list")).stdout.splitlines()
-    assert plain[0].split() == ["ID", "WORKFLOW", "STATUS", "CREATED", "ENDED"]
+    assert plain[0].split() == ["ID", "WORKFLOW", "STATUS", "CREATED", "(UTC)", "ENDED", "(UTC)"]
     assert [line.split()[:3] for line in plain[1:2]] == [["c1", "pipeline", "complete"]]
     assert "'bogus' is not one of" in one_line_error(wf(project, "list", "--status", "bogus"))
 
@@ -398,8 +408,50 @@ def test_history_lists_every_record(project: Project) -> None:
     assert types.count("step_completed") == 3
     assert document["records"][0]["params"]["n"] == 1
     text = ok(wf(project, "history", "h1")).stdout.splitlines()
-    assert text[0].split() == ["TIME", "TYPE", "STEP", "ATTEMPT", "DETAIL"]
+    assert text[0].split() == ["TIME", "(UTC)", "TYPE", "STEP", "ATTEMPT", "DETAIL"]
     assert len(text) == 1 + len(types)
+
+
+@pytest.fixture
+def in_kolkata(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's local time zone is Asia/Kolkata (UTC+05:30, called IST)."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_human_times_say_their_zone(project: Project, in_kolkata: None) -> None:
+    ok(wf(project, "run", "sleeper", "--id", "s1", "--params", project.params(seconds=3600)), 3)
+    document = status_of(project, "s1")
+    wake = datetime.fromisoformat(document["waiting"]["until"])
+    assert document["waiting"]["until"].endswith("+00:00")  # JSON stays UTC
+    local = (wake + timedelta(hours=5, minutes=30)).strftime("%Y-%m-%d %H:%M:%S")
+    shown = ok(wf(project, "status", "s1")).stdout
+    assert f"until {local} IST (in " in shown
+    assert "STARTED (IST)" in shown
+    assert ok(wf(project, "history", "s1")).stdout.split()[:3] == ["TIME", "(IST)", "TYPE"]
+    assert "CREATED (IST)" in ok(wf(project, "list")).stdout
+
+
+def test_history_shows_the_retry_time_and_details_up_to_the_terminals_width(
+    project: Project,
+) -> None:
+    ok(wf(project, "run", "flaky", "--id", "f1"))
+    records = python_client(project).history("f1")
+    now = records[-1].at
+    for width in (100, 200):
+        console = Console(width=width, record=True, force_terminal=True)
+        console.print(history_table(records, now, plain=False))
+        (failed,) = [
+            line for line in console.export_text().splitlines() if "attempt_failed" in line
+        ]
+        assert "retry_at=" in failed
+        assert len(failed.rstrip()) == width - 1 or failed.rstrip().endswith("not yet")
+    plain = ok(wf(project, "history", "f1")).stdout
+    (failed,) = [line for line in plain.splitlines() if "attempt_failed" in line]
+    assert failed.endswith(" UTC error=ValueError: not yet")
 
 
 @pytest.mark.parametrize(
@@ -422,10 +474,39 @@ def test_unknown_or_invalid_ids_exit_2(project: Project, command: list[str]) -> 
     assert "ghost" in line or "not valid" in line
 
 
-@pytest.mark.parametrize(
-    "command",
-    [["status", "ghost"], ["list"], ["history", "ghost"], ["doctor"], ["replay", "--all"]],
-)
+# Every command that does not create instances, so never makes a store.
+READ_COMMANDS = [
+    ["status", "ghost"],
+    ["list"],
+    ["history", "ghost"],
+    ["doctor"],
+    ["replay", "--all"],
+    ["resume", "ghost"],
+    ["pause", "ghost"],
+    ["terminate", "ghost"],
+    ["restart", "ghost"],
+    ["send-event", "ghost", "--type", "t"],
+    ["delete", "ghost"],
+    ["prune", "--older-than", "1 day"],
+    ["export", "ghost"],
+]
+
+
+@pytest.mark.parametrize("json_output", [[], ["--json"]])
+@pytest.mark.parametrize("command", READ_COMMANDS)
+def test_a_file_given_as_a_store_to_a_read_command_is_refused(
+    project: Project, command: list[str], json_output: list[str]
+) -> None:
+    given = project.store.parent / "plain.txt"
+    given.write_text("not a store\n", encoding="utf-8")
+    options = ["--config", str(project.config), "--store", str(given)]
+    flags = json_output if command[0] != "export" else []
+    line = one_line_error(wf(None, *command, *flags, *options))
+    assert line == f"error: store {given}: not a folder (a file store is a folder)"
+    assert given.read_text(encoding="utf-8") == "not a store\n"
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS)
 def test_a_store_folder_given_to_a_read_command_must_exist(
     project: Project, command: list[str]
 ) -> None:
@@ -514,6 +595,20 @@ def test_terminate_ends_it_and_resume_refuses(project: Project, effects: Effects
     assert effects.count("after") == 0
 
 
+def test_terminate_of_a_running_instance_says_the_termination_was_requested(
+    project: Project, effects: Effects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detach(project, "pipeline", "p1", n=1)
+    with held_by_another_executor(project, "p1", monkeypatch) as outcome:
+        said = ok(wf(project, "terminate", "p1")).stdout
+        assert said.startswith("p1: termination requested; process ")
+        assert said.endswith(", which executes it, terminates it when the step in flight ends\n")
+        document = json.loads(ok(wf(project, "terminate", "p1", "--json")).stdout)
+        assert (document["status"], document["pending"]) == ("running", ["terminate"] * 2)
+    assert outcome["status"].status == "terminated"
+    assert effects.count("c") == 0
+
+
 def test_terminated_while_running_exits_4(
     project: Project, effects: Effects, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -556,6 +651,86 @@ def test_restart_runs_again_keeping_history(project: Project, effects: Effects) 
     assert [r["type"] for r in records].count("restarted") == 2
     assert [r["type"] for r in records].count("finished") == 3
     assert "no step 'nope'" in one_line_error(wf(project, "restart", "r1", "--from-step", "nope"))
+
+
+def test_restart_as_forks_a_new_instance_and_leaves_the_original_alone(
+    project: Project, effects: Effects
+) -> None:
+    ok(wf(project, "run", "pipeline", "--id", "p1", "--params", project.params(n=1)))
+    original = ok(wf(project, "history", "p1", "--json")).stdout
+    ran = ok(wf(project, "restart", "p1", "--from-step", "c", "--as", "p2"))
+    assert "'a': replayed from the journal" in ran.stdout
+    assert "p2: complete after" in ran.stdout
+    assert [effects.count(step) for step in "abc"] == [1, 1, 2]
+    assert ok(wf(project, "history", "p1", "--json")).stdout == original
+    shown = ok(wf(project, "status", "p2")).stdout
+    assert "forked from  p1 (kept the steps before 'c')" in shown
+    assert status_of(project, "p2")["forked_from"] == {"id": "p1", "step": "c"}
+    assert "forked_from" not in status_of(project, "p1")
+    assert "compatible" in ok(wf(project, "replay", "p2")).stdout
+    assert ok(wf(project, "doctor")).stdout.endswith("healthy\n")
+    listed = json.loads(ok(wf(project, "list", "--json")).stdout)["instances"]
+    assert [entry["id"] for entry in listed] == ["p2", "p1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--as", "p2"], "error: --as: a fork needs --from-step NAME"),
+        (["--from-step", "z", "--as", "p2"], "no step 'z' (steps: 'a', 'b', 'c')"),
+        (["--from-step", "b", "--as", "p1"], "an instance with ID 'p1' already exists"),
+        (["--from-step", "b", "--as", "../x"], "not valid"),
+    ],
+)
+def test_a_bad_fork_is_refused_writing_nothing(
+    project: Project, args: list[str], message: str
+) -> None:
+    ok(wf(project, "run", "pipeline", "--id", "p1", "--params", project.params(n=1)))
+    assert message in one_line_error(wf(project, "restart", "p1", *args))
+    assert journals(project) == ["p1.jsonl"]
+
+
+def test_run_if_exists_attach_reports_a_finished_instance_with_its_exit_code(
+    project: Project, effects: Effects
+) -> None:
+    ok(wf(project, "run", "failing", "--id", "f1"), 1)
+    attached = ok(wf(project, "run", "failing", "--id", "f1", "--if-exists", "attach"), 1)
+    assert attached.stderr == "f1: exists (errored); attaching\n"
+    assert "status    errored" in attached.stdout
+    detached = ok(wf(project, "run", "failing", "--id", "f1", "--if-exists", "attach", "--detach"))
+    assert "status    errored" in detached.stdout
+    assert one_line_error(wf(project, "run", "failing", "--id", "f1")) == (
+        "error: an instance with ID 'f1' already exists"
+    )
+
+
+def test_run_if_exists_attach_runs_a_queued_instance(project: Project, effects: Effects) -> None:
+    detach(project, "pipeline", "q1", n=1)
+    params = project.params(n=1)
+    attached = ok(
+        wf(project, "run", "pipeline", "--id", "q1", "--params", params, "--if-exists", "attach")
+    )
+    assert "q1: complete after" in attached.stdout
+    assert [effects.count(step) for step in "abc"] == [1, 1, 1]
+    again = ok(wf(project, "run", "pipeline", "--id", "q1", "--if-exists", "attach", "--json"))
+    assert json.loads(again.stdout)["status"] == "complete"
+    assert [effects.count(step) for step in "abc"] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sleeper", "--id", "p1", "--if-exists", "attach"], "exists as a 'pipeline' instance"),
+        (["pipeline", "--if-exists", "attach"], "give the instance's --id"),
+        (["pipeline", "--id", "p1", "--if-exists", "join"], "'join': give fail or attach"),
+    ],
+)
+def test_run_if_exists_refuses_what_it_cannot_attach_to(
+    project: Project, args: list[str], message: str
+) -> None:
+    ok(wf(project, "run", "pipeline", "--id", "p1", "--params", project.params(n=1)))
+    assert message in one_line_error(wf(project, "run", *args))
+    assert journals(project) == ["p1.jsonl"]
 
 
 def test_send_event_resumes_the_waiter_in_the_foreground(
@@ -677,6 +852,11 @@ def test_delete_and_prune(project: Project) -> None:
     assert pruned.splitlines() == ["deleted old2", "pruned 1 instance"]
     ok(wf(project, "prune", "--older-than", "0 seconds"))
     assert journals(project) == ["live.jsonl"]
+    # The lock files of the instances deleted went with them; status reads make none.
+    ok(wf(project, "status", "live"))
+    assert sorted(path.name for path in (project.store / "locks").iterdir()) == ["live.lock"]
+    ok(wf(project, "delete", "live"))
+    assert list((project.store / "locks").iterdir()) == []
     assert "finished instances only" in one_line_error(
         wf(project, "prune", "--older-than", "0", "--status", "waiting")
     )
@@ -687,21 +867,36 @@ def test_delete_and_prune(project: Project) -> None:
 
 
 def test_line_log_says_what_happens_to_each_step() -> None:
-    console = Console(record=True, width=200)
+    out = io.StringIO()
     clock = FakeClock()
-    log = LineRunLog(console, clock.now, prefix="i1: ")
+    log = LineRunLog(out, clock.now, prefix="i1: ")
     log.step_started("charge", "do", 1)
     log.attempt_failed(
-        "charge", 1, ErrorInfo("IOError", "down"), clock.now() + timedelta(seconds=2)
+        "charge",
+        1,
+        ErrorInfo("IOError", "down"),
+        clock.now() + timedelta(seconds=2),
+        retryable=True,
     )
     log.waiting("charge", "retry", clock.now() + timedelta(seconds=2))
     log.step_finished("charge", "do", ok=True, replayed=False)
     log.step_finished("validate", "do", ok=True, replayed=True)
-    lines = console.export_text().splitlines()
+    log.attempt_failed("ship", 3, ErrorInfo("IOError", "down"), None, retryable=True)
+    log.attempt_failed("pay", 1, ErrorInfo("CardDeclined", "no"), None, retryable=False)
+    log.step_started("last", "do", 1)
+    assert out.getvalue().endswith("not retryable\n")  # written at once before a wait
+    log.flush()
+    lines = out.getvalue().splitlines()
     assert lines[0] == "i1: 'charge': started (attempt 1)"
     assert lines[1].startswith("i1: 'charge': attempt 1 failed: IOError: down; retry at ")
+    assert lines[1].endswith(" UTC") or lines[1][-5:-4] in "+-"
     assert lines[2].endswith("(2.0s)")
-    assert lines[3:] == ["i1: 'charge': done", "i1: 'validate': replayed from the journal"]
+    assert lines[3:5] == ["i1: 'charge': done", "i1: 'validate': replayed from the journal"]
+    assert lines[5:] == [
+        "i1: 'ship': attempt 3 failed: IOError: down; no retries left",
+        "i1: 'pay': attempt 1 failed: CardDeclined: no; not retryable",
+        "i1: 'last': started (attempt 1)",
+    ]
 
 
 def test_live_view_counts_down_to_retries_and_wake_times() -> None:
@@ -710,7 +905,11 @@ def test_live_view_counts_down_to_retries_and_wake_times() -> None:
     view.step_finished("validate", "do", ok=True, replayed=True)
     view.step_started("charge", "do", 2)
     view.attempt_failed(
-        "charge", 2, ErrorInfo("IOError", "down"), clock.now() + timedelta(seconds=8)
+        "charge",
+        2,
+        ErrorInfo("IOError", "down"),
+        clock.now() + timedelta(seconds=8),
+        retryable=True,
     )
     view.step_started("nap", "sleep", 1)
     view.waiting("nap", "sleep", clock.now() + timedelta(seconds=30))

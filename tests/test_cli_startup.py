@@ -27,6 +27,11 @@ _NEVER_AT_START = {"pydantic", "rich", "platformdirs", "psycopg", "cronsim"}
 
 def imports_of(*args: str, cwd: Path, **extra_env: str) -> set[str]:
     """Top-level packages that ``wf ARGS`` imported; the command must succeed."""
+    return {name.split(".")[0] for name in modules_of(*args, cwd=cwd, **extra_env)}
+
+
+def modules_of(*args: str, cwd: Path, **extra_env: str) -> set[str]:
+    """Every module that ``wf ARGS`` imported; the command must succeed."""
     env = {k: v for k, v in os.environ.items() if k not in ("WF_CONFIG", "WF_STORE")}
     env.update(PYTHONPROFILEIMPORTTIME="1", **extra_env)
     done = subprocess.run(
@@ -40,7 +45,7 @@ def imports_of(*args: str, cwd: Path, **extra_env: str) -> set[str]:
     )
     errors = _IMPORTED.sub("", done.stderr).strip()
     assert done.returncode == 0, errors
-    return {name.split(".")[0] for name in _IMPORTED.findall(done.stderr)}
+    return set(_IMPORTED.findall(done.stderr))
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +69,17 @@ def test_help_loads_typer_and_wfcli_only(elsewhere: Path) -> None:
     imported = imports_of("--help", cwd=elsewhere)
     assert {"typer", "wfcli"} <= imported
     assert not imported & _NEVER_AT_START, imported & _NEVER_AT_START
+
+
+@pytest.mark.parametrize("command", [["status", "p1", "--json"], ["list", "--json"]])
+def test_reading_commands_load_no_engine_worker_or_memory_store(
+    project: Project, elsewhere: Path, command: list[str]
+) -> None:
+    imported = modules_of(*command, "--store", str(project.store), cwd=elsewhere)
+    unwanted = {"wfcli.engine.executor", "wfcli.engine.step", "wfcli.client.worker"}
+    unwanted.add("wfcli.store.memory")
+    assert "wfcli.client.client" in imported  # the probe sees wfcli's own modules
+    assert not imported & unwanted, imported & unwanted
 
 
 @pytest.mark.parametrize(

@@ -416,3 +416,86 @@ def test_wf_alone_shows_the_help_and_help_exits_0(wf: Processes) -> None:
     assert asked.returncode == 0
     assert "Commands:" in asked.stdout
     assert asked.stderr == ""
+
+
+# --- wf run --if-exists attach: a CI job run again ---------------------------------------------
+
+
+def test_a_start_run_again_attaches_to_the_run_in_flight_and_follows_it(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    start = ("run", "pipeline", "--id", "ci-1", "--params", project.params(n=1))
+    first = wf.start(*start, block_at="b")
+    wait_until(effects.blocked_marker("b").exists, "step b to block", first)
+    again = wf.start(*start, "--if-exists", "attach")
+    assert read_line(again.stderr) == (
+        f"ci-1: exists (running (process {first.pid} on {os.uname()[1]})); attaching\n"
+    )
+    effects.release_file("b").touch()
+    code, stdout, stderr = finish(again)
+    assert code == 0, stderr
+    assert "status    complete" in stdout
+    assert finish(first)[0] == 0
+    assert [effects.count(step) for step in "abc"] == [1, 1, 1]
+
+
+def test_a_start_run_again_after_a_crash_attaches_and_finishes_the_instance(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    start = ("run", "pipeline", "--id", "ci-2", "--params", project.params(n=1))
+    crashed = wf.start(*start, block_at="b")
+    wait_until(effects.blocked_marker("b").exists, "step b to block", crashed)
+    crashed.send_signal(signal.SIGKILL)
+    finish(crashed)
+    effects.release_file("b").touch()
+
+    refused = wf.run(*start)
+    assert (refused.returncode, refused.stderr) == (
+        2,
+        "error: an instance with ID 'ci-2' already exists\n",
+    )
+    attached = wf.run(*start, "--if-exists", "attach")
+    assert attached.returncode == 0, attached.stderr
+    assert "'a': replayed from the journal" in attached.stdout
+    assert "ci-2: exists (running (interrupted: no process holds it)); attaching" in attached.stderr
+    assert [effects.count(step) for step in "abc"] == [1, 2, 1]
+    assert_journal_sane(journal_path(project.store, "ci-2"))
+
+
+def test_piped_progress_lines_arrive_while_a_long_step_runs(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    run = wf.start("run", "pipeline", "--id", "l1", "--params", project.params(n=1), block_at="b")
+    # Step b blocks until released: the lines so far reach the pipe all the same.
+    assert [read_line(run.stdout) for _ in range(3)] == [
+        "'a': started (attempt 1)\n",
+        "'a': done\n",
+        "'b': started (attempt 1)\n",
+    ]
+    effects.release_file("b").touch()
+    code, rest, stderr = finish(run)
+    assert code == 0, stderr
+    assert rest.splitlines()[:3] == ["'b': done", "'c': started (attempt 1)", "'c': done"]
+    assert rest.splitlines()[3].startswith("l1: complete after ")
+
+
+def test_a_fork_killed_mid_step_resumes_and_its_source_stays_as_it_was(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    assert wf.run("run", "pipeline", "--id", "src", "--params", project.params(n=1)).returncode == 0
+    source = journal_path(project.store, "src").read_bytes()
+    fork = wf.start("restart", "src", "--from-step", "b", "--as", "copy", block_at="b")
+    wait_until(effects.blocked_marker("b").exists, "the fork's step b to block", fork)
+    fork.send_signal(signal.SIGKILL)
+    assert finish(fork)[0] == -signal.SIGKILL
+    effects.release_file("b").touch()
+
+    crashed = wf.status("copy")
+    assert (crashed["status"], crashed["interrupted"]) == ("running", True)
+    resumed = wf.run("resume", "copy")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "'a': replayed from the journal" in resumed.stdout
+    assert wf.status("copy")["forked_from"] == {"id": "src", "step": "b"}
+    assert [effects.count(step) for step in "abc"] == [1, 3, 2]  # b: source, killed, resumed
+    assert journal_path(project.store, "src").read_bytes() == source
+    assert_journal_sane(journal_path(project.store, "copy"))

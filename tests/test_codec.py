@@ -28,6 +28,7 @@ from wfcli.core.codec import (
     ErrorInfo,
     EventReceived,
     Finished,
+    Forked,
     FormatVersion,
     InboxMessage,
     Paused,
@@ -85,7 +86,9 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "attempt": counts,
     "attempts": counts,
     "output": json_values,
-    "error": st.builds(ErrorInfo, name=st.text(), message=st.text()),
+    "error": st.builds(
+        ErrorInfo, name=st.text(), message=st.text(), traceback=st.none() | st.text()
+    ),
     "retry_at": st.none() | moments,
     "until": moments,
     "event_type": st.none() | st.text(),
@@ -99,12 +102,15 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "version": st.none() | st.text(),
     "priority": st.none() | counts,
     "schedule": json_values,
+    "sensitive_params": st.none() | st.lists(st.text(), max_size=3),
+    "sensitive": st.none() | st.booleans(),
     "patch": st.text(),
     "applied": st.booleans(),
     "steps_before": counts,
     "position": st.none() | counts,
     "expected": st.text(),
     "found": st.text(),
+    "source": st.text(),
 }
 FIELD_OVERRIDES: dict[tuple[type[Record], str], st.SearchStrategy[Any]] = {
     (Warned, "step"): st.none() | st.text(),
@@ -113,6 +119,7 @@ FIELD_OVERRIDES: dict[tuple[type[Record], str], st.SearchStrategy[Any]] = {
     (StepFailed, "kind"): st.sampled_from(["do", "event"]),
     (Diverged, "kind"): st.text(),
     (Diverged, "step"): st.none() | st.text(),
+    (Forked, "from_step"): st.text(),
 }
 RECORD_TYPES = sorted(
     (
@@ -180,6 +187,7 @@ def test_the_record_types_are_those_the_format_documents() -> None:
             "errored",
             "event_received",
             "finished",
+            "forked",
             "patch_marked",
             "paused",
             "restarted",
@@ -621,7 +629,15 @@ def test_inbox_messages_round_trip(
     )
     assert InboxMessage.decode(message.encode()) == message
     assert message.encode() == json.dumps(
-        {"v": 1, **dataclasses.asdict(message), "sent_at": format_time(sent_at)},
+        {  # a field left out when None (sensitive) is not written
+            "v": 1,
+            **{
+                k: v
+                for k, v in dataclasses.asdict(message).items()
+                if v is not None or k != "sensitive"
+            },
+            "sent_at": format_time(sent_at),
+        },
         ensure_ascii=False,
         separators=(",", ":"),
     )

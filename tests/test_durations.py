@@ -11,12 +11,14 @@ import pytest
 from wfcli import (
     FakeClock,
     FileStore,
+    StepTimeoutError,
     WorkflowClient,
     WorkflowEntrypoint,
     WorkflowEvent,
     WorkflowInputError,
     WorkflowStep,
 )
+from wfcli.core.codec import ErrorInfo
 from wfcli.core.durations import format_duration, parse_duration
 
 
@@ -86,6 +88,10 @@ def test_a_bad_duration_is_a_value_error_saying_what_is_wrong(value: object, rea
         (3723, "1h 2m"),
         (90061, "1d 1h"),
         (7 * 86400, "7d"),
+        (0.9996, "1.0s"),  # rounded to what is shown: never "1000ms"
+        (9.96, "10s"),
+        (59.7, "1m"),
+        (-1, "0ms"),
     ],
 )
 def test_format_duration_is_compact(seconds: float, shown: str) -> None:
@@ -136,8 +142,16 @@ def test_a_zero_step_timeout_is_refused(tmp_path: Path) -> None:
 
     final = WorkflowClient(FileStore(tmp_path), {"wf": ZeroTimeout}).create("wf").execute()
 
-    assert final.to_json()["error"] == {
-        "name": "WorkflowInputError",
-        "message": "timeout: must be longer than zero",
-    }
+    assert final.error == ErrorInfo(
+        "WorkflowInputError",
+        "timeout: must be longer than zero",
+    )
     assert final.state.steps == {}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"), [(1, "1 second"), (0.5, "0.5 seconds"), (30, "30 seconds")]
+)
+def test_a_timeout_is_said_in_the_words_it_is_written_in(seconds: float, said: str) -> None:
+    error = StepTimeoutError("fetch", 2, seconds)
+    assert str(error) == f"attempt 2 of step 'fetch' timed out after {said}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -29,6 +30,7 @@ from wfcli import (
 )
 from wfcli.core.codec import (
     AttemptStarted,
+    ErrorInfo,
     Paused,
     Record,
     RunStarted,
@@ -393,29 +395,54 @@ def test_an_oversized_result_fails_the_step_without_retry_naming_its_size(
 class ChecksPayload(WorkflowEntrypoint):
     def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
         refused = []
+        items = event.payload["items"]
         for change in (
             lambda: event.payload.__setitem__("x", 1),
             lambda: event.payload.pop("items"),
             lambda: event.payload.update(x=1),
             lambda: event.payload["nested"].pop("k"),
-            lambda: event.payload["items"].append(4),
+            lambda: items.append(4),
+            lambda: items.__setitem__(0, 9),
+            items.sort,
+            lambda: items.__iadd__([4]),
+            event.payload["nested"]["deep"].pop,
         ):
             try:
                 change()
-            except (TypeError, AttributeError) as error:
-                refused.append(type(error).__name__)
-        return {"refused": refused, "payload": event.payload}
+            except TypeError as error:
+                refused.append(str(error))
+        return {
+            "refused": refused,
+            "payload": event.payload,
+            "is_list": isinstance(items, list),
+            "copy": [*items, 4],
+        }
 
 
-def test_event_payload_is_read_only(store_dir: Path, clock: FakeClock) -> None:
-    params = {"items": [1, 2, 3], "nested": {"k": "v"}}
+def test_event_payload_is_read_only_and_its_lists_are_lists(
+    store_dir: Path, clock: FakeClock
+) -> None:
+    params = {"items": [1, 2, 3], "nested": {"k": "v", "deep": [[1], {"a": 2}]}}
     final = start(store_dir, clock, ChecksPayload, params).execute()
 
     assert final.output == {
-        "refused": ["TypeError", "TypeError", "TypeError", "TypeError", "AttributeError"],
+        "refused": ["event.payload is read-only; copy it to change it"] * 9,
         "payload": params,
+        "is_list": True,
+        "copy": [1, 2, 3, 4],
     }
     assert final.state.params == params
+
+
+class ReturnsPayload(WorkflowEntrypoint):
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        return {"payload": event.payload, "get": event.payload.get("missing", "default")}
+
+
+def test_no_params_means_an_empty_payload(store_dir: Path, clock: FakeClock) -> None:
+    handle = start(store_dir, clock, ReturnsPayload)
+    assert handle.status().state.params == {}
+    assert handle.execute().output == {"payload": {}, "get": "default"}
 
 
 class ReturnsASet(WorkflowEntrypoint):
@@ -442,7 +469,13 @@ def test_an_exception_from_run_errors_the_instance_with_its_name_and_message(
     final = start(store_dir, clock, Raises).execute()
 
     assert final.status == "errored"
-    assert final.to_json()["error"] == {"name": "LookupError", "message": "no such order: 17"}
+    error = final.to_json()["error"]
+    assert isinstance(error, dict)
+    assert (error["name"], error["message"]) == ("LookupError", "no such order: 17")
+    assert isinstance(error["traceback"], str)
+    assert error["traceback"].endswith('raise LookupError("no such order: 17")')
+    assert "test_executor.py" in error["traceback"]
+    assert "wfcli" + os.sep not in error["traceback"]  # the engine's frames are left out
 
 
 # --- sleeps -----------------------------------------------------------------------------------
@@ -651,10 +684,10 @@ def test_an_uncaught_event_timeout_errors_the_instance(store_dir: Path, clock: F
     final = handle.execute()
 
     assert final.status == "errored"
-    assert final.to_json()["error"] == {
-        "name": "WorkflowTimeoutError",
-        "message": "step 'wait-0' timed out waiting for an event of type 'never'",
-    }
+    assert final.error == ErrorInfo(
+        "WorkflowTimeoutError",
+        "step 'wait-0' timed out waiting for an event of type 'never'",
+    )
 
 
 class SecondChance(WorkflowEntrypoint):

@@ -35,6 +35,7 @@ from wfcli import (
 )
 from wfcli.core.codec import (
     EventReceived,
+    Forked,
     Paused,
     Record,
     Restarted,
@@ -167,6 +168,60 @@ def test_restart_from_an_unknown_step_is_refused_naming_the_known_steps(
     with pytest.raises(ValueError, match=r"no step 'z' \(steps: 'a', 'b', 'c'\)"):
         handle.restart(from_step="z")
     assert journal_path(store_dir, handle.id).read_bytes() == journal
+
+
+def test_a_fork_keeps_the_steps_before_its_step_and_leaves_the_original_alone(
+    client: WorkflowClient, effects: Effects, store_dir: Path
+) -> None:
+    handle = client.create("pipeline", params={"dir": str(effects.folder), "n": 41})
+    handle.execute()
+    original = journal_path(store_dir, handle.id).read_bytes()
+
+    fork = handle.fork(from_step="b", new_id="forked")
+    assert (fork.status().status, fork.status().state.forked_from) == ("queued", (handle.id, "b"))
+    final = fork.execute()
+
+    assert final.output == PIPELINE_OUTPUT
+    assert [effects.count(step) for step in "abc"] == [1, 2, 2]
+    assert journal_path(store_dir, handle.id).read_bytes() == original
+    records = assert_journal_sane(journal_path(store_dir, "forked"))
+    (forked,) = [r for r in records if isinstance(r, Forked)]
+    assert (forked.source, forked.from_step, forked.kept_steps) == (handle.id, "b", ["a"])
+    assert outputs(records) == [PIPELINE_OUTPUT, PIPELINE_OUTPUT]  # the source's, then its own
+    assert final.state.started is not None
+    assert final.state.started >= forked.at
+
+
+def test_a_fork_keeps_the_priority_and_the_redaction_of_its_source_not_its_schedule(
+    client: WorkflowClient, effects: Effects
+) -> None:
+    schedule = {"schedule": "nightly", "cron": "0 2 * * *", "scheduled_time": "t"}
+    params = {"dir": str(effects.folder), "n": 41}
+    handle = client.create("pipeline", params=params, priority=7, schedule=schedule, sensitive=True)
+    handle.execute()
+
+    fork = handle.fork(from_step="b", new_id="forked").status()
+    assert (fork.state.priority, fork.state.sensitive_params) == (7, ("",))
+    assert fork.state.schedule is None  # no schedule started the fork
+    assert fork.to_json()["params"] == "[REDACTED]"
+
+
+def test_a_fork_of_an_unknown_step_or_onto_a_taken_id_writes_nothing(
+    client: WorkflowClient, effects: Effects, store_dir: Path
+) -> None:
+    handle = client.create("pipeline", params={"dir": str(effects.folder), "n": 41})
+    handle.execute()
+    client.create("pipeline", params={}, instance_id="taken")
+    with pytest.raises(WorkflowInputError, match=r"no step 'z' \(steps: 'a', 'b', 'c'\)"):
+        handle.fork(from_step="z", new_id="new")
+    with pytest.raises(InstanceExistsError):
+        handle.fork(from_step="b", new_id="taken")
+    with pytest.raises(WorkflowInputError):
+        handle.fork(from_step="b", new_id="../bad")
+    assert sorted(p.name for p in (store_dir / "journals").iterdir()) == [
+        f"{handle.id}.jsonl",
+        "taken.jsonl",
+    ]
 
 
 def test_restart_requested_during_a_run_starts_over_without_duplicate_name_warnings(

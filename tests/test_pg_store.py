@@ -180,7 +180,7 @@ def test_a_lease_whose_idle_connection_the_server_closed_appends_on_a_new_one(
         backends = pg.run(
             lambda conn: conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                " AND pid <> pg_backend_pid() AND query LIKE '%%wf_journal%%'"
+                " AND pid <> pg_backend_pid() AND query LIKE '%wf_journal%'"
             ).fetchall()
         )
         assert backends

@@ -24,7 +24,14 @@ from wfcli import (
     WorkflowInputError,
     WorkflowStep,
 )
-from wfcli.core.codec import AttemptFailed, AttemptStarted, Record, StepFailed, Suspended
+from wfcli.core.codec import (
+    AttemptFailed,
+    AttemptStarted,
+    ErrorInfo,
+    Record,
+    StepFailed,
+    Suspended,
+)
 from wfcli.core.retry import backoff_delay
 
 SECOND = timedelta(seconds=1)
@@ -182,7 +189,7 @@ def test_exhausted_retries_raise_step_failed_error_with_the_last_error(
 
     assert attempts_seen == [1, 2, 3]
     assert final.status == "errored"
-    assert final.to_json()["error"] == {"name": "ConnectionError", "message": "attempt 3 failed"}
+    assert final.error == ErrorInfo("ConnectionError", "attempt 3 failed")
     step = final.state.steps["flaky"]
     assert (step.status, step.attempts) == ("failed", 3)
 
@@ -259,7 +266,7 @@ def test_non_retryable_error_ends_the_step_at_once(
     final = handle.execute()
 
     assert final.state.steps["charge"].attempts == 1
-    assert final.to_json()["error"] == {"name": shown, "message": "card declined"}
+    assert final.error == ErrorInfo(shown, "card declined")
     records = handle.client.history(handle.id)
     assert len(of_type(records, AttemptStarted)) == 1
     (failed,) = of_type(records, AttemptFailed)
@@ -331,7 +338,7 @@ def test_an_uncaught_step_failure_errors_the_instance_with_the_original_error(
     final = start(store_dir, clock, LetsFailureEscape).execute()
 
     assert final.status == "errored"
-    assert final.to_json()["error"] == {"name": "KeyError", "message": "'sku-17'"}
+    assert final.error == ErrorInfo("KeyError", "'sku-17'")
 
 
 class FailsOnABadFileName(WorkflowEntrypoint):
@@ -348,8 +355,8 @@ def test_an_error_message_that_is_not_valid_unicode_is_kept_escaped(
     handle = start(store_dir, clock, FailsOnABadFileName)
     final = handle.execute()
 
-    assert final.to_json()["error"] == {
-        "name": "FileNotFoundError",
-        "message": "cannot read report-\\udcff.csv",
-    }
+    assert final.error == ErrorInfo(
+        "FileNotFoundError",
+        "cannot read report-\\udcff.csv",
+    )
     assert final.state.steps["read"].attempts == 2

@@ -172,8 +172,9 @@ class StepTimeoutError(WorkflowError):
         self.step = step
         self.attempt = attempt
         self.timeout_seconds = timeout_seconds
+        unit = "second" if timeout_seconds == 1 else "seconds"  # as a timeout is written
         super().__init__(
-            f"attempt {attempt} of step {step!r} timed out after {timeout_seconds:g} seconds"
+            f"attempt {attempt} of step {step!r} timed out after {timeout_seconds:g} {unit}"
         )
 
 

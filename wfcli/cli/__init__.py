@@ -12,6 +12,6 @@ in one of them (or in a new module imported below) that opens a session with
 from wfcli.cli.framework import app, exit_code_for_error, exit_code_for_status, main
 
 # Registering the commands; ``wf --help`` lists them in this order.
-from wfcli.cli import commands, worker, project, store  # noqa: F401  isort: skip
+from wfcli.cli import commands, timeline, worker, project, store  # noqa: F401  isort: skip
 
 __all__ = ["app", "exit_code_for_error", "exit_code_for_status", "main"]

@@ -4,12 +4,13 @@ restart, send-event."""
 # No ``from __future__ import annotations`` (see wfcli.cli.framework): typer reads these
 # annotations at each start.
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from wfcli.cli.framework import (
     EXIT_NOT_FINISHED,
+    EXIT_OK,
     ConfigOption,
     InstanceArgument,
     JsonFlag,
@@ -27,10 +28,18 @@ from wfcli.cli.framework import (
     parse_json_input,
     worst_exit_code,
 )
-from wfcli.errors import InstanceBusyError, WorkflowError, WorkflowInputError
+from wfcli.errors import (
+    InstanceBusyError,
+    InstanceExistsError,
+    WorkflowError,
+    WorkflowInputError,
+)
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from wfcli.client.client import WorkflowClient
+    from wfcli.client.follow import JournalFollower
     from wfcli.client.views import InstanceStatus
     from wfcli.store.contract import Damage
 
@@ -62,6 +71,20 @@ def run(
             min=0, max=1000, metavar="N", help="Workers start higher priorities first (0-1000)."
         ),
     ] = 0,
+    sensitive: Annotated[
+        bool,
+        typer.Option("--sensitive", help='Every view shows the params as "[REDACTED]".'),
+    ] = False,
+    if_exists: Annotated[
+        str,
+        typer.Option(
+            "--if-exists",
+            metavar="fail|attach",
+            help="When the --id instance exists: fail (exit 2), or attach to it: report it, "
+            "follow it while another process runs it, run it here if nobody does and it is "
+            "not finished; the exit code is its outcome's.",
+        ),
+    ] = "fail",
     max_wait: MaxWaitOption = None,
     json_output: JsonFlag = False,
     config: ConfigOption = None,
@@ -69,12 +92,34 @@ def run(
 ) -> None:
     """Create an instance of WORKFLOW and run it in the foreground."""
     screen = Screen()
+    if if_exists not in ("fail", "attach"):
+        raise WorkflowInputError("--if-exists", f"{if_exists!r}: give fail or attach")
+    if if_exists == "attach" and instance_id is None:
+        raise WorkflowInputError("--if-exists attach", "give the instance's --id")
     session = open_session(config, store, load=True, creates=True)
     value = parse_json_input(params, "--params")
     wait = None if max_wait is None else parse_duration_option(max_wait, "--max-wait")
-    handle = session.client.create(
-        workflow, params=value, instance_id=instance_id, priority=priority
-    )
+    try:
+        handle = session.client.create(
+            workflow,
+            params=value,
+            instance_id=instance_id,
+            priority=priority,
+            sensitive=sensitive,
+        )
+    except InstanceExistsError:
+        if if_exists == "fail" or instance_id is None:
+            raise
+        existing = session.client.status(instance_id)
+        _attach(
+            session.client,
+            existing,
+            workflow,
+            screen,
+            detach=detach,
+            max_wait=wait,
+            json_output=json_output,
+        )
     if detach:
         if json_output:
             screen.json(handle.status().to_json())
@@ -88,12 +133,61 @@ def run(
     raise typer.Exit(exit_code_of(status))
 
 
+def _attach(
+    client: "WorkflowClient",
+    existing: "InstanceStatus",
+    workflow: str,
+    screen: Screen,
+    *,
+    detach: bool,
+    max_wait: "timedelta | None",
+    json_output: bool,
+) -> NoReturn:
+    """``wf run --if-exists attach`` on an instance that exists: report it; follow it if
+    another process runs it; run it here if nobody does and it is not finished (not
+    with ``--detach``); exit with its outcome's code."""
+    from wfcli.ui import render
+
+    if existing.workflow != workflow:
+        raise WorkflowInputError(
+            "--id",
+            f"instance {existing.id!r} exists as a {existing.workflow!r} instance, "
+            f"not {workflow!r}",
+        )
+    if not json_output:
+        screen.note(f"{existing.id}: exists ({render.status_line(existing)}); attaching")
+    outcome = existing
+    ran = False
+    if not existing.finished and not detach:
+        if existing.holder is None:
+            try:
+                outcome = execute_foreground(
+                    client, existing.id, screen, max_wait=max_wait, quiet=json_output
+                )
+                ran = True
+            except InstanceBusyError:  # another process took it meanwhile
+                outcome = client.status(existing.id)
+        if not ran and outcome.holder is not None:
+            outcome = _follow(client, client.follow(outcome.id), outcome, screen, quiet=json_output)
+    if json_output:
+        screen.json(outcome.to_json())
+    elif not ran:
+        screen.show(render.status_view(outcome, client.clock.now(), screen.plain))
+    raise typer.Exit(EXIT_OK if detach else exit_code_of(outcome))
+
+
 @command()
 def status(
     *,
     instance_id: InstanceArgument,
     watch: Annotated[
         bool, typer.Option("--watch", help="Refresh until the instance finishes or suspends.")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Also show where each error was raised (its traceback)."
+        ),
     ] = False,
     json_output: JsonFlag = False,
     config: ConfigOption = None,
@@ -102,22 +196,12 @@ def status(
     """Show an instance: its status, what it waits for, and its steps."""
     screen = Screen()
     client = open_session(config, store, load=False).client
-    current = client.status(instance_id)
+    follower = client.follow(instance_id)  # --watch reads only the journal's new lines
+    current = follower.status()
     if watch and not _settled(current):
-        if json_output or screen.plain:
-            current = _watch_plain(client, current, screen, announce=not json_output)
-        else:
-            from rich.live import Live
-
-            from wfcli.ui import render
-
-            now = client.clock.now
-            with Live(render.status_view(current, now(), plain=False), console=screen.out) as live:
-                while not _settled(current):
-                    time.sleep(_WATCH_INTERVAL)
-                    current = client.status(instance_id)
-                    live.update(render.status_view(current, now(), plain=False))
-            return
+        current = _follow(client, follower, current, screen, quiet=json_output)
+        if not json_output and not screen.plain:
+            return  # the live view's last picture stays on the screen
     reason = client.queued_reason(current)
     if json_output:
         document = current.to_json()
@@ -125,11 +209,13 @@ def status(
             document["queued_reason"] = reason
         screen.json(document)
     else:
-        from wfcli.ui.render import status_view
+        from wfcli.ui.render import status_view, tracebacks_view
 
         screen.show(status_view(current, client.clock.now(), screen.plain))
         if reason is not None:
             screen.note(f"queued: {reason}; a worker starts it when there is room")
+        if verbose:
+            screen.show(tracebacks_view(current))
 
 
 _WATCH_INTERVAL = 0.5
@@ -140,8 +226,34 @@ def _settled(current: "InstanceStatus") -> bool:
     return current.finished or current.status in ("waiting", "paused") or current.interrupted
 
 
+def _follow(
+    client: "WorkflowClient",
+    follower: "JournalFollower",
+    current: "InstanceStatus",
+    screen: Screen,
+    *,
+    quiet: bool,
+) -> "InstanceStatus":
+    """Read the instance again until it settles (:func:`_settled`) and return it: drawn
+    live on a terminal (the last picture stays), a line per new status when plain,
+    nothing when ``quiet``."""
+    if quiet or screen.plain:
+        return _watch_plain(follower, current, screen, announce=not quiet)
+    from rich.live import Live
+
+    from wfcli.ui import render
+
+    now = client.clock.now
+    with Live(render.status_view(current, now(), plain=False), console=screen.out) as live:
+        while not _settled(current):
+            time.sleep(_WATCH_INTERVAL)
+            current = follower.status()
+            live.update(render.status_view(current, now(), plain=False))
+    return current
+
+
 def _watch_plain(
-    client: "WorkflowClient", current: "InstanceStatus", screen: Screen, *, announce: bool
+    follower: "JournalFollower", current: "InstanceStatus", screen: Screen, *, announce: bool
 ) -> "InstanceStatus":
     from wfcli.ui.render import status_line
 
@@ -152,7 +264,7 @@ def _watch_plain(
             screen.say(f"{current.id}: {line}")
             shown = line
         time.sleep(_WATCH_INTERVAL)
-        current = client.status(current.id)
+        current = follower.status()
     return current
 
 
@@ -220,12 +332,14 @@ def history(
 ) -> None:
     """Show every journal record of an instance, oldest first."""
     from wfcli.core.codec import record_to_json
+    from wfcli.core.redaction import shown_record
 
     screen = Screen()
     client = open_session(config, store, load=False).client
     records = client.history(instance_id)
     if json_output:
-        screen.json({"id": instance_id, "records": [record_to_json(r) for r in records]})
+        shown = [record_to_json(shown_record(r)) for r in records]
+        screen.json({"id": instance_id, "records": shown})
     else:
         from wfcli.ui.render import history_table
 
@@ -285,24 +399,40 @@ def resume(
 
 @command()
 def pause(
-    *, instance_id: InstanceArgument, config: ConfigOption = None, store: StoreOption = None
+    *,
+    instance_id: InstanceArgument,
+    json_output: JsonFlag = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
 ) -> None:
     """Pause an instance (a step in flight finishes first)."""
-    from wfcli.ui.render import status_line
-
+    screen = Screen()
     current = open_session(config, store, load=False).client.pause(instance_id)
-    Screen().say(f"{instance_id}: {status_line(current)}")
+    if json_output:
+        screen.json(current.to_json())
+    else:
+        from wfcli.ui.render import status_line
+
+        screen.say(f"{instance_id}: {status_line(current)}")
 
 
 @command()
 def terminate(
-    *, instance_id: InstanceArgument, config: ConfigOption = None, store: StoreOption = None
+    *,
+    instance_id: InstanceArgument,
+    json_output: JsonFlag = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
 ) -> None:
     """Terminate an instance: nothing more runs (a step in flight finishes first)."""
-    from wfcli.ui.render import status_line
-
+    screen = Screen()
     current = open_session(config, store, load=False).client.terminate(instance_id)
-    Screen().say(f"{instance_id}: {status_line(current)}")
+    if json_output:
+        screen.json(current.to_json())
+    else:
+        from wfcli.ui.render import termination_line
+
+        screen.say(termination_line(current))
 
 
 @command()
@@ -318,17 +448,43 @@ def restart(
             help="Keep the recorded results of the steps before this one.",
         ),
     ] = None,
+    fork_id: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="NEW_ID",
+            show_default=False,
+            help="Fork: run a new instance NEW_ID that keeps the steps before --from-step; "
+            "the original is left as it is.",
+        ),
+    ] = None,
+    json_output: JsonFlag = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Run an instance again with the same ID and params, in the foreground."""
+    """Run an instance again with the same params, in the foreground: the same instance
+    from the start (or --from-step), or a fork of it (--as)."""
     screen = Screen()
     client = open_session(config, store, load=True).client
-    current = client.restart(instance_id, from_step=from_step)
-    if current.holder is not None:
-        screen.say(f"{instance_id}: process {current.holder.pid} executes it and will restart it")
-        return
-    outcome = execute_foreground(client, instance_id, screen, max_wait=None, quiet=False)
+    if fork_id is not None:
+        if from_step is None:
+            raise WorkflowInputError("--as", "a fork needs --from-step NAME")
+        target = client.fork(instance_id, from_step=from_step, new_id=fork_id).id
+    else:
+        current = client.restart(instance_id, from_step=from_step)
+        target = instance_id
+        if current.holder is not None:
+            if json_output:
+                screen.json(current.to_json())
+            else:
+                screen.say(
+                    f"{instance_id}: restart requested; process {current.holder.pid}, "
+                    "which executes it, will restart it"
+                )
+            return
+    outcome = execute_foreground(client, target, screen, max_wait=None, quiet=json_output)
+    if json_output:
+        screen.json(outcome.to_json())
     raise typer.Exit(exit_code_of(outcome))
 
 
@@ -347,6 +503,11 @@ def send_event(
             help="Payload as JSON text, @FILE to read a file, or - to read stdin.",
         ),
     ] = None,
+    sensitive: Annotated[
+        bool,
+        typer.Option("--sensitive", help='Every view shows the payload as "[REDACTED]".'),
+    ] = False,
+    json_output: JsonFlag = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
@@ -357,36 +518,42 @@ def send_event(
     screen = Screen()
     value = parse_json_input(payload, "--payload")
     session = open_session(config, store, load=False)
-    delivery = session.client.deliver_event(instance_id, event_type, value)
+    delivery = session.client.deliver_event(instance_id, event_type, value, sensitive=sensitive)
     current = delivery.status
+
+    def report(fate: str, line: str | None, code: int = EXIT_OK) -> NoReturn:
+        """The answer (``line`` for people, None after a run's summary) and the exit."""
+        if json_output:
+            screen.json({"event_type": event_type, "fate": fate, "instance": current.to_json()})
+        elif line is not None:
+            screen.say(f"{instance_id}: {line}")
+        raise typer.Exit(code)
+
     if delivery.fate is EventFate.HOLDER_TAKES:
         assert current.holder is not None
-        screen.say(
-            f"{instance_id}: event {event_type!r} sent; process {current.holder.pid}, "
-            "which executes the instance, will take it"
+        report(
+            "holder_takes",
+            f"event {event_type!r} sent; process {current.holder.pid}, "
+            "which executes the instance, will take it",
         )
-        return
     if delivery.fate is EventFate.BUFFERED:
-        screen.say(
-            f"{instance_id}: event {event_type!r} buffered ({current.status}); "
-            "a later wait for that type takes it"
+        report(
+            "buffered",
+            f"event {event_type!r} buffered ({current.status}); "
+            "a later wait for that type takes it",
         )
-        return
     if delivery.fate is EventFate.TAKEN:
-        screen.say(
-            f"{instance_id}: event {event_type!r} taken; the instance is {status_line(current)}"
-        )
-        return
+        report("taken", f"event {event_type!r} taken; the instance is {status_line(current)}")
     if session.project is None:
-        screen.say(f"{instance_id}: event {event_type!r} sent")
-        screen.note(f"continue with `wf resume {instance_id}` where its workflows.toml is")
-        raise typer.Exit(EXIT_NOT_FINISHED)
+        if not json_output:
+            screen.note(f"continue with `wf resume {instance_id}` where its workflows.toml is")
+        report("sent", f"event {event_type!r} sent", EXIT_NOT_FINISHED)
     session.load_workflows()
     try:
-        outcome = execute_foreground(
-            session.client, instance_id, screen, max_wait=None, quiet=False
+        current = execute_foreground(
+            session.client, instance_id, screen, max_wait=None, quiet=json_output
         )
     except InstanceBusyError as error:
-        screen.say(f"{instance_id}: event sent; {error}, which will take it")
-        return
-    raise typer.Exit(exit_code_of(outcome))
+        current = session.client.status(instance_id)
+        report("holder_takes", f"event sent; {error}, which will take it")
+    report("ran", None, exit_code_of(current))

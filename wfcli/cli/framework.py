@@ -86,6 +86,32 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        # `wf` is a console script, so wfcli is installed: its metadata has the version
+        # (what ``wfcli.__version__`` reads, a layer above this one).
+        from importlib.metadata import version
+
+        print(f"wf (wfcli) {version('wfcli')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Print the version of wfcli and exit.",
+        ),
+    ] = False,
+) -> None:
+    """The options of ``wf`` itself, before the command."""
+
+
 # --- exit codes -------------------------------------------------------------------------
 
 EXIT_OK = 0
@@ -204,21 +230,25 @@ class ClosableStdout(io.TextIOBase):
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._closed_pipe = False
+        # A worker's threads write lines here at once (a text stream is not thread-safe).
+        self._mutex = threading.Lock()
 
     def write(self, text: str) -> int:
-        if not self._closed_pipe:
-            try:
-                self._stream.write(text)
-            except BrokenPipeError:
-                self._drop()
+        with self._mutex:
+            if not self._closed_pipe:
+                try:
+                    self._stream.write(text)
+                except BrokenPipeError:
+                    self._drop()
         return len(text)
 
     def flush(self) -> None:
-        if not self._closed_pipe:
-            try:
-                self._stream.flush()
-            except BrokenPipeError:
-                self._drop()
+        with self._mutex:
+            if not self._closed_pipe:
+                try:
+                    self._stream.flush()
+                except BrokenPipeError:
+                    self._drop()
 
     def isatty(self) -> bool:
         return self._stream.isatty()
@@ -474,8 +504,11 @@ def _execute_shown(
     from wfcli.ui import render
 
     if screen.plain:
-        log = render.LineRunLog(screen.out, client.clock.now)
-        return client.execute(instance_id, observer=log, max_inline_wait=max_wait)
+        log = render.LineRunLog(screen.stdout, client.clock.now)
+        try:
+            return client.execute(instance_id, observer=log, max_inline_wait=max_wait)
+        finally:
+            log.flush()
     from rich.live import Live
 
     view = render.LiveRunView(client.clock.now)
@@ -491,8 +524,24 @@ def _execute_shown(
 _ClickException = cast("type[Exception]", typer.BadParameter.__mro__[2])
 
 
+def _only_the_command_asked_for(arguments: list[str]) -> None:
+    """Leave only the command ``arguments`` start with registered, if they name one:
+    typer builds every registered command's parameters at each start (~10 ms for all),
+    and a process runs one. ``wf --help`` and a mistyped name still see them all."""
+    if not arguments:
+        return
+    asked = [
+        info
+        for info in app.registered_commands
+        if arguments[0] == (info.name or getattr(info.callback, "__name__", "").replace("_", "-"))
+    ]
+    if asked:
+        app.registered_commands[:] = asked
+
+
 def main() -> None:
     """The ``wf`` console script: a bad command line is one ``error:`` line, exit 2."""
+    _only_the_command_asked_for(sys.argv[1:2])
     try:
         code = app(prog_name="wf", standalone_mode=False)
     except _ClickException as error:

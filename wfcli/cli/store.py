@@ -35,6 +35,7 @@ def delete(
     instance_ids: Annotated[
         list[str], typer.Argument(metavar="ID...", help="Instances to delete.")
     ],
+    json_output: JsonFlag = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
@@ -44,22 +45,31 @@ def delete(
     targets = list(dict.fromkeys(instance_ids))
     for instance_id in targets:  # every ID must exist before anything is deleted
         client.status(instance_id)
-    deleted = _delete_all(client, targets, screen)
+    deleted, busy = _delete_all(client, targets, screen, quiet=json_output)
+    if json_output:
+        screen.json({"deleted": deleted, "errors": busy})
     raise typer.Exit(EXIT_OK if len(deleted) == len(targets) else EXIT_BUSY)
 
 
-def _delete_all(client: "WorkflowClient", instance_ids: Iterable[str], screen: Screen) -> list[str]:
-    """Delete each instance, skipping (and reporting) those another process executes."""
-    deleted = []
+def _delete_all(
+    client: "WorkflowClient", instance_ids: Iterable[str], screen: Screen, *, quiet: bool
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Delete each instance, skipping those another process executes: the IDs deleted
+    and ``{"id", "message"}`` for each skipped one, each also said on the screen unless
+    ``quiet`` (``--json``, where errors still go to stderr)."""
+    deleted: list[str] = []
+    busy: list[dict[str, str]] = []
     for instance_id in instance_ids:
         try:
             client.delete(instance_id)
         except InstanceBusyError as error:
             screen.error(str(error))
+            busy.append({"id": instance_id, "message": str(error)})
         else:
             deleted.append(instance_id)
-            screen.say(f"deleted {instance_id}")
-    return deleted
+            if not quiet:
+                screen.say(f"deleted {instance_id}")
+    return deleted, busy
 
 
 @command()
@@ -81,6 +91,7 @@ def prune(
             "terminated).",
         ),
     ] = None,
+    json_output: JsonFlag = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
@@ -107,8 +118,13 @@ def prune(
     ]
     for error in damaged:
         screen.note(f"skipped: {error}")
-    deleted = _delete_all(client, reversed(old), screen)
-    screen.say(f"pruned {len(deleted)} instance{'' if len(deleted) == 1 else 's'}")
+    deleted, busy = _delete_all(client, reversed(old), screen, quiet=json_output)
+    if json_output:
+        screen.json(
+            {"deleted": deleted, "errors": busy, "damaged": [str(error) for error in damaged]}
+        )
+    else:
+        screen.say(f"pruned {len(deleted)} instance{'' if len(deleted) == 1 else 's'}")
     raise typer.Exit(EXIT_OK if len(deleted) == len(old) else EXIT_BUSY)
 
 
@@ -156,6 +172,7 @@ def import_instances(
     source: Annotated[
         str, typer.Argument(metavar="FILE", help="A file written by wf export ('-': stdin).")
     ],
+    json_output: JsonFlag = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
@@ -172,5 +189,8 @@ def import_instances(
     instances = list(decode_export(text, "<stdin>" if source == "-" else source))
     client = open_session(config, store, load=False, creates=True).client
     client.import_instances(instances)
+    if json_output:
+        screen.json({"imported": [instance.instance_id for instance in instances]})
+        return
     for instance in instances:
         screen.say(f"imported {instance.instance_id}")

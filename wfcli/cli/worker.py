@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from wfcli.client.views import InstanceStatus
     from wfcli.engine.step import RunObserver
     from wfcli.store.contract import Damage
+    from wfcli.ui.render import LineRunLog
 
 
 @command()
@@ -118,6 +119,7 @@ class WorkerLines:
         self.outcomes: Counter[str] = Counter()
         self.fires: Counter[str] = Counter()
         self.failures = 0
+        self._logs: dict[str, LineRunLog] = {}
 
     def begin(self, location: str, concurrency: int, schedules: int) -> None:
         with_schedules = f", {schedules} schedule{'s' * (schedules != 1)}" if schedules else ""
@@ -140,15 +142,26 @@ class WorkerLines:
     def started(self, instance_id: str) -> "RunObserver | None":
         from wfcli.ui.render import LineRunLog
 
-        return LineRunLog(self.screen.out, self.now, prefix=f"{instance_id}: ")
+        log = self._logs[instance_id] = LineRunLog(
+            self.screen.stdout, self.now, prefix=f"{instance_id}: "
+        )
+        return log
+
+    def _run_ended(self, instance_id: str) -> None:
+        """The run's lines go out before what is said about its end."""
+        log = self._logs.pop(instance_id, None)
+        if log is not None:
+            log.flush()
 
     def finished(self, status: "InstanceStatus") -> None:
         from wfcli.ui.render import status_line
 
+        self._run_ended(status.id)
         self.outcomes[status.status] += 1
         self.screen.say(f"{status.id}: {status_line(status)}")
 
     def failed(self, instance_id: str, error: WorkflowError | OSError) -> None:
+        self._run_ended(instance_id)
         self.failures += 1
         if exit_code_for_error(error) == EXIT_STORE_FAILED:
             self.store_failed = True

@@ -4,7 +4,8 @@ It mirrors Cloudflare's Workflow binding (``create``, ``get``, and on an
 instance ``status``, ``pause``, ``resume``, ``terminate``, ``restart``,
 ``send_event``) and adds what a local runner needs: ``execute`` (run in the
 foreground until the next suspension), ``list_instances``, ``history``, ``due``,
-``claim_due``, ``deliver_event`` (an event's fate), ``plan_resume`` and ``delete``.
+``claim_due``, ``deliver_event`` (an event's fate), ``plan_resume``, ``fork`` (a new
+instance from another's steps) and ``delete``.
 The CLI is a thin layer over this class.
 """
 
@@ -36,8 +37,9 @@ from wfcli.core.ids import (
     validate_instance_id,
     validate_step_name,
 )
+from wfcli.core.redaction import param_pointers
 from wfcli.core.settings import Settings
-from wfcli.core.state import InstanceState, fold
+from wfcli.core.state import InstanceState, fold, fork_journal
 from wfcli.errors import (
     InstanceBusyError,
     InstanceExistsError,
@@ -63,7 +65,8 @@ __all__ = [
     "WorkflowClient",
 ]
 
-from wfcli.client.views import InstanceStatus
+from wfcli.client.follow import JournalFollower
+from wfcli.client.views import InstanceStatus, snapshot
 from wfcli.core.summary import InstanceSummary
 
 MAX_PRIORITY = 1000
@@ -100,7 +103,8 @@ class WorkflowClient:
     ``variables`` are the ``[vars]``; ``versions`` maps workflow names to the
     ``version`` recorded on each new instance (display only, never a gate);
     ``limits`` are the workflows' concurrency and rate limits, which
-    :meth:`claim_due` (a worker's) respects across every worker on the store.
+    :meth:`claim_due` (a worker's) respects across every worker on the store;
+    ``sensitive_params`` maps workflow names to the params keys views redact.
     """
 
     def __init__(
@@ -114,11 +118,15 @@ class WorkflowClient:
         settings: Settings | None = None,
         versions: Mapping[str, str] | None = None,
         limits: Mapping[str, ConcurrencyLimit] | None = None,
+        sensitive_params: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.store = store
         self.limits = dict(limits or {})
         self.workflows = dict(workflows)
         self.versions = dict(versions or {})
+        self.sensitive_params = {
+            name: tuple(keys) for name, keys in (sensitive_params or {}).items()
+        }
         self.bindings = dict(bindings or {})
         self.variables = dict(variables or {})
         self.clock = clock or SystemClock()
@@ -153,8 +161,13 @@ class WorkflowClient:
         instance_id: str | None = None,
         priority: int = 0,
         schedule: Mapping[str, JsonValue] | None = None,
+        sensitive: bool = False,
     ) -> InstanceHandle:
-        """Create a ``queued`` instance; nothing is written if any input is bad.
+        """Create a ``queued`` instance; nothing is written if any input is bad. No
+        ``params`` (None) means ``{}``.
+
+        Views redact the params keys the workflow's ``sensitive_params`` name, or
+        all of the params if ``sensitive``.
 
         ``priority``: workers admit higher numbers first (0 to 1000). ``schedule``
         is ``event.schedule`` for an instance a schedule starts.
@@ -166,8 +179,10 @@ class WorkflowClient:
             raise WorkflowInputError(
                 "priority", f"must be a whole number from 0 to {MAX_PRIORITY}, got {priority!r}"
             )
+        keys = self.sensitive_params.get(workflow)
         chosen = new_instance_id() if instance_id is None else validate_instance_id(instance_id)
-        encoded = check_json(params, "params", self.settings.max_value_bytes)
+        given = {} if params is None else params
+        encoded = check_json(given, "params", self.settings.max_value_bytes)
         record = Created(
             at=self.clock.now(),
             instance_id=chosen,
@@ -176,6 +191,7 @@ class WorkflowClient:
             version=self.versions.get(workflow),
             priority=priority or None,
             schedule=None if schedule is None else dict(schedule),
+            sensitive_params=[""] if sensitive else param_pointers(keys) if keys else None,
         )
         self.store.create(record)
         return InstanceHandle(self, chosen)
@@ -220,13 +236,16 @@ class WorkflowClient:
         return fold(self.store.read(validate_instance_id(instance_id)))
 
     def _snapshot(self, state: InstanceState) -> InstanceStatus:
-        instance_id = state.instance_id
-        pending = tuple(message.action for message in self.store.pending(instance_id))
-        return InstanceStatus.of(state, self.store.holder(instance_id), pending)
+        return snapshot(self.store, state)
 
     def status(self, instance_id: str) -> InstanceStatus:
         """The instance's current status, from its journal, lock and inbox."""
         return self._snapshot(self._state(instance_id))
+
+    def follow(self, instance_id: str) -> JournalFollower:
+        """Follow the instance's journal as it grows (``wf status --watch``): each
+        :meth:`JournalFollower.refresh` reads only the lines appended since the last."""
+        return JournalFollower(self.store, validate_instance_id(instance_id))
 
     def list_instances(
         self,
@@ -365,32 +384,44 @@ class WorkflowClient:
 
         With ``from_step``, steps journaled before that step keep their results.
         """
-        snapshot = self.status(instance_id)
+        state = self._state(instance_id)
         if from_step is not None:
-            validate_step_name(from_step)
-            if from_step not in snapshot.state.steps:
-                known = ", ".join(repr(s.name) for s in snapshot.steps) or "none"
-                raise WorkflowInputError(
-                    "from step",
-                    f"instance {instance_id!r} has no step {from_step!r} (steps: {known})",
-                )
+            _check_step(state, from_step)
         return self._post(instance_id, "restart", from_step=from_step)
 
+    def fork(self, instance_id: str, *, from_step: str, new_id: str) -> InstanceHandle:
+        """Create ``new_id``, a queued copy of the instance that keeps the results of the
+        steps before ``from_step`` and records where it came from; the original is not
+        touched (it may even be running). Raises :class:`WorkflowInputError` for an
+        unknown step or a bad ID, :class:`InstanceExistsError` if ``new_id`` is taken."""
+        chosen = validate_instance_id(new_id)
+        records = self.history(instance_id)
+        _check_step(fold(records), from_step)
+        self.store.import_journal(fork_journal(records, chosen, from_step, self.clock.now()))
+        return InstanceHandle(self, chosen)
+
     def send_event(
-        self, instance_id: str, event_type: str, payload: object = None
+        self, instance_id: str, event_type: str, payload: object = None, *, sensitive: bool = False
     ) -> InstanceStatus:
-        """Deliver an event; a waiting instance takes it, others buffer it by type."""
-        return self.deliver_event(instance_id, event_type, payload).status
+        """Deliver an event; a waiting instance takes it, others buffer it by type.
+
+        With ``sensitive``, views show its payload as ``"[REDACTED]"``.
+        """
+        return self.deliver_event(instance_id, event_type, payload, sensitive=sensitive).status
 
     def deliver_event(
-        self, instance_id: str, event_type: str, payload: object = None
+        self, instance_id: str, event_type: str, payload: object = None, *, sensitive: bool = False
     ) -> EventDelivery:
         """:meth:`send_event`, saying what became of the event (:class:`EventFate`)."""
         validate_event_type(event_type)
         encoded = check_json(payload, "event payload", self.settings.max_value_bytes)
         self._require_live(instance_id, "send an event to")
         current = self._post(
-            instance_id, "event", event_type=event_type, payload=json.loads(encoded)
+            instance_id,
+            "event",
+            event_type=event_type,
+            payload=json.loads(encoded),
+            sensitive=sensitive or None,
         )
         wait = current.waiting
         if current.holder is not None:
@@ -437,6 +468,17 @@ class WorkflowClient:
         """A Cloudflare-style binding for one workflow."""
         self._resolve(workflow)
         return WorkflowBinding(self, workflow)
+
+
+def _check_step(state: InstanceState, step: str) -> None:
+    """Raise :class:`WorkflowInputError` unless the instance has a step ``step``."""
+    validate_step_name(step)
+    if step not in state.steps:
+        known = ", ".join(repr(s.name) for s in state.ordered_steps()) or "none"
+        raise WorkflowInputError(
+            "from step",
+            f"instance {state.instance_id!r} has no step {step!r} (steps: {known})",
+        )
 
 
 class WorkflowBinding:
@@ -486,5 +528,10 @@ class InstanceHandle:
     def restart(self, *, from_step: str | None = None) -> InstanceStatus:
         return self.client.restart(self.id, from_step=from_step)
 
-    def send_event(self, type: str, payload: object = None) -> InstanceStatus:
-        return self.client.send_event(self.id, type, payload)
+    def fork(self, *, from_step: str, new_id: str) -> InstanceHandle:
+        return self.client.fork(self.id, from_step=from_step, new_id=new_id)
+
+    def send_event(
+        self, type: str, payload: object = None, *, sensitive: bool = False
+    ) -> InstanceStatus:
+        return self.client.send_event(self.id, type, payload, sensitive=sensitive)

@@ -17,11 +17,11 @@ from wfcli.core.owner import Owner
 from wfcli.core.state import InstanceState, StepState, WaitInfo
 from wfcli.core.summary import InstanceSummary, JournalSummary, shown_status
 
-if TYPE_CHECKING:  # the executor and the step engine load when something executes
-    pass
+if TYPE_CHECKING:
+    from wfcli.store.contract import JournalStore
 
 
-__all__ = ["InstanceStatus"]
+__all__ = ["InstanceStatus", "snapshot"]
 
 
 def _error(error: ErrorInfo | None) -> dict[str, JsonValue] | None:
@@ -36,7 +36,7 @@ def _step_json(step: StepState) -> dict[str, JsonValue]:
         "attempts": step.attempts,
         "started": format_optional_time(step.started),
         "ended": format_optional_time(step.ended),
-        "output": step.output,
+        "output": step.shown_output,
         "error": _error(step.error),
         "retry_at": format_optional_time(step.retry_at),
         "until": format_optional_time(step.until),
@@ -106,7 +106,7 @@ class InstanceStatus:
 
     def to_json(self, *, steps: bool = True) -> dict[str, JsonValue]:
         """The document of ``wf status --json`` (schema in ``docs/cli-json.md``):
-        :meth:`InstanceSummary.to_json` plus the steps."""
+        :meth:`InstanceSummary.to_json`, where a fork came from, and the steps."""
         document = self.summary().to_json()
         stopped = self.state.stopped
         if stopped is not None:
@@ -115,6 +115,17 @@ class InstanceStatus:
                 "pid": stopped.pid,
                 "host": stopped.host,
             }
+        if self.state.forked_from is not None:
+            source, step = self.state.forked_from
+            document["forked_from"] = {"id": source, "step": step}
         if steps:
             document["steps"] = [_step_json(step) for step in self.steps]
         return document
+
+
+def snapshot(store: JournalStore, state: InstanceState) -> InstanceStatus:
+    """The status of the instance whose journal folds to ``state``, with its store's
+    lease holder and pending inbox messages as they are now."""
+    instance_id = state.instance_id
+    pending = tuple(message.action for message in store.pending(instance_id))
+    return InstanceStatus.of(state, store.holder(instance_id), pending)

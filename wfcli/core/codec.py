@@ -11,6 +11,8 @@ of handing odd types to the executor. Nothing here evaluates or unpickles conten
 
 import json
 import math
+import os
+import traceback
 import zlib
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
@@ -26,6 +28,8 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_ERROR_MESSAGE",
     "MAX_NESTING",
+    "MAX_TRACEBACK",
+    "MAX_TRACEBACK_FRAMES",
     "AttemptFailed",
     "AttemptStarted",
     "Created",
@@ -34,6 +38,7 @@ __all__ = [
     "Errored",
     "EventReceived",
     "Finished",
+    "Forked",
     "FormatVersion",
     "InboxMessage",
     "JsonValue",
@@ -65,6 +70,7 @@ __all__ = [
     "parse_line",
     "parse_time",
     "record_to_json",
+    "traceback_of",
 ]
 
 FormatVersion = Literal[1, 2]
@@ -78,6 +84,8 @@ _V2_OPENING = b'{"v":2,'
 _crc32 = zlib.crc32
 MAX_NESTING = 256
 MAX_ERROR_MESSAGE = 64 * 1024  # characters of an error message kept in the journal
+MAX_TRACEBACK = 8 * 1024  # characters of a traceback kept in the journal
+MAX_TRACEBACK_FRAMES = 20
 
 # Spelled with Union because the alias is evaluated at runtime on Python 3.10.
 JsonValue: TypeAlias = Union[  # noqa: UP007
@@ -226,12 +234,45 @@ def _journalable(text: str) -> str:
     return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
 
 
+_WFCLI_FILES = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def traceback_of(error: BaseException, inner: str | None = None) -> str | None:
+    """Where ``error`` was raised in the user's code, as Python prints a traceback's
+    frames (``File "...", line N, in f`` and the line), or None if no frame is theirs.
+
+    ``inner`` is a traceback of the same kind that goes on from the last frame (a failed
+    step's, under the ``run`` that called it). wfcli's own frames are left out; at most
+    the last ``MAX_TRACEBACK_FRAMES`` frames of ``error`` and the last ``MAX_TRACEBACK``
+    characters of the whole are kept.
+    """
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith(_WFCLI_FILES)
+    ]
+    text = "".join(
+        f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+        + (f"    {frame.line.strip()}\n" if frame.line else "")
+        for frame in frames[-MAX_TRACEBACK_FRAMES:]
+    ) + (inner or "")
+    if not text:
+        return None
+    text = _journalable(text.rstrip("\n"))
+    if len(text) > MAX_TRACEBACK:
+        text = "  [... frames cut ...]\n" + text[-MAX_TRACEBACK:]
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """An error as journaled: its type name and message."""
+    """An error as journaled: its type name, its message and, when the user's code
+    raised it, its traceback there (:func:`traceback_of`). Errors compare by name and
+    message: the same error raised from a moved line is the same outcome."""
 
     name: str
     message: str
+    traceback: str | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, error: BaseException) -> "ErrorInfo":
@@ -242,14 +283,21 @@ class ErrorInfo:
             half = MAX_ERROR_MESSAGE // 2
             cut = len(message) - 2 * half
             message = f"{message[:half]} [... {cut} characters cut ...] {message[-half:]}"
-        return cls(name=_journalable(name)[:MAX_ERROR_MESSAGE], message=message)
+        return cls(
+            name=_journalable(name)[:MAX_ERROR_MESSAGE],
+            message=message,
+            traceback=traceback_of(error),
+        )
 
     def to_json(self) -> dict[str, JsonValue]:
-        return {"name": self.name, "message": self.message}
+        """``{"name", "message"}``, and ``"traceback"`` when there is one."""
+        if self.traceback is None:
+            return {"name": self.name, "message": self.message}
+        return {"name": self.name, "message": self.message, "traceback": self.traceback}
 
 
-# A record field with this metadata, last in its class and None, is left out of the line
-# (and read back as None), so lines written without it stay as they were.
+# A record field with this metadata (it defaults to None) is left out of the line when
+# None (and read back as None), so lines written before it existed stay as they were.
 _LEFT_OUT_WHEN_NONE = "left out when None"
 
 
@@ -296,6 +344,9 @@ class Created(Record):
     """``wf run --priority``: workers admit higher numbers first (None: 0)."""
     schedule: JsonValue = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
     """For an instance a schedule started: ``{"schedule", "cron", "scheduled_time"}``."""
+    sensitive_params: list[str] | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """The parts of ``params`` views redact, as JSON Pointers (``""``: all of them,
+    ``"/card"``: the key ``card``); the line leaves it out when None."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -325,6 +376,8 @@ class StepCompleted(Record):
     kind: StepKind
     attempt: int
     output: JsonValue
+    sensitive: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """True when views redact the output (an event step's: its payload); else left out."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -368,6 +421,8 @@ class EventReceived(Record):
     message_id: str
     event_type: str
     payload: JsonValue
+    sensitive: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """True when views redact the payload; else left out."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -422,6 +477,18 @@ class Restarted(Record):
     TYPE: ClassVar[str] = "restarted"
     message_id: str
     from_step: str | None
+    kept_steps: list[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class Forked(Record):
+    """Last line of a fork's copied journal (``wf restart ID --from-step NAME --as NEW``):
+    the copy starts over as :class:`Restarted` does, keeping only ``kept_steps``; the
+    records above it are ``source``'s, as they were."""
+
+    TYPE: ClassVar[str] = "forked"
+    source: str
+    from_step: str
     kept_steps: list[str]
 
 
@@ -492,6 +559,8 @@ class InboxMessage:
     event_type: str | None = None
     payload: JsonValue = None
     from_step: str | None = None
+    sensitive: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """True for an event whose payload views redact; else left out."""
 
     def encode(self) -> str:
         """The message file's JSON: ``{"v":1, <fields in order>}`` (no checksum)."""
@@ -562,10 +631,21 @@ def _check_nesting(value: dict[str, object] | list[object]) -> None:
     raise RecordError(f"nested deeper than {MAX_NESTING} levels")
 
 
+_ERROR_KEYS = frozenset({"name", "message"})
+_TRACED_ERROR_KEYS = _ERROR_KEYS | {"traceback"}
+
+
 def _error(value: object) -> ErrorInfo:
-    if not isinstance(value, dict) or value.keys() != {"name", "message"}:
-        raise RecordError("expected an error object with name and message")
-    return ErrorInfo(name=_text(value["name"]), message=_text(value["message"]))
+    if not isinstance(value, dict) or value.keys() not in (_ERROR_KEYS, _TRACED_ERROR_KEYS):
+        raise RecordError(
+            "expected an error object with name and message (and an optional traceback)"
+        )
+    traced = value.get("traceback")
+    return ErrorInfo(
+        name=_text(value["name"]),
+        message=_text(value["message"]),
+        traceback=None if traced is None else _text(traced),
+    )
 
 
 def _choice(allowed: tuple[str, ...]) -> _Check:
@@ -648,11 +728,29 @@ class _Layout(Generic[_T]):
     JSON."""
     open_template: str
     """The version 2 line up to its checksum tail, with the same ``%s``."""
-    short_templates: tuple[tuple[str, str], ...]
-    """The two without their last ``k + 1`` fields, at index ``k``, for trailing fields
-    left out when None (empty if the last field is always written)."""
+    optional: tuple[int, ...]
+    """The indexes of the fields left out of a line when None."""
+    head: str
+    """The line's ``type`` part (empty for an inbox message)."""
     values: Callable[[object], tuple[object, ...]]
     """An object's field values, in order."""
+
+    variants: dict[tuple[int, tuple[int, ...]], str] = field(default_factory=dict)
+    """Templates of lines that leave optional fields out, by version and fields kept."""
+
+    def short_template(self, values: tuple[object, ...], version: int) -> tuple[str, list[int]]:
+        """The template of a line that leaves out the optional fields that are None,
+        and the indexes of the fields it keeps."""
+        kept = [
+            i for i in range(len(self.names)) if i not in self.optional or values[i] is not None
+        ]
+        key = (version, tuple(kept))
+        template = self.variants.get(key)
+        if template is None:
+            body = f"%s{self.head}" + "".join(f",{_DUMPS(self.names[i])}:%s" for i in kept)
+            template = f'{{"v":1{body}}}' if version == 1 else f'{{"v":2{body}'
+            self.variants[key] = template
+        return template, kept
 
     @classmethod
     def of(cls, target: type[_T], name: str, what: str, tag: str | None) -> "_Layout[_T]":
@@ -664,12 +762,6 @@ class _Layout(Generic[_T]):
         keys = frozenset({"v", *names} if tag is None else {"v", "n", "type", *names})
         parts = [f",{_DUMPS(n)}:%s" for n in names]
         body = f"%s{head}" + "".join(parts)
-        optional = 0  # trailing fields left out when None
-        while optional < len(declared) and declared[-1 - optional].metadata.get(
-            _LEFT_OUT_WHEN_NONE, False
-        ):
-            optional += 1
-        short_bodies = [f"%s{head}" + "".join(parts[: -1 - k]) for k in range(optional)]
         return cls(
             target=target,
             name=name,
@@ -688,9 +780,10 @@ class _Layout(Generic[_T]):
             checked_keys=keys | {_CHECKSUM_KEY},
             template=f'{{"v":1{body}}}',
             open_template=f'{{"v":2{body}',
-            short_templates=tuple(
-                (f'{{"v":1{short}}}', f'{{"v":2{short}') for short in short_bodies
+            optional=tuple(
+                index for index, f in enumerate(declared) if f.metadata.get(_LEFT_OUT_WHEN_NONE)
             ),
+            head=head,
             values=attrgetter(*names),
         )
 
@@ -712,6 +805,7 @@ _LAYOUTS: dict[type[Record], _Layout[Record]] = {
         Resumed,
         Terminated,
         Restarted,
+        Forked,
         Finished,
         Errored,
         Warned,
@@ -744,21 +838,12 @@ def _encode_value(value: object) -> str:
     return _DUMPS(_encode_field(value))
 
 
-def _left_out(layout: _Layout[_T], values: tuple[object, ...]) -> int:
-    """How many trailing fields of a line are left out: those that may be, while None."""
-    count = 0
-    while count < len(layout.short_templates) and values[-1 - count] is None:
-        count += 1
-    return count
-
-
 def _encode(layout: _Layout[_T], item: _T, number_part: str, version: int = 1) -> str:
     """A line of ``item`` in ``version`` (a version 2 line without its checksum tail)."""
     values = layout.values(item)
-    left_out = _left_out(layout, values)
-    if left_out:
-        template = layout.short_templates[left_out - 1][version - 1]
-        return template % (number_part, *map(_encode_value, values[:-left_out]))
+    if layout.optional and any(values[index] is None for index in layout.optional):
+        short, kept = layout.short_template(values, version)
+        return short % (number_part, *(_encode_value(values[index]) for index in kept))
     template = layout.template if version == 1 else layout.open_template
     return template % (number_part, *map(_encode_value, values))
 
@@ -900,6 +985,7 @@ def record_to_json(record: Record) -> dict[str, object]:
     result: dict[str, object] = {"type": record.TYPE}
     for name in layout.names:
         result[name] = _encode_field(getattr(record, name))
-    for name in layout.names[len(layout.names) - _left_out(layout, layout.values(record)) :]:
-        del result[name]
+    for index in layout.optional:
+        if result[layout.names[index]] is None:
+            del result[layout.names[index]]
     return result

@@ -60,13 +60,19 @@ def parse_duration(value: object, what: str = "duration") -> timedelta:
 
 
 def format_duration(delta: timedelta) -> str:
-    """Render a duration compactly for people: ``'1h 2m 3s'``, ``'450ms'``."""
-    total = delta.total_seconds()
-    if total < 1:
-        return f"{max(total, 0) * 1000:.0f}ms"
-    if total < 60:
-        return f"{total:.1f}s" if total < 10 else f"{total:.0f}s"
-    whole = int(total)
+    """Render a duration compactly for people, the one way ``wf`` writes durations:
+    ``'450ms'``, ``'2.5s'``, ``'42s'``, ``'1h 2m'`` (two units at most), rounded to
+    what is shown (0.9996 seconds is ``'1.0s'``, never ``'1000ms'``)."""
+    total = max(delta.total_seconds(), 0.0)
+    milliseconds = round(total * 1000)
+    if milliseconds < 1000:
+        return f"{milliseconds}ms"
+    tenths = round(total * 10)
+    if tenths < 100:
+        return f"{tenths / 10:.1f}s"
+    whole = round(total)
+    if whole < 60:
+        return f"{whole}s"
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)

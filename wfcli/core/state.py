@@ -6,7 +6,7 @@ the executor, the client and ``wf status`` all read instances through it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -20,6 +20,7 @@ from wfcli.core.codec import (
     ErrorInfo,
     EventReceived,
     Finished,
+    Forked,
     InboxMessage,
     JsonValue,
     PatchMarked,
@@ -38,6 +39,7 @@ from wfcli.core.codec import (
     Warned,
     format_time,
 )
+from wfcli.core.redaction import REDACTED, redact, redacted_event
 
 __all__ = [
     "LOST_ATTEMPT",
@@ -50,7 +52,9 @@ __all__ = [
     "StepState",
     "WaitInfo",
     "fold",
+    "fork_journal",
     "records_for_message",
+    "steps_before",
 ]
 
 Status = Literal[
@@ -90,6 +94,15 @@ class StepState:
     event_type: str | None = None
     lost_attempts: int = 0
     """Attempts that never finished because their process died (``AttemptLostError``)."""
+    sensitive: bool = False
+    """Views show its output redacted (an event step's: its payload)."""
+
+    @property
+    def shown_output(self) -> JsonValue:
+        """Its output as views show it."""
+        if not self.sensitive:
+            return self.output
+        return redacted_event(self.output) if self.kind == "event" else REDACTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +132,7 @@ class BufferedEvent:
     event_type: str
     payload: JsonValue
     received: datetime
+    sensitive: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +173,10 @@ class InstanceState:
     """For an instance a schedule started: its schedule, cron and scheduled time."""
     stopped: Stopped | None = None
     """The worker that last ran it was stopped between its steps (cleared by the next run)."""
+    sensitive_params: tuple[str, ...] = ()
+    """JSON Pointers of the parts of ``params`` views redact."""
+    forked_from: tuple[str, str] | None = None
+    """``(source instance, step)`` when the instance is a fork (a ``forked`` record)."""
     runs: int = 0
     runner: tuple[int, str] | None = None
     record_count: int = 0
@@ -174,8 +192,14 @@ class InstanceState:
             version=record.version,
             priority=record.priority or 0,
             schedule=record.schedule,
+            sensitive_params=tuple(record.sensitive_params or ()),
             record_count=1,
         )
+
+    @property
+    def shown_params(self) -> JsonValue:
+        """Its params as views show them."""
+        return redact(self.params, self.sensitive_params)
 
     @property
     def terminal(self) -> bool:
@@ -202,6 +226,24 @@ class InstanceState:
             self._next_position += 1
         return step
 
+    def _start_over(self, kept_steps: Iterable[str]) -> None:
+        """A restart or a fork: queued again, only ``kept_steps`` keep their results."""
+        kept = set(kept_steps)
+        self.steps = {name: step for name, step in self.steps.items() if name in kept}
+        self.patches = {
+            name: patch
+            for name, patch in self.patches.items()
+            if kept and patch.steps_before <= len(kept)
+        }
+        self.divergence = None
+        self.stopped = None
+        self.status = "queued"
+        self.output = None
+        self.error = None
+        self.ended = None
+        self.waiting = None
+        self.warnings = []
+
     def apply(self, record: Record) -> None:
         """Fold one record into the state."""
         self.record_count += 1
@@ -215,6 +257,7 @@ class InstanceState:
             step.status = "completed"
             step.attempts = max(step.attempts, record.attempt)
             step.output = record.output
+            step.sensitive = bool(record.sensitive)
             step.error = None
             step.retry_at = None
             step.ended = record.at
@@ -259,7 +302,13 @@ class InstanceState:
         elif isinstance(record, EventReceived):
             self.applied_messages.add(record.message_id)
             self.events.append(
-                BufferedEvent(record.message_id, record.event_type, record.payload, record.at)
+                BufferedEvent(
+                    record.message_id,
+                    record.event_type,
+                    record.payload,
+                    record.at,
+                    bool(record.sensitive),
+                )
             )
         elif isinstance(record, Paused):
             self.applied_messages.add(record.message_id)
@@ -277,20 +326,11 @@ class InstanceState:
             self.divergence = None
         elif isinstance(record, Restarted):
             self.applied_messages.add(record.message_id)
-            kept = set(record.kept_steps)
-            self.steps = {name: step for name, step in self.steps.items() if name in kept}
-            self.patches = {
-                name: patch
-                for name, patch in self.patches.items()
-                if kept and patch.steps_before <= len(kept)
-            }
-            self.divergence = None
-            self.status = "queued"
-            self.output = None
-            self.error = None
-            self.ended = None
-            self.waiting = None
-            self.warnings = []
+            self._start_over(record.kept_steps)
+        elif isinstance(record, Forked):
+            self.forked_from = (record.source, record.from_step)
+            self.started = None  # the copy's own runs start it
+            self._start_over(record.kept_steps)
         elif isinstance(record, Finished):
             self.status = "complete"
             self.output = record.output
@@ -326,6 +366,37 @@ def fold(records: Iterable[Record]) -> InstanceState:
     return state
 
 
+def steps_before(state: InstanceState, step: str) -> list[str]:
+    """The names of the steps that first ran before ``step`` (none if it never ran):
+    what a restart or a fork from ``step`` keeps."""
+    if step not in state.steps:
+        return []
+    cutoff = state.steps[step].position
+    return [s.name for s in state.ordered_steps() if s.position < cutoff]
+
+
+def fork_journal(
+    records: Sequence[Record], new_id: str, from_step: str, now: datetime
+) -> list[Record]:
+    """The journal of a fork of the instance whose journal is ``records``: its own
+    ``created`` (``new_id``, made ``now``), the source's other records as they are,
+    then a ``forked`` record keeping the steps before ``from_step``."""
+    source = records[0]
+    assert isinstance(source, Created)
+    created = Created(
+        at=now,
+        instance_id=new_id,
+        workflow=source.workflow,
+        params=source.params,
+        version=source.version,
+        priority=source.priority,
+        sensitive_params=source.sensitive_params,
+    )
+    kept = steps_before(fold(records), from_step)
+    forked = Forked(at=now, source=source.instance_id, from_step=from_step, kept_steps=kept)
+    return [created, *records[1:], forked]
+
+
 def records_for_message(state: InstanceState, message: InboxMessage, now: datetime) -> list[Record]:
     """The records that apply ``message`` to ``state`` (empty when it changes nothing).
 
@@ -344,13 +415,11 @@ def records_for_message(state: InstanceState, message: InboxMessage, now: dateti
                 message_id=message.message_id,
                 event_type=message.event_type,
                 payload=message.payload,
+                sensitive=message.sensitive,
             )
         ]
     if action == "restart":
-        kept: list[str] = []
-        if message.from_step is not None and message.from_step in state.steps:
-            cutoff = state.steps[message.from_step].position
-            kept = [s.name for s in state.ordered_steps() if s.position < cutoff]
+        kept = [] if message.from_step is None else steps_before(state, message.from_step)
         return [
             Restarted(
                 at=now, message_id=message.message_id, from_step=message.from_step, kept_steps=kept

@@ -84,7 +84,7 @@ class JournalSummary:
             and wait.event_type is not None
             and bool(state.buffered_events(wait.event_type)),
             shown={
-                "params": state.params,
+                "params": state.shown_params,
                 "output": state.output,
                 "error": None if state.error is None else state.error.to_json(),
                 "created": format_time(state.created),

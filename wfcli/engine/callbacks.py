@@ -1,4 +1,11 @@
-"""Running step callbacks with a per-attempt timeout, on a thread that can be abandoned."""
+"""Running step callbacks with a per-attempt timeout.
+
+Two runners: :class:`InlineRunner` calls a callback on the thread that runs the
+workflow and posts the attempt's deadline to a watcher on another thread, which
+abandons that whole thread if the deadline passes (no handoff per step);
+:class:`CallbackRunner` hands each callback to a thread of its own that can be
+abandoned alone (a ``parallel`` branch, whose siblings go on).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ __all__ = [
     "Callback",
     "CallbackRaised",
     "CallbackRunner",
+    "InlineRunner",
     "in_step_callback",
     "wants_context",
 ]
@@ -87,8 +95,17 @@ class CallbackRaised(Exception):
         super().__init__(str(error))
 
 
+def _outcome(error: BaseException | None, result: object) -> object:
+    """A callback's result, or its error raised as the step sees it."""
+    if error is None:
+        return result
+    if isinstance(error, Exception):
+        raise error
+    raise CallbackRaised(error)  # SystemExit, KeyboardInterrupt, ... of the callback
+
+
 class CallbackRunner:
-    """Runs callbacks with a per-attempt timeout.
+    """Runs callbacks with a per-attempt timeout, each on a thread of its own.
 
     A timed-out callback cannot be killed in Python: its thread is abandoned (it
     keeps running in the background until the callback returns, and its result
@@ -107,12 +124,7 @@ class CallbackRunner:
             self._worker.calls.put(None)  # the thread exits once the callback returns
             self._worker = None
             raise AttemptTimedOut
-        error = call.error
-        if error is None:
-            return call.result
-        if isinstance(error, Exception):
-            raise error
-        raise CallbackRaised(error)  # SystemExit, KeyboardInterrupt, ... of the callback
+        return _outcome(call.error, call.result)
 
     @staticmethod
     def _wait(done: threading.Event, timeout: float) -> bool:
@@ -131,6 +143,80 @@ class CallbackRunner:
         if self._worker is not None:
             self._worker.calls.put(None)
             self._worker = None
+
+
+class InlineRunner:
+    """Runs callbacks on the calling thread, the workflow's, with their deadlines watched.
+
+    Another thread (the one waiting for the workflow, see :meth:`watch`) checks the
+    deadline of the attempt in progress. Past it, that thread abandons the calling
+    thread as a whole: :meth:`expire` marks the attempt, the workflow carries on on
+    a fresh thread, and the abandoned one, if its callback ever returns, gets
+    ``abandoned()`` raised instead of the result. A callback that returns late
+    before the watcher looked times out on its own thread, as with
+    :class:`CallbackRunner`.
+    """
+
+    def __init__(self, abandoned: Callable[[], BaseException]) -> None:
+        self._abandoned = abandoned
+        self._lock = threading.Lock()
+        self._deadline: float | None = None  # time.monotonic() of the running attempt's end
+        self._next_look = float("inf")  # when the watcher looks next, unless woken
+        self._expired = False
+        self.wake = threading.Event()
+        """Set to make the watcher look now (a nearer deadline, or the workflow ended)."""
+
+    def call(self, function: Callback, args: tuple[object, ...], timeout: float) -> object:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._deadline = deadline
+            sooner = deadline < self._next_look
+        if sooner:
+            self.wake.set()
+        _callback_thread.active = True
+        error: BaseException | None = None
+        result: object = None
+        try:
+            result = function(*args)
+        except BaseException as raised:  # decided below, once the watcher cannot expire it
+            error = raised
+        finally:
+            _callback_thread.active = False
+        with self._lock:
+            self._deadline = None
+            expired = self._expired
+        if expired:
+            raise self._abandoned()
+        if time.monotonic() > deadline:
+            raise AttemptTimedOut
+        return _outcome(error, result)
+
+    def expire(self) -> bool:
+        """If the running attempt is past its deadline, mark it so (its thread is then
+        abandoned) and return True; otherwise note when to look again."""
+        now = time.monotonic()
+        with self._lock:
+            deadline = self._deadline
+            if deadline is not None and now >= deadline:
+                self._expired = True
+                return True
+            left = _WAKE_SECONDS if deadline is None else min(_WAKE_SECONDS, deadline - now)
+            self._next_look = now + left
+            return False
+
+    def watch(self, ended: Callable[[], bool]) -> bool:
+        """Wait until ``ended()`` (True) or the running attempt expires (False).
+
+        Sleeps in slices of at most a quarter second, so that a signal handled on
+        this thread (Ctrl-C, SIGTERM) interrupts the wait in time.
+        """
+        while True:
+            self.wake.clear()
+            if ended():
+                return True
+            if self.expire():
+                return False
+            self.wake.wait(max(0.0, self._next_look - time.monotonic()))
 
 
 def wants_context(callback: Callback) -> bool:

@@ -9,7 +9,10 @@ errored, terminated, paused or waiting, and that ending is journaled.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -23,10 +26,11 @@ from wfcli.core.codec import (
     Stopped,
     Suspended,
     check_json,
+    traceback_of,
 )
 from wfcli.core.settings import Settings
 from wfcli.core.state import InstanceState, fold
-from wfcli.engine.signals import Cancelled, Restart, Stop, StoreFailed, Suspend
+from wfcli.engine.signals import Abandoned, Cancelled, Restart, Stop, StoreFailed, Suspend
 from wfcli.engine.step import NullObserver, RunObserver, StepInterceptor, StepRun, WorkflowStep
 from wfcli.engine.workflow import Env, WorkflowEntrypoint, WorkflowEvent, freeze
 from wfcli.errors import (
@@ -41,6 +45,39 @@ from wfcli.store.contract import JournalStore, Lease, Owner
 __all__ = ["Executor", "WorkflowResolver"]
 
 WorkflowResolver = Callable[[str], type[WorkflowEntrypoint]]
+
+
+class _WorkflowThread:
+    """A daemon thread running ``target`` in a copy of the caller's context."""
+
+    def __init__(self, target: Callable[[], None], wake: threading.Event) -> None:
+        self._target = target
+        self._wake = wake
+        self._done = False
+        self._error: BaseException | None = None
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=context.run, args=(self._main,), name="wfcli-workflow", daemon=True
+        ).start()
+
+    def _main(self) -> None:
+        try:
+            self._target()
+        except Abandoned:
+            pass
+        except BaseException as error:  # raised again on the waiting thread
+            self._error = error
+        finally:
+            self._done = True
+            self._wake.set()
+
+    def ended(self) -> bool:
+        return self._done
+
+    def outcome(self) -> None:
+        """Raise what the thread raised, if anything."""
+        if self._error is not None:
+            raise self._error
 
 
 class Executor:
@@ -110,25 +147,41 @@ class Executor:
         run = StepRun(
             lease, state, self.clock, settings, observer, cancel=cancel, interceptor=interceptor
         )
-        try:
-            run.apply_inbox()
-            if state.terminal or state.status == "paused":
+        run.apply_inbox()
+        if state.terminal or state.status == "paused":
+            return state
+        workflow = self.resolve(state.workflow)
+        while True:
+            thread = _WorkflowThread(functools.partial(self._run, run, workflow), run.runner.wake)
+            try:
+                ended = run.runner.watch(thread.ended)
+            except BaseException:  # Ctrl-C, SIGTERM's exit: stop here, write nothing more
+                run.abandon()
+                raise
+            if ended:
+                thread.outcome()
                 return state
-            workflow = self.resolve(state.workflow)
-            while True:
-                try:
-                    self._run_once(run, workflow)
-                except Restart:
-                    continue
-                return state
-        finally:
-            run.runner.close()
+            successor = run.successor()
+            run.abandon()  # its callback outlived the attempt: carry on without that thread
+            run = successor
+
+    def _run(self, run: StepRun, workflow: type[WorkflowEntrypoint]) -> None:
+        """Run the code until it ends (again from the top after a restart)."""
+        while True:
+            try:
+                self._run_once(run, workflow)
+            except Restart:
+                continue
+            return
 
     def _run_once(self, run: StepRun, workflow: type[WorkflowEntrypoint]) -> None:
         state = run.state
         owner = run.lease.owner
         run.begin()
-        run.record(RunStarted(at=self.clock.now(), pid=owner.pid, host=owner.host))
+        if run.carries_on:
+            run.carries_on = False  # a successor goes on with the abandoned run's run
+        else:
+            run.record(RunStarted(at=self.clock.now(), pid=owner.pid, host=owner.host))
         event = WorkflowEvent(
             payload=freeze(state.params),
             timestamp=state.created,
@@ -161,7 +214,7 @@ class Executor:
         except Exception as error:
             if not run.diverged:  # the code caught the Stop of a divergence: nothing ends
                 info = (
-                    ErrorInfo(error.error_name, error.error_message)
+                    self._step_failure(state, error)
                     if isinstance(error, StepFailedError)
                     else ErrorInfo.of(error)
                 )
@@ -169,6 +222,14 @@ class Executor:
         else:
             if not run.diverged:
                 run.record(Finished(at=self.clock.now(), output=json.loads(encoded)))
+
+    @staticmethod
+    def _step_failure(state: InstanceState, error: StepFailedError) -> ErrorInfo:
+        """The instance's error when a failed step ends it: the step's error, traced from
+        ``run`` down into the step's callback."""
+        step = state.steps.get(error.step)
+        inner = None if step is None or step.error is None else step.error.traceback
+        return ErrorInfo(error.error_name, error.error_message, traceback_of(error, inner))
 
     def apply_inbox(self, instance_id: str) -> InstanceState:
         """Apply pending messages now if no process executes the instance.

@@ -226,6 +226,7 @@ class _ReplaySource:
         timeout: timedelta,
         count: int,
         runner: CallbackRunner | None = None,
+        sensitive: bool = False,
     ) -> Any:
         return served(self._recorded(name))
 

@@ -9,7 +9,16 @@ from wfcli.core.codec import format_time
 from wfcli.core.state import WaitInfo
 from wfcli.errors import JournalCorruptError, LeaseLostError, StoreFaultError
 
-__all__ = ["Cancelled", "Restart", "RunSignal", "Stop", "StoreFailed", "StoreFailure", "Suspend"]
+__all__ = [
+    "Abandoned",
+    "Cancelled",
+    "Restart",
+    "RunSignal",
+    "Stop",
+    "StoreFailed",
+    "StoreFailure",
+    "Suspend",
+]
 
 StoreFailure = Union[StoreFaultError, LeaseLostError, JournalCorruptError]  # noqa: UP007
 """What the store can fail with under a run: a fault, a lost lease, a damaged inbox."""
@@ -37,6 +46,11 @@ class Cancelled(RunSignal):
     The executor journals ``Stopped``: the instance is ``queued`` again (not shown as
     interrupted) and the next ``wf resume``/worker carries on.
     """
+
+
+class Abandoned(RunSignal):
+    """This run was given up (a callback outlived its attempt's timeout, or the caller
+    stopped waiting): the thread that runs it may no longer write anything."""
 
 
 class Restart(RunSignal):

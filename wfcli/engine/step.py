@@ -51,11 +51,20 @@ from wfcli.engine.callbacks import (
     Callback,
     CallbackRaised,
     CallbackRunner,
+    InlineRunner,
     in_step_callback,
     wants_context,
 )
 from wfcli.engine.history import HistoryMatcher
-from wfcli.engine.signals import Cancelled, Restart, Stop, StoreFailed, StoreFailure, Suspend
+from wfcli.engine.signals import (
+    Abandoned,
+    Cancelled,
+    Restart,
+    Stop,
+    StoreFailed,
+    StoreFailure,
+    Suspend,
+)
 from wfcli.engine.workflow import ReceivedEvent, StepContext
 from wfcli.errors import (
     AttemptLostError,
@@ -91,8 +100,16 @@ class RunObserver(Protocol):
     def step_finished(self, name: str, kind: StepKind, ok: bool, replayed: bool) -> None: ...
 
     def attempt_failed(
-        self, name: str, attempt: int, error: ErrorInfo, retry_at: datetime | None
-    ) -> None: ...
+        self,
+        name: str,
+        attempt: int,
+        error: ErrorInfo,
+        retry_at: datetime | None,
+        *,
+        retryable: bool,
+    ) -> None:
+        """An attempt failed: retried at ``retry_at``, else the step failed, because its
+        retries ran out (``retryable``) or the error is never retried."""
 
     def waiting(self, name: str, kind: str, until: datetime) -> None: ...
 
@@ -119,7 +136,13 @@ class NullObserver:
         pass
 
     def attempt_failed(
-        self, name: str, attempt: int, error: ErrorInfo, retry_at: datetime | None
+        self,
+        name: str,
+        attempt: int,
+        error: ErrorInfo,
+        retry_at: datetime | None,
+        *,
+        retryable: bool,
     ) -> None:
         pass
 
@@ -222,8 +245,11 @@ class StepSource(Protocol):
         timeout: timedelta,
         count: int,
         runner: CallbackRunner | None = None,
+        sensitive: bool = False,
     ) -> Any:
-        """The result of step ``name``; ``runner`` is a ``parallel`` branch's own."""
+        """The result of step ``name``; ``runner`` is a ``parallel`` branch's own (its
+        callbacks run on threads of their own, abandoned alone on a timeout);
+        ``sensitive`` marks the result for views to redact."""
 
     def sleep(self, name: str, until: Callable[[datetime], datetime]) -> None:
         """Sleep step ``name``; ``until(now)`` is its wake time when it first starts."""
@@ -249,6 +275,12 @@ class StepRun:
     While the code is inside the recorded history, each call is checked against it
     (:class:`HistoryMatcher`); where the code departs from it, the instance is
     paused with a ``diverged`` record before anything new runs.
+
+    A ``do`` callback runs inline on the thread that runs the workflow (``runner``,
+    whose deadline another thread watches). When an attempt times out, that thread
+    is abandoned (:meth:`abandon`: nothing it does afterwards reaches the store) and
+    the run goes on in its :meth:`successor`, which runs the code again from the
+    top on a fresh thread, replaying the journal up to the step that timed out.
     """
 
     def __init__(
@@ -261,6 +293,7 @@ class StepRun:
         *,
         cancel: Callable[[], bool] | None = None,
         interceptor: StepInterceptor | None = None,
+        timed_out: tuple[str, int] | None = None,
     ) -> None:
         self.lease = lease
         self.cancel = cancel
@@ -270,7 +303,15 @@ class StepRun:
         self.settings = settings
         self.observer = observer
         self.calls: dict[str, int] = {}
-        self.runner = CallbackRunner()
+        self.runner = InlineRunner(Abandoned)
+        self.running_attempt: tuple[str, int] | None = None
+        """The step and attempt whose callback ``runner`` runs or ran last."""
+        self.timed_out = timed_out
+        """The attempt whose timeout abandoned the run before this one: it failed."""
+        self._announce_replays = timed_out is None  # the abandoned run announced them
+        self.carries_on = timed_out is not None
+        """Whether the code's next run goes on with the abandoned one's (no ``run_started``)."""
+        self._abandoned = False
         self.store_failure: StoreFailure | None = None
         self.matcher = HistoryMatcher(state)
         self.following = False
@@ -282,9 +323,32 @@ class StepRun:
     def begin(self) -> None:
         """Before each run of the workflow's code: match it against the history anew."""
         self.calls.clear()  # duplicate-name detection counts calls within one run
+        self._main_thread = threading.get_ident()  # the thread that runs the code
         self.matcher = HistoryMatcher(self.state)
         self.following = self.matcher.inside
         self.diverged = False
+
+    def abandon(self) -> None:
+        """Give this run up: from now on none of its records or discards reach the store.
+
+        Waits for a write in progress to end; the observer hears nothing more.
+        """
+        with self._mutex:
+            self._abandoned = True
+            self.observer = NullObserver()
+
+    def successor(self) -> StepRun:
+        """A run that carries on after this one was abandoned for its running attempt."""
+        return StepRun(
+            self.lease,
+            self.state,
+            self.clock,
+            self.settings,
+            self.observer,
+            cancel=self.cancel,
+            interceptor=self.interceptor,
+            timed_out=self.running_attempt,
+        )
 
     # journal --------------------------------------------------------------------
 
@@ -296,6 +360,8 @@ class StepRun:
         not be journaled never counts as done, so nothing runs twice in this process.
         """
         with self._mutex:
+            if self._abandoned:
+                raise Abandoned
             if self.store_failure is not None:
                 raise StoreFailed(self.store_failure)
             try:
@@ -329,11 +395,14 @@ class StepRun:
         records = records_for_message(self.state, message, self.clock.now())
         if records:
             self.record(*records)
-        try:
-            self.lease.discard([message.message_id])
-        except (StoreFaultError, LeaseLostError) as error:
-            self.store_failure = error
-            raise StoreFailed(error) from None
+        with self._mutex:
+            if self._abandoned:
+                raise Abandoned
+            try:
+                self.lease.discard([message.message_id])
+            except (StoreFaultError, LeaseLostError) as error:
+                self.store_failure = error
+                raise StoreFailed(error) from None
         return bool(records)
 
     def checkpoint(self) -> None:
@@ -509,19 +578,25 @@ class StepRun:
         timeout: timedelta,
         count: int,
         runner: CallbackRunner | None = None,
+        sensitive: bool = False,
     ) -> Any:
         step = self.state.steps.get(name)
         if step is not None and step.status in SETTLED:
-            if step.status == "completed":
+            if step.status == "completed" and self._announce_replays:
                 self.observer.step_finished(name, "do", ok=True, replayed=True)
             return served(step)
         attempt = 1
         if step is not None:
             attempt = step.attempts + 1 if step.status == "waiting" else max(step.attempts, 1)
             if step.status == "running" and step.attempts:
-                # Its last attempt started and has no outcome: the process running it
-                # died (or lost its lease). That counts as a failed attempt.
-                lost = AttemptLostError(name, step.attempts, step.lost_attempts + 1)
+                # Its last attempt started and has no outcome: it timed out and the run
+                # that ran it was abandoned, or the process running it died (or lost its
+                # lease). Either counts as a failed attempt.
+                lost: Exception = (
+                    StepTimeoutError(name, step.attempts, timeout.total_seconds())
+                    if self.timed_out == (name, step.attempts)
+                    else AttemptLostError(name, step.attempts, step.lost_attempts + 1)
+                )
                 attempt = self._attempt_failed(name, step.attempts, lost, policy)
             elif step.retry_at is not None:
                 self.wait(name, "retry", step.retry_at)
@@ -535,8 +610,14 @@ class StepRun:
                 stand_in = self.interceptor.stand_in(name, attempt, timeout)
                 if stand_in is not None:
                     function, args = stand_in, ()
+            active: CallbackRunner | InlineRunner
+            if runner is None:
+                active = self.runner
+                self.running_attempt = (name, attempt)
+            else:
+                active = runner
             try:
-                result = (runner or self.runner).call(function, args, timeout.total_seconds())
+                result = active.call(function, args, timeout.total_seconds())
                 encoded = check_json(result, f"step {name!r} result", self.settings.max_value_bytes)
             except AttemptTimedOut:
                 error: Exception = StepTimeoutError(name, attempt, timeout.total_seconds())
@@ -546,7 +627,12 @@ class StepRun:
                 output = _decoded_copy(result, encoded)
                 self.record(
                     StepCompleted(
-                        at=self.clock.now(), step=name, kind="do", attempt=attempt, output=output
+                        at=self.clock.now(),
+                        step=name,
+                        kind="do",
+                        attempt=attempt,
+                        output=output,
+                        sensitive=sensitive or None,
                     )
                 )
                 self.observer.step_finished(name, "do", ok=True, replayed=False)
@@ -569,7 +655,7 @@ class StepRun:
                 AttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=None),
                 StepFailed(at=now, step=name, kind="do", attempts=attempt, error=info),
             )
-            self.observer.attempt_failed(name, attempt, info, None)
+            self.observer.attempt_failed(name, attempt, info, None, retryable=not final)
             self.observer.step_finished(name, "do", ok=False, replayed=False)
             raise _failure(self.state.steps[name])
         retry_at = (
@@ -578,12 +664,12 @@ class StepRun:
         self.record(
             AttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=retry_at)
         )
-        self.observer.attempt_failed(name, attempt, info, retry_at)
+        self.observer.attempt_failed(name, attempt, info, retry_at, retryable=True)
         self.wait(name, "retry", retry_at)
         return attempt + 1
 
     def _served(self, step: StepState, event_type: str = "") -> Any:
-        if step.status == "completed":
+        if step.status == "completed" and self._announce_replays:
             self.observer.step_finished(step.name, step.kind, ok=True, replayed=True)
         return served(step, event_type)
 
@@ -654,7 +740,16 @@ class StepRun:
             "payload": event.payload,
             "timestamp": format_time(event.received),
         }
-        self.record(StepCompleted(at=now, step=name, kind="event", attempt=1, output=output))
+        self.record(
+            StepCompleted(
+                at=now,
+                step=name,
+                kind="event",
+                attempt=1,
+                output=output,
+                sensitive=event.sensitive or None,
+            )
+        )
         self.observer.step_finished(name, "event", ok=True, replayed=False)
         return _event_from_output(output)
 
@@ -690,6 +785,7 @@ class WorkflowStep:
         *,
         retries: Mapping[str, object] | RetryPolicy | None = None,
         timeout: Duration | None = None,
+        sensitive: bool = False,
     ) -> Any:
         """Run ``callback`` once, durably, and return its JSON result.
 
@@ -697,13 +793,18 @@ class WorkflowStep:
         (``limit``, ``delay``, ``backoff``) and ``timeout`` (per attempt) default
         to the project's settings (5 retries, 10 seconds, exponential; 10 minutes).
         On replay the journaled result is returned without calling ``callback``.
-        A step that fails for good raises :class:`StepFailedError`.
+        A step that fails for good raises :class:`StepFailedError`. With
+        ``sensitive=True`` every view shows its result as ``"[REDACTED]"``; the
+        journal keeps it (replay and later steps get the real value), and its errors
+        are shown as they are.
         """
         policy, limit = self._options(retries, timeout)
         if not callable(callback):
             raise WorkflowInputError("callback", f"{type(callback).__name__} is not callable")
         checked, count = self._enter(name, "do")
-        return self._source.do(checked, callback, policy=policy, timeout=limit, count=count)
+        return self._source.do(
+            checked, callback, policy=policy, timeout=limit, count=count, sensitive=sensitive
+        )
 
     def parallel(
         self,
@@ -711,12 +812,14 @@ class WorkflowStep:
         *,
         retries: Mapping[str, object] | RetryPolicy | None = None,
         timeout: Duration | None = None,
+        sensitive: bool = False,
     ) -> list[Any]:
         """Run several ``do`` steps at once, each journaled under its own name.
 
         Returns their results in the order of ``calls``. On replay only the
         steps without a journaled result run. If any fails for good, the first
-        failure in ``calls`` order is raised after all have finished.
+        failure in ``calls`` order is raised after all have finished. ``sensitive``
+        is as for :meth:`do`, for every one of them.
         """
         policy, limit = self._options(retries, timeout)
         named = [(validate_step_name(name), callback) for name, callback in calls.items()]
@@ -743,6 +846,7 @@ class WorkflowStep:
                         timeout=limit,
                         count=counts[index],
                         runner=runner,
+                        sensitive=sensitive,
                     ),
                 )
             except BaseException as error:

@@ -16,22 +16,31 @@ if TYPE_CHECKING:
 __all__ = ["Env", "ReceivedEvent", "StepContext", "WorkflowEntrypoint", "WorkflowEvent", "freeze"]
 
 
+def _refuse(self: object, *args: object, **kwargs: object) -> NoReturn:
+    raise TypeError("event.payload is read-only; copy it to change it")
+
+
 class _FrozenDict(dict[str, Any]):
     """A dict that refuses changes (still a dict, so ``json.dumps`` takes it)."""
-
-    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
-        raise TypeError("event.payload is read-only; copy it to change it")
 
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
     __ior__ = _refuse
 
 
+class _FrozenList(list[Any]):
+    """A list that refuses changes (still a list: ``isinstance``, ``==`` and
+    ``json.dumps`` see one)."""
+
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = _refuse
+    sort = reverse = __iadd__ = __imul__ = _refuse
+
+
 def freeze(value: JsonValue) -> Any:
-    """A read-only deep copy of a JSON value: dicts refuse changes, lists become tuples."""
+    """A read-only deep copy of a JSON value: dicts and lists that refuse changes."""
     if isinstance(value, dict):
         return _FrozenDict((key, freeze(item)) for key, item in value.items())
     if isinstance(value, list):
-        return tuple(freeze(item) for item in value)
+        return _FrozenList(freeze(item) for item in value)
     return value
 
 

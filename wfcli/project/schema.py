@@ -72,6 +72,7 @@ _WORKFLOW_KEYS = (
     "name",
     "rate",
     "schedules",
+    "sensitive_params",
     "version",
 )
 _CONCURRENCY_KEYS = ("key", "limit")
@@ -106,7 +107,8 @@ def config_error(
 class WorkflowConfig:
     """One ``[[workflows]]`` entry: a workflow name bound to a class.
 
-    ``version`` is recorded on each instance created (shown, never a gate).
+    ``version`` is recorded on each instance created (shown, never a gate);
+    ``sensitive_params`` are the params keys every view shows as ``"[REDACTED]"``.
     ``schedules`` start instances from ``wf worker``; ``concurrency`` (with
     ``rate``) limits how many run at once across every worker.
     """
@@ -118,6 +120,7 @@ class WorkflowConfig:
     version: str | None = None
     schedules: tuple[Schedule, ...] = ()
     concurrency: ConcurrencyLimit | None = None
+    sensitive_params: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +328,13 @@ class _ProjectReader:
             )
         return value
 
+    def key_names(self, table: Mapping[str, object], key: KeyPath) -> tuple[str, ...]:
+        """An array of non-empty strings at ``key`` (none when absent)."""
+        value = table.get(str(key[-1]), [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.error(key, f"expected an array of key names, got {value!r}")
+        return tuple(value)
+
     # sections --------------------------------------------------------------------------
 
     def workflows(self, document: Mapping[str, object]) -> tuple[WorkflowConfig, ...]:
@@ -365,6 +375,7 @@ class _ProjectReader:
                     version=self.version(entry, (*at, "version")),
                     schedules=self.schedules(entry, at, name),
                     concurrency=self.concurrency(entry, at),
+                    sensitive_params=self.key_names(entry, (*at, "sensitive_params")),
                 )
             )
         return tuple(workflows)

@@ -4,16 +4,20 @@ opened); :func:`open_store` picks one by its location."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from wfcli.errors import StoreLocationError
 from wfcli.store.contract import JournalStore, Lease, Listing, ListQuery, Owner
 from wfcli.store.files import FileStore
-from wfcli.store.memory import MemoryStore
 from wfcli.store.urls import redact_url
+
+if TYPE_CHECKING:
+    from wfcli.store.memory import MemoryStore
 
 __all__ = [
     "FileStore",
@@ -25,6 +29,14 @@ __all__ = [
     "Owner",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name != "MemoryStore":  # for tests and programs: no command uses it
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value: object = importlib.import_module("wfcli.store.memory").MemoryStore
+    globals()[name] = value
+    return value
 
 
 def open_store(

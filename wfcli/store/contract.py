@@ -201,6 +201,15 @@ class JournalStore(ABC):
         or :class:`JournalCorruptError`.
         """
 
+    def read_after(self, instance_id: str, known: int) -> list[Record]:
+        """The records after the first ``known`` of the journal: ``read(instance_id)[known:]``.
+
+        For a reader that follows a journal as it grows (``wf timeline --follow``), called
+        with the number of records it has so far. This default reads the whole journal; a
+        store overrides it to read only the lines after those. Raises as :meth:`read`.
+        """
+        return self.read(instance_id)[known:]
+
     @abstractmethod
     def instance_ids(self) -> list[str]:
         """The IDs of every instance, sorted."""

@@ -21,6 +21,7 @@ from wfcli.core.codec import (
     Errored,
     EventReceived,
     Finished,
+    Forked,
     Paused,
     Record,
     Restarted,
@@ -158,7 +159,7 @@ def journal_order_problems(records: Sequence[Record]) -> list[tuple[int, str]]:
     ended = False
     for line, record in enumerate(records, start=1):
         reason = None
-        if isinstance(record, Restarted):
+        if isinstance(record, (Restarted, Forked)):
             results.clear()
             ended = False
         elif ended and not isinstance(record, (EventReceived, Warned)):

@@ -25,7 +25,7 @@ from wfcli.core.codec import (
 )
 from wfcli.errors import JournalCorruptError
 
-__all__ = ["JournalRules", "decode_journal", "decode_journal_line"]
+__all__ = ["JournalRules", "decode_journal", "decode_journal_line", "decode_new_lines"]
 
 
 class JournalRules:
@@ -99,11 +99,7 @@ def decode_journal(data: bytes, rules: JournalRules) -> tuple[list[Record], int]
     where = rules.where
     if not data:
         raise JournalCorruptError(where, 1, "empty journal (no created record)")
-    end = data.rfind(b"\n") + 1
-    records = [
-        decode_journal_line(raw, line_no, rules)
-        for line_no, raw in enumerate(data[:end].split(b"\n")[:-1], start=1)
-    ]
+    records, end = decode_new_lines(data, 1, rules)
     if len(data) > end + 1 and checksum_matches(data[end:-1]):
         raise JournalCorruptError(
             where,
@@ -113,4 +109,18 @@ def decode_journal(data: bytes, rules: JournalRules) -> tuple[list[Record], int]
         )
     if not records:
         raise JournalCorruptError(where, 1, "no complete record (torn first line)")
+    return records, end
+
+
+def decode_new_lines(
+    data: bytes, first_line_no: int, rules: JournalRules
+) -> tuple[list[Record], int]:
+    """Decode the complete lines of ``data``, the bytes of a journal from its line
+    ``first_line_no`` on (``rules`` know its version); returns the records and the length
+    of those lines. A torn last line is left for a later read to find whole."""
+    end = data.rfind(b"\n") + 1
+    records = [
+        decode_journal_line(raw, line_no, rules)
+        for line_no, raw in enumerate(data[:end].split(b"\n")[:-1], start=first_line_no)
+    ]
     return records, end

@@ -35,6 +35,7 @@ from wfcli.core.codec import (
     AttemptFailed,
     AttemptStarted,
     ErrorInfo,
+    Forked,
     JsonValue,
     Record,
     Restarted,
@@ -94,7 +95,7 @@ class RunResult:
         self.step(name)
         attempts: dict[int, Attempt] = {}
         for record in self.records:
-            if isinstance(record, Restarted) and name not in record.kept_steps:
+            if isinstance(record, (Restarted, Forked)) and name not in record.kept_steps:
                 attempts.clear()
             elif isinstance(record, AttemptStarted) and record.step == name:
                 attempts[record.attempt] = Attempt(record.attempt, record.at)
@@ -242,9 +243,12 @@ class WorkflowHarness:
         self.client.execute(instance_id, max_inline_wait=timedelta(0), interceptor=self._modifiers)
         return self.result(instance_id)
 
-    def send_event(self, instance_id: str, type: str, payload: object = None) -> RunResult:
-        """Deliver an event to the instance and execute it if it is not finished."""
-        status = self.client.send_event(instance_id, type, payload)
+    def send_event(
+        self, instance_id: str, type: str, payload: object = None, *, sensitive: bool = False
+    ) -> RunResult:
+        """Deliver an event to the instance and execute it if it is not finished
+        (``sensitive``: views show its payload as ``"[REDACTED]"``)."""
+        status = self.client.send_event(instance_id, type, payload, sensitive=sensitive)
         if status.finished:
             return self.result(instance_id)
         return self.execute(instance_id)

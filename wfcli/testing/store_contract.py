@@ -36,6 +36,7 @@ from wfcli.core.codec import (
     StepCompleted,
     Suspended,
 )
+from wfcli.core.state import fold, fork_journal
 from wfcli.errors import (
     InstanceBusyError,
     InstanceExistsError,
@@ -178,6 +179,25 @@ class StoreContract:
             from_lease = lease.read()
         expected = [created("order-1"), first, second, third]
         assert from_lease == store.read("order-1") == expected
+
+    def test_read_after_gives_only_the_records_after_those_known(self, store: JournalStore) -> None:
+        store.create(created("order-1"))
+        first, second, third = step_records(3)
+        assert store.read_after("order-1", 0) == [created("order-1")]
+        assert store.read_after("order-1", 1) == []
+        with store.acquire("order-1", OWNER) as lease:
+            lease.append([first])
+            assert store.read_after("order-1", 1) == [first]
+            lease.append([second, third], sync=False)
+            lease.read()  # others see an unsynced append once it settled (PostgreSQL pipelines it)
+            assert store.read_after("order-1", 2) == [second, third]
+            assert store.read_after("order-1", 4) == []
+            assert store.read_after("order-1", 1) == [first, second, third]  # any count
+        assert store.read_after("order-1", 0) == store.read("order-1")
+        with pytest.raises(InstanceNotFoundError):
+            store.read_after("nobody", 0)
+        with pytest.raises(InstanceNotFoundError):
+            store.read_after("nobody", 3)
 
     def test_appends_from_many_threads_keep_each_call_whole(self, store: JournalStore) -> None:
         store.create(created("order-1"))
@@ -348,6 +368,30 @@ class StoreContract:
         assert store.read("moved") == [*journal, step_records(4)[3]]
         with pytest.raises(JournalCorruptError, match="first record is not 'created'"):
             store.import_journal(step_records(1))
+
+    def test_a_fork_is_a_new_journal_keeping_the_steps_before_its_step(
+        self, store: JournalStore
+    ) -> None:
+        run = RunStarted(at=START, pid=1, host="h")
+        done = Finished(at=START + timedelta(seconds=9), output={"ok": True})
+        source = [created("source", {"n": 1}), run, *step_records(3), done]
+        store.import_journal(source)
+        later = START + timedelta(hours=1)
+        store.import_journal(fork_journal(store.read("source"), "fork", "s1", later))
+        assert store.read("source") == source
+        state = fold(store.read("fork"))
+        assert (state.status, state.forked_from, state.created) == (
+            "queued",
+            ("source", "s1"),
+            later,
+        )
+        assert (state.params, [step.name for step in state.ordered_steps()]) == ({"n": 1}, ["s0"])
+        listed = {s.id: s.status for s in store.list_instances(ListQuery()).instances}
+        assert listed == {"fork": "queued", "source": "complete"}
+        assert [s.id for s in store.list_instances(ListQuery(due_at=later)).instances] == ["fork"]
+        with pytest.raises(InstanceExistsError):
+            store.import_journal(fork_journal(source, "source", "s1", later))
+        assert store.read("source") == source
 
     # the inbox --------------------------------------------------------------------------
 

@@ -12,16 +12,17 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
 from wfcli.core.codec import Diverged, ErrorInfo, Record, StepKind, record_to_json
 from wfcli.core.durations import format_duration
+from wfcli.core.redaction import shown_record
 from wfcli.engine.history import divergence_message
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LineRunLog",
+    "LineSink",
     "LiveRunView",
     "WorkflowRow",
     "continuation_hint",
@@ -41,6 +43,8 @@ __all__ = [
     "run_summary",
     "status_line",
     "status_view",
+    "termination_line",
+    "tracebacks_view",
     "workflows_view",
 ]
 
@@ -65,17 +69,27 @@ _NONE = "-"
 
 
 def _when(moment: datetime | None) -> str:
-    """A time for people: local time, to the second."""
+    """A time for people: local time to the second, with its zone (``UTC`` where the
+    machine keeps UTC)."""
     if moment is None:
         return _NONE
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    local = moment.astimezone()
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
+
+
+def _zone(now: datetime) -> str:
+    """The local zone's name, for a column of times: ``'time (UTC)'``."""
+    return now.astimezone().tzname() or "local"
 
 
 def _cell_time(moment: datetime | None, now: datetime, plain: bool) -> str:
-    """A time in a table cell: in full when plain, else as short as ``ls -l`` has it."""
-    if moment is None or plain:
-        return _when(moment)
+    """A time in a table cell, local (its header names the zone): in full when plain,
+    else as short as ``ls -l`` has it."""
+    if moment is None:
+        return _NONE
     local, today = moment.astimezone(), now.astimezone()
+    if plain:
+        return local.strftime("%Y-%m-%d %H:%M:%S")
     if local.date() == today.date():
         return local.strftime("%H:%M:%S")
     if local.year == today.year:
@@ -84,7 +98,8 @@ def _cell_time(moment: datetime | None, now: datetime, plain: bool) -> str:
 
 
 def _clock_time(moment: datetime) -> str:
-    return moment.astimezone().strftime("%H:%M:%S")
+    local = moment.astimezone()
+    return f"{local:%H:%M:%S} {local.tzname()}"
 
 
 def _until(moment: datetime, now: datetime) -> str:
@@ -115,15 +130,24 @@ def _status_cell(status: str, plain: bool, text: str | None = None) -> Cell:
     return shown if plain else Text(shown, style=_STATUS_STYLES.get(status, ""))
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], plain: bool) -> RenderableType:
-    """A table: rich with a box on a terminal, aligned columns of plain text otherwise."""
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[Cell]], plain: bool, *, cut_last: bool = False
+) -> RenderableType:
+    """A table: rich with a box on a terminal, aligned columns of plain text otherwise.
+
+    On a terminal the last column takes the width left and wraps, or with ``cut_last``
+    ends in an ellipsis at the terminal's edge (one line per row); plain text is
+    never cut.
+    """
     if not plain:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
         for index, header in enumerate(headers):
-            free_text = index == len(headers) - 1  # only the last column wraps
+            free_text = index == len(headers) - 1  # only the last column wraps (or is cut)
             table.add_column(header, no_wrap=not free_text, overflow="fold")
-        for row in rows:
-            table.add_row(*row)
+        for *fixed, last in rows:
+            # A cut column still gives way first, but each of its cells stays one line.
+            cell = Text(str(last), no_wrap=True, overflow="ellipsis") if cut_last else last
+            table.add_row(*fixed, cell)
         return table
     lines = [[h.upper() for h in headers], *[[str(cell) for cell in row] for row in rows]]
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
@@ -173,6 +197,17 @@ def status_line(status: InstanceStatus) -> str:
     return text
 
 
+def termination_line(status: InstanceStatus) -> str:
+    """What ``wf terminate`` answers: ``terminated``, or, when a process executing the
+    instance applies the request itself, that the termination was requested."""
+    if "terminate" in status.pending_messages and status.holder is not None:
+        return (
+            f"{status.id}: termination requested; process {status.holder.pid}, "
+            "which executes it, terminates it when the step in flight ends"
+        )
+    return f"{status.id}: {status_line(status)}"
+
+
 def _waiting_text(status: InstanceStatus, now: datetime) -> str | None:
     wait = status.waiting
     if wait is None:
@@ -184,7 +219,7 @@ def _waiting_text(status: InstanceStatus, now: datetime) -> str | None:
 
 def _step_detail(step: StepState, now: datetime) -> str:
     if step.status == "completed":
-        return _shorten(_json_text(step.output))
+        return _shorten(_json_text(step.shown_output))
     if step.status == "failed":
         return _shorten(_error_text(step.error))
     if step.retry_at is not None:
@@ -210,6 +245,9 @@ def status_view(status: InstanceStatus, now: datetime, plain: bool) -> Renderabl
     ]
     if status.state.version is not None:
         pairs.append(("version", status.state.version))
+    if status.state.forked_from is not None:
+        source, step = status.state.forked_from
+        pairs.append(("forked from", f"{source} (kept the steps before {step!r})"))
     pairs += [
         ("created", _when(status.state.created)),
         ("started", _when(status.state.started)),
@@ -243,7 +281,15 @@ def status_view(status: InstanceStatus, now: datetime, plain: bool) -> Renderabl
     if not rows:
         return Group(header, Text(""), Text("no steps yet"))
     steps = _table(
-        ["step", "type", "status", "attempts", "started", "duration", "output / error"],
+        [
+            "step",
+            "type",
+            "status",
+            "attempts",
+            f"started ({_zone(now)})",
+            "duration",
+            "output / error",
+        ],
         rows,
         plain,
     )
@@ -254,6 +300,23 @@ def _patches_text(patches: Mapping[str, PatchDecision]) -> str:
     return ", ".join(
         f"{name}: {'new' if patch.applied else 'old'} branch" for name, patch in patches.items()
     )
+
+
+def tracebacks_view(status: InstanceStatus) -> RenderableType:
+    """``wf status --verbose``, after the status: where each recorded error (the
+    instance's, each step's last) was raised in the user's code."""
+    traced = [("the instance", status.error)] + [
+        (f"step {step.name!r}", step.error) for step in status.steps
+    ]
+    shown: list[RenderableType] = []
+    for what, error in traced:
+        if error is not None and error.traceback is not None:
+            shown += [
+                Text(""),
+                Text(f"{_error_text(error)} ({what}), raised at:"),
+                Text(error.traceback),
+            ]
+    return Group(*shown)
 
 
 def continuation_hint(status: InstanceStatus) -> str | None:
@@ -323,7 +386,15 @@ def instances_table(
         ]
         for s in statuses
     ]
-    columns = ["id", "workflow", *(["version"] if versions else []), "status", "created", "ended"]
+    zone = _zone(now)
+    columns = [
+        "id",
+        "workflow",
+        *(["version"] if versions else []),
+        "status",
+        f"created ({zone})",
+        f"ended ({zone})",
+    ]
     return _table(columns, rows, plain)
 
 
@@ -333,26 +404,46 @@ def _list_qualifier(summary: InstanceSummary) -> str:
     return " (interrupted)" if summary.interrupted else ""
 
 
+# Fields shown first in a history row, as times for people: when the record's wait ends.
+_HISTORY_TIMES = ("retry_at", "until")
+
+
+def _history_detail(record: Record, fields: dict[str, object]) -> str:
+    """A record's other fields as ``key=value``: its wake or retry time first (local,
+    with the zone), an error as ``Name: message`` last, the rest as JSON between."""
+    parts = []
+    for key in _HISTORY_TIMES:
+        if fields.pop(key, None) is not None:
+            parts.append(f"{key}={_when(getattr(record, key))}")
+    fields.pop("error", None)
+    parts += [f"{key}={_json_text(value)}" for key, value in fields.items()]
+    error = getattr(record, "error", None)
+    if isinstance(error, ErrorInfo):
+        parts.append(f"error={_error_text(error)}")
+    return " ".join(parts)
+
+
 def history_table(records: Sequence[Record], now: datetime, plain: bool) -> RenderableType:
-    """``wf history``: every journal record with its fields in a detail column."""
+    """``wf history``: every journal record with its fields in a detail column, cut at
+    the terminal's width (never when plain)."""
     rows: list[list[Cell]] = []
     for record in records:
-        fields = record_to_json(record)
+        fields = record_to_json(shown_record(record))
         fields.pop("type")
         fields.pop("at")
         step = fields.pop("step", None)
         attempt = fields.pop("attempt", fields.pop("attempts", None))
-        detail = " ".join(f"{key}={_json_text(value)}" for key, value in fields.items())
         rows.append(
             [
                 _cell_time(record.at, now, plain),
                 record.TYPE,
                 _NONE if step is None else str(step),
                 _NONE if attempt is None else str(attempt),
-                _shorten(detail, 100),
+                _history_detail(record, fields),
             ]
         )
-    return _table(["time", "type", "step", "attempt", "detail"], rows, plain)
+    headers = [f"time ({_zone(now)})", "type", "step", "attempt", "detail"]
+    return _table(headers, rows, plain, cut_last=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,16 +493,55 @@ def schedules_view(reports: Sequence[ScheduleReport], plain: bool) -> Renderable
 # --- live views of a run --------------------------------------------------------------
 
 
-class LineRunLog:
-    """A run observer that prints one plain line per event (pipes, logs, workers)."""
+class LineSink(Protocol):
+    """Where :class:`LineRunLog` writes: a text stream's ``write`` and ``flush``."""
 
-    def __init__(self, console: Console, now: Now, prefix: str = "") -> None:
-        self.console = console
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+# Progress lines reach the reader at most this late (sooner when the run waits or ends).
+_FLUSH_SECONDS = 0.1
+
+
+class LineRunLog:
+    """A run observer that prints one plain line per event (pipes, logs, workers).
+
+    Lines are plain text gathered and written to ``out`` together, not a rich
+    ``print`` each, which cost more than the durable step it reports
+    (``docs/performance.md``): a tenth of a second after the first of them at the
+    latest (a timer thread writes them while a long step runs), before every wait,
+    and at :meth:`flush` (the end of a run).
+    """
+
+    def __init__(self, out: LineSink, now: Now, prefix: str = "") -> None:
+        self.out = out
         self.now = now
         self.prefix = prefix
+        self._pending: list[str] = []
+        self._timer: threading.Timer | None = None  # armed while lines are pending
+        self._mutex = threading.Lock()  # parallel steps report from their threads
 
     def _say(self, text: str) -> None:
-        self.console.print(Text(self.prefix + text), soft_wrap=True)
+        line = f"{self.prefix}{text}\n"
+        with self._mutex:
+            self._pending.append(line)
+            if self._timer is None:
+                self._timer = threading.Timer(_FLUSH_SECONDS, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        """Write the lines said so far, in one ``write``, and flush ``out``."""
+        with self._mutex:  # held while writing, so that lines keep their order
+            timer, self._timer = self._timer, None
+            if timer is not None:
+                timer.cancel()  # harmless from the timer's own thread
+            if self._pending:
+                self.out.write("".join(self._pending))
+                self._pending.clear()
+                self.out.flush()
 
     def step_started(self, name: str, kind: StepKind, attempt: int) -> None:
         if kind == "do":
@@ -422,15 +552,26 @@ class LineRunLog:
         self._say(f"{name!r}: {outcome}")
 
     def attempt_failed(
-        self, name: str, attempt: int, error: ErrorInfo, retry_at: datetime | None
+        self,
+        name: str,
+        attempt: int,
+        error: ErrorInfo,
+        retry_at: datetime | None,
+        *,
+        retryable: bool,
     ) -> None:
-        then = "no retries left" if retry_at is None else f"retry at {_clock_time(retry_at)}"
+        if retry_at is not None:
+            then = f"retry at {_clock_time(retry_at)}"
+        else:
+            then = "no retries left" if retryable else "not retryable"
         self._say(f"{name!r}: attempt {attempt} failed: {_error_text(error)}; {then}")
+        self.flush()
 
     def waiting(self, name: str, kind: str, until: datetime) -> None:
         what = {"sleep": "sleeping", "retry": "waiting to retry", "event": "waiting for an event"}
         left = format_duration(max(until - self.now(), timedelta(0)))
         self._say(f"{name!r}: {what.get(kind, kind)} until {_clock_time(until)} ({left})")
+        self.flush()
 
 
 _LIVE_STYLES = {
@@ -490,7 +631,13 @@ class LiveRunView:
             row.spinner = None
 
     def attempt_failed(
-        self, name: str, attempt: int, error: ErrorInfo, retry_at: datetime | None
+        self,
+        name: str,
+        attempt: int,
+        error: ErrorInfo,
+        retry_at: datetime | None,
+        *,
+        retryable: bool,
     ) -> None:
         with self._mutex:
             row = self._row(name, "do")

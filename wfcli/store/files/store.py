@@ -42,7 +42,7 @@ from wfcli.errors import (
     StoreLocationError,
 )
 from wfcli.store.contract import Damage, JournalStore, Lease, Listing, ListQuery, Owner
-from wfcli.store.validation import JournalRules, decode_journal
+from wfcli.store.validation import JournalRules, decode_journal, decode_new_lines
 
 if TYPE_CHECKING:
     from wfcli.store.files.index import InstanceIndex
@@ -71,7 +71,10 @@ def _sync_data(fd: int) -> None:
 
 def _write_all(fd: int, data: bytes) -> None:
     """``os.write`` until all of ``data`` is written (a write may take only part)."""
-    view = memoryview(data)
+    written = os.write(fd, data)
+    if written == len(data):  # nearly always: a regular file takes a short line whole
+        return
+    view = memoryview(data)[written:]
     while view:
         view = view[os.write(fd, view) :]
 
@@ -256,10 +259,14 @@ class _FileLease(Lease):
             first = self._record_count + 1
             for line_no, record in enumerate(records, start=first):
                 self._rules.check(record, line_no)
-            data = "".join(
-                encode_record(record, number, self._rules.version) + "\n"
-                for number, record in enumerate(records, start=first)
-            ).encode()
+            version = self._rules.version
+            if len(records) == 1:  # most appends (a step's two records go one at a time)
+                data = (encode_record(records[0], first, version) + "\n").encode()
+            else:
+                data = "".join(
+                    encode_record(record, number, version) + "\n"
+                    for number, record in enumerate(records, start=first)
+                ).encode()
             try:
                 _write_all(self._fd, data)
                 if sync and self._store.durable:
@@ -374,6 +381,8 @@ class FileStore(JournalStore):
         self._ready = False
         self._verified = False
         self._index: InstanceIndex | None = None
+        # For read_after: per followed journal, the records read, their bytes, its rules.
+        self._followed: dict[str, tuple[int, int, JournalRules]] = {}
 
     def location(self) -> str:
         return str(self.root)
@@ -511,6 +520,32 @@ class FileStore(JournalStore):
         except OSError as error:
             raise _unreadable(path, error) from None
         return decode_journal(data, rules or JournalRules(instance_id, path))
+
+    def read_after(self, instance_id: str, known: int) -> list[Record]:
+        """Only the lines after those of the last call for this journal, if it was
+        called with as many records as that call ended with; else the whole journal."""
+        followed = self._followed.get(instance_id)
+        path = self._journal_file(instance_id)
+        if followed is not None and followed[0] == known:
+            count, offset, rules = followed
+            try:
+                with open(_open(path, os.O_RDONLY), "rb") as journal:
+                    if os.fstat(journal.fileno()).st_size >= offset:
+                        journal.seek(offset)
+                        data = journal.read()
+                        self._check_line_lengths(path, data)
+                        records, end = decode_new_lines(data, count + 1, rules)
+                        self._followed[instance_id] = (count + len(records), offset + end, rules)
+                        return records
+            except FileNotFoundError:
+                self._followed.pop(instance_id, None)
+                raise InstanceNotFoundError(instance_id) from None
+            except OSError as error:
+                raise _unreadable(path, error) from None
+        rules = JournalRules(instance_id, path)
+        records, length = self.read_with_length(instance_id, rules)
+        self._followed[instance_id] = (len(records), length, rules)
+        return records[known:]
 
     def _read_journal(self, path: str, journal: BinaryIO) -> bytes:
         """The journal's bytes; a line over ``max_line_bytes`` raises before the rest is read,

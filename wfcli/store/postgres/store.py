@@ -710,6 +710,26 @@ class PgStore(JournalStore):
             for line_no, (_, line) in enumerate(rows, start=1)
         ]
 
+    def read_after(self, instance_id: str, known: int) -> list[Record]:
+        """Only the lines after the first ``known`` (and line 1, for the journal's version)."""
+        if known < 1:
+            return self.read(instance_id)
+        rows: list[tuple[int, str]] = self.run(
+            lambda conn: conn.execute(
+                "SELECT line_no, line FROM wf_journal WHERE instance_id = %s"
+                " AND (line_no = 1 OR line_no > %s) ORDER BY line_no",
+                (instance_id, known),
+            ).fetchall()
+        )
+        if not rows:
+            return self.read(instance_id)  # says what is wrong
+        rules = JournalRules(instance_id, self.where(instance_id))
+        decode_journal_line(rows[0][1].encode(), 1, rules)
+        return [
+            decode_journal_line(line.encode(), line_no, rules)
+            for line_no, (_, line) in enumerate(rows[1:], start=known + 1)
+        ]
+
     def _exists(self, instance_id: str) -> bool:
         return bool(
             self.run(
