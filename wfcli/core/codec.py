@@ -44,6 +44,13 @@ __all__ = [
     "RecordError",
     "Restarted",
     "Resumed",
+    "RollbackAttemptFailed",
+    "RollbackAttemptStarted",
+    "RollbackCompleted",
+    "RollbackFailed",
+    "RollbackFinished",
+    "RollbackReason",
+    "RollbackStarted",
     "RunStarted",
     "StepCompleted",
     "StepFailed",
@@ -82,7 +89,7 @@ MAX_ERROR_MESSAGE = 64 * 1024  # characters of an error message kept in the jour
 JsonValue: TypeAlias = Union[  # noqa: UP007
     bool, int, float, str, list["JsonValue"], dict[str, "JsonValue"], None
 ]
-StepKind = Literal["do", "sleep", "event"]
+StepKind = Literal["do", "sleep", "event", "instance"]
 _DUMPS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
@@ -247,8 +254,8 @@ class ErrorInfo:
         return {"name": self.name, "message": self.message}
 
 
-# A record field with this metadata, last in its class and None, is left out of the line
-# (and read back as None), so lines written without it stay as they were.
+# A record field with this metadata (it defaults to None) is left out of the line when
+# None (and read back as None), so lines written before it existed stay as they were.
 _LEFT_OUT_WHEN_NONE = "left out when None"
 
 
@@ -291,6 +298,10 @@ class Created(Record):
     params: JsonValue
     version: str | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
     """The workflow's ``version`` in workflows.toml; the line leaves it out when None."""
+    deadline: datetime | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """When the instance times out (``WorkflowTimeoutError``); left out when it has none."""
+    parent: str | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """The instance whose step created this one; left out when none did."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -309,6 +320,9 @@ class AttemptStarted(Record):
     TYPE: ClassVar[str] = "attempt_started"
     step: str
     attempt: int
+    rollback: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """True when the step has a rollback (it then joins a rollback's plan); left out
+    otherwise."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -339,7 +353,7 @@ class StepFailed(Record):
 
     TYPE: ClassVar[str] = "step_failed"
     step: str
-    kind: Literal["do", "event"]
+    kind: Literal["do", "event", "instance"]
     attempts: int
     error: ErrorInfo
 
@@ -350,9 +364,11 @@ class WaitStarted(Record):
 
     TYPE: ClassVar[str] = "wait_started"
     step: str
-    kind: Literal["sleep", "event"]
+    kind: Literal["sleep", "event", "instance"]
     until: datetime
     event_type: str | None
+    instance_id: str | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """The instance a ``wait_for_instance`` step waits for; left out for other waits."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -370,7 +386,7 @@ class Suspended(Record):
     """The run stopped to wait: for a sleep, a retry delay or an event."""
 
     TYPE: ClassVar[str] = "suspended"
-    wait: Literal["sleep", "retry", "event"]
+    wait: Literal["sleep", "retry", "event", "instance"]
     step: str
     until: datetime
     event_type: str | None
@@ -464,7 +480,74 @@ class Warned(Record):
     message: str
 
 
-MessageAction = Literal["event", "pause", "resume", "terminate", "restart"]
+RollbackReason = Literal["errored", "terminated"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class RollbackStarted(Record):
+    """The instance rolls back: ``plan`` is the steps whose rollbacks run, in order.
+
+    ``reason`` is how it ends afterwards; ``error`` is the original error (``errored``).
+    """
+
+    TYPE: ClassVar[str] = "rollback_started"
+    reason: RollbackReason
+    plan: list[str]
+    error: ErrorInfo | None
+    message_id: str | None
+    """The ``terminate`` request that asked for it (``terminated``), else None."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class RollbackAttemptStarted(Record):
+    """An attempt of step ``step``'s rollback is about to call it."""
+
+    TYPE: ClassVar[str] = "rollback_attempt_started"
+    step: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class RollbackAttemptFailed(Record):
+    """An attempt of a rollback failed; ``retry_at`` is when the next one runs, if any."""
+
+    TYPE: ClassVar[str] = "rollback_attempt_failed"
+    step: str
+    attempt: int
+    error: ErrorInfo
+    retry_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class RollbackCompleted(Record):
+    """Step ``step``'s rollback returned: it never runs again."""
+
+    TYPE: ClassVar[str] = "rollback_completed"
+    step: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class RollbackFailed(Record):
+    """Step ``step``'s rollback failed for good; the rollbacks after it do not run."""
+
+    TYPE: ClassVar[str] = "rollback_failed"
+    step: str
+    attempts: int
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class RollbackFinished(Record):
+    """The rollback is over: ``completed`` of the plan's ``total`` rollbacks ran."""
+
+    TYPE: ClassVar[str] = "rollback_finished"
+    status: Literal["complete", "failed"]
+    completed: int
+    total: int
+
+
+MessageAction = Literal["event", "pause", "resume", "terminate", "restart", "wake"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -477,6 +560,8 @@ class InboxMessage:
     event_type: str | None = None
     payload: JsonValue = None
     from_step: str | None = None
+    rollback: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """For ``terminate``: run the rollbacks first (left out unless asked for)."""
 
     def encode(self) -> str:
         """The message file's JSON: ``{"v":1, <fields in order>}`` (no checksum)."""
@@ -633,10 +718,29 @@ class _Layout(Generic[_T]):
     JSON."""
     open_template: str
     """The version 2 line up to its checksum tail, with the same ``%s``."""
-    short_templates: tuple[str, str] | None
-    """The two without their last field, for a last field left out when None."""
+    optional: tuple[int, ...]
+    """The indexes of the fields left out of a line when None."""
+    head: str
+    """The line's ``type`` part (empty for an inbox message)."""
     values: Callable[[object], tuple[object, ...]]
     """An object's field values, in order."""
+
+    variants: dict[tuple[int, tuple[int, ...]], str] = field(default_factory=dict)
+    """Templates of lines that leave optional fields out, by version and fields kept."""
+
+    def short_template(self, values: tuple[object, ...], version: int) -> tuple[str, list[int]]:
+        """The template of a line that leaves out the optional fields that are None,
+        and the indexes of the fields it keeps."""
+        kept = [
+            i for i in range(len(self.names)) if i not in self.optional or values[i] is not None
+        ]
+        key = (version, tuple(kept))
+        template = self.variants.get(key)
+        if template is None:
+            body = f"%s{self.head}" + "".join(f",{_DUMPS(self.names[i])}:%s" for i in kept)
+            template = f'{{"v":1{body}}}' if version == 1 else f'{{"v":2{body}'
+            self.variants[key] = template
+        return template, kept
 
     @classmethod
     def of(cls, target: type[_T], name: str, what: str, tag: str | None) -> "_Layout[_T]":
@@ -648,8 +752,6 @@ class _Layout(Generic[_T]):
         keys = frozenset({"v", *names} if tag is None else {"v", "n", "type", *names})
         parts = [f",{_DUMPS(n)}:%s" for n in names]
         body = f"%s{head}" + "".join(parts)
-        short_body = f"%s{head}" + "".join(parts[:-1])
-        short = declared[-1].metadata.get(_LEFT_OUT_WHEN_NONE, False)
         return cls(
             target=target,
             name=name,
@@ -668,7 +770,10 @@ class _Layout(Generic[_T]):
             checked_keys=keys | {_CHECKSUM_KEY},
             template=f'{{"v":1{body}}}',
             open_template=f'{{"v":2{body}',
-            short_templates=(f'{{"v":1{short_body}}}', f'{{"v":2{short_body}') if short else None,
+            optional=tuple(
+                index for index, f in enumerate(declared) if f.metadata.get(_LEFT_OUT_WHEN_NONE)
+            ),
+            head=head,
             values=attrgetter(*names),
         )
 
@@ -694,6 +799,12 @@ _LAYOUTS: dict[type[Record], _Layout[Record]] = {
         Warned,
         PatchMarked,
         Diverged,
+        RollbackStarted,
+        RollbackAttemptStarted,
+        RollbackAttemptFailed,
+        RollbackCompleted,
+        RollbackFailed,
+        RollbackFinished,
     )
 }
 _BY_TAG = {layout.name: layout for layout in _LAYOUTS.values()}
@@ -724,9 +835,9 @@ def _encode_value(value: object) -> str:
 def _encode(layout: _Layout[_T], item: _T, number_part: str, version: int = 1) -> str:
     """A line of ``item`` in ``version`` (a version 2 line without its checksum tail)."""
     values = layout.values(item)
-    if layout.short_templates is not None and values[-1] is None:
-        template = layout.short_templates[version - 1]
-        return template % (number_part, *map(_encode_value, values[:-1]))
+    if layout.optional and any(values[index] is None for index in layout.optional):
+        short, kept = layout.short_template(values, version)
+        return short % (number_part, *(_encode_value(values[index]) for index in kept))
     template = layout.template if version == 1 else layout.open_template
     return template % (number_part, *map(_encode_value, values))
 
@@ -868,6 +979,7 @@ def record_to_json(record: Record) -> dict[str, object]:
     result: dict[str, object] = {"type": record.TYPE}
     for name in layout.names:
         result[name] = _encode_field(getattr(record, name))
-    if layout.short_templates is not None and result[layout.names[-1]] is None:
-        del result[layout.names[-1]]
+    for index in layout.optional:
+        if result[layout.names[index]] is None:
+            del result[layout.names[index]]
     return result
