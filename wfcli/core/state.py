@@ -266,6 +266,18 @@ class InstanceState:
         ]
 
     @property
+    def timed_out(self) -> bool:
+        """Whether it errored because it passed its deadline."""
+        return (
+            self.status == "errored"
+            and self.deadline is not None
+            and self.ended is not None
+            and self.ended >= self.deadline
+            and self.error is not None
+            and self.error.name == "WorkflowTimeoutError"
+        )
+
+    @property
     def rolling_back(self) -> bool:
         """Whether a rollback is under way (started and not finished)."""
         return self.rollback is not None and self.rollback.status == "running"
@@ -411,7 +423,6 @@ class InstanceState:
             self._apply_rollback(record)
         elif isinstance(record, Created):
             raise TypeError("a journal has one 'created' record, first")
-
 
     def _apply_rollback(
         self,

@@ -1,12 +1,17 @@
-"""Running step callbacks with a per-attempt timeout, on a thread that can be abandoned."""
+"""Running step callbacks with a per-attempt timeout, on a thread that can be abandoned.
+
+An ``async def`` callback is awaited on that thread, in an event loop of its own.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +21,10 @@ __all__ = [
     "CallbackRaised",
     "CallbackRunner",
     "in_step_callback",
+    "running_workflow",
+    "step_instance",
     "wants_context",
+    "workflow_code",
 ]
 
 Callback = Callable[..., Any]
@@ -27,6 +35,8 @@ class _ThreadFlags(threading.local):
     attribute of a ``threading.local`` costs an exception on every look)."""
 
     active = False  # this thread is running a step callback
+    instance_id: str | None = None  # the instance whose step it runs
+    running: str | None = None  # the instance whose workflow code this thread runs
 
 
 _callback_thread = _ThreadFlags()
@@ -37,23 +47,61 @@ def in_step_callback() -> bool:
     return _callback_thread.active
 
 
+def step_instance() -> str | None:
+    """The instance whose step callback the calling thread runs, if any."""
+    return _callback_thread.instance_id if _callback_thread.active else None
+
+
+def running_workflow() -> str | None:
+    """The instance whose workflow code (outside a step callback) the calling thread runs."""
+    return _callback_thread.running
+
+
+@contextlib.contextmanager
+def workflow_code(instance_id: str) -> Iterator[None]:
+    """Marks the calling thread as running ``instance_id``'s workflow code."""
+    outer = _callback_thread.running
+    _callback_thread.running = instance_id
+    try:
+        yield
+    finally:
+        _callback_thread.running = outer
+
+
 @dataclass(slots=True)
 class _Call:
     function: Callback
     args: tuple[object, ...]
     done: threading.Event
+    instance_id: str | None
     result: object = None
     error: BaseException | None = None
+    cancel: Callable[[], object] | None = None
+    """Cancels an ``async`` callback's task (set while it runs)."""
 
     def run(self) -> None:
         _callback_thread.active = True
+        _callback_thread.instance_id = self.instance_id
         try:
-            self.result = self.function(*self.args)
+            result = self.function(*self.args)
+            if inspect.iscoroutine(result):
+                result = asyncio.run(self._awaited(result))
+            self.result = result
         except BaseException as error:  # handed to the waiting thread, which decides
             self.error = error
         finally:
             _callback_thread.active = False
+            _callback_thread.instance_id = None
             self.done.set()
+
+    async def _awaited(self, coroutine: Coroutine[object, object, object]) -> object:
+        """An ``async def`` callback, awaited on this thread in a loop of its own; a
+        timed-out attempt cancels it."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self.cancel = lambda: loop.call_soon_threadsafe(task.cancel)
+        return await coroutine
 
 
 class _CallbackWorker:
@@ -95,17 +143,23 @@ class CallbackRunner:
     is discarded) and a fresh thread takes the next call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, instance_id: str | None = None) -> None:
         self._worker: _CallbackWorker | None = None
+        self.instance_id = instance_id
 
     def call(self, function: Callback, args: tuple[object, ...], timeout: float) -> object:
+        """``function(*args)`` on the runner's thread (awaited if it is ``async def``);
+        raises :class:`AttemptTimedOut` after ``timeout`` seconds."""
         if self._worker is None:
             self._worker = _CallbackWorker()
-        call = _Call(function, args, threading.Event())
+        call = _Call(function, args, threading.Event(), self.instance_id)
         self._worker.calls.put(call)
         if not self._wait(call.done, timeout):
             self._worker.calls.put(None)  # the thread exits once the callback returns
             self._worker = None
+            if call.cancel is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    call.cancel()
             raise AttemptTimedOut
         error = call.error
         if error is None:

@@ -3,13 +3,25 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Union
 
 from wfcli.core.codec import format_time
 from wfcli.core.state import WaitInfo
 from wfcli.errors import JournalCorruptError, LeaseLostError, StoreFaultError
 
-__all__ = ["Cancelled", "Restart", "RunSignal", "Stop", "StoreFailed", "StoreFailure", "Suspend"]
+__all__ = [
+    "Cancelled",
+    "DeadlinePassed",
+    "RegistrationDone",
+    "Restart",
+    "RollingBack",
+    "RunSignal",
+    "Stop",
+    "StoreFailed",
+    "StoreFailure",
+    "Suspend",
+]
 
 StoreFailure = Union[StoreFaultError, LeaseLostError, JournalCorruptError]  # noqa: UP007
 """What the store can fail with under a run: a fault, a lost lease, a damaged inbox."""
@@ -54,3 +66,22 @@ class StoreFailed(RunSignal):
     def __init__(self, error: StoreFailure) -> None:
         self.error = error
         super().__init__(str(error))
+
+
+class DeadlinePassed(RunSignal):
+    """The instance reached its workflow deadline at step ``step``: it errors with
+    :class:`~wfcli.errors.WorkflowTimeoutError`, which workflow code cannot catch."""
+
+    def __init__(self, step: str, deadline: datetime) -> None:
+        self.step = step
+        self.deadline = deadline
+        super().__init__(f"deadline {format_time(deadline)} passed at step {step!r}")
+
+
+class RollingBack(RunSignal):
+    """``wf terminate --rollback`` was applied during the run: it rolls back now."""
+
+
+class RegistrationDone(RunSignal):
+    """A run that only collects rollbacks reached a step with no outcome: every
+    started step has been seen."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, NoReturn, Protocol
 
@@ -31,6 +32,11 @@ from wfcli.core.codec import (
     JsonValue,
     PatchMarked,
     Record,
+    RollbackAttemptFailed,
+    RollbackAttemptStarted,
+    RollbackCompleted,
+    RollbackFailed,
+    RollbackFinished,
     RunStarted,
     StepCompleted,
     StepFailed,
@@ -42,10 +48,17 @@ from wfcli.core.codec import (
     parse_time,
 )
 from wfcli.core.durations import Duration, parse_duration
-from wfcli.core.ids import validate_event_type, validate_step_name
+from wfcli.core.ids import validate_event_type, validate_instance_id, validate_step_name
 from wfcli.core.retry import RetryPolicy, backoff_delay
 from wfcli.core.settings import Settings
-from wfcli.core.state import BufferedEvent, InstanceState, StepState, WaitInfo, records_for_message
+from wfcli.core.state import (
+    BufferedEvent,
+    InstanceState,
+    RollbackStepState,
+    StepState,
+    WaitInfo,
+    records_for_message,
+)
 from wfcli.engine.callbacks import (
     AttemptTimedOut,
     Callback,
@@ -55,13 +68,24 @@ from wfcli.engine.callbacks import (
     wants_context,
 )
 from wfcli.engine.history import HistoryMatcher
-from wfcli.engine.signals import Cancelled, Restart, Stop, StoreFailed, StoreFailure, Suspend
-from wfcli.engine.workflow import ReceivedEvent, StepContext
+from wfcli.engine.signals import (
+    Cancelled,
+    DeadlinePassed,
+    RegistrationDone,
+    Restart,
+    RollingBack,
+    Stop,
+    StoreFailed,
+    StoreFailure,
+    Suspend,
+)
+from wfcli.engine.workflow import ReceivedEvent, RollbackContext, StepConfig, StepContext
 from wfcli.errors import (
     AttemptLostError,
     JournalCorruptError,
     LeaseLostError,
     NonRetryableError,
+    RollbackMissingError,
     StepFailedError,
     StepTimeoutError,
     StoreFaultError,
@@ -71,8 +95,11 @@ from wfcli.errors import (
 from wfcli.store.contract import Lease
 
 __all__ = [
+    "CHILD_POLL",
     "SETTLED",
     "Callback",
+    "Instances",
+    "Rollback",
     "RunObserver",
     "StepInterceptor",
     "StepRun",
@@ -127,9 +154,36 @@ class NullObserver:
         pass
 
 
+class Instances(Protocol):
+    """What a run needs of other instances of its store (children it waits for)."""
+
+    def state(self, instance_id: str) -> InstanceState | None:
+        """The instance's state, None if there is no such instance."""
+
+    def run(self, instance_id: str) -> None:
+        """Execute the instance here if it is due and nobody else does."""
+
+    def wake(self, instance_id: str) -> None:
+        """Make the instance due (it waits for one that just finished)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rollback:
+    """A step's rollback: its callback and resolved options."""
+
+    callback: Callback
+    policy: RetryPolicy
+    timeout: timedelta
+
+
+CHILD_POLL = timedelta(minutes=1)
+"""How often a parent waiting for an instance looks at it when nothing wakes it sooner
+(a finished child wakes the parent that created it through its inbox)."""
+
 # A step whose journal says "completed" or "failed" is replayed, not run.
 SETTLED = ("completed", "failed")
 _NO_TIME = timedelta(0)
+_TIMED_OUT = WorkflowTimeoutError.__name__
 
 
 def _copy_json(value: JsonValue) -> Any:
@@ -176,11 +230,13 @@ def served(step: StepState, event_type: str = "") -> Any:
     ``event_type``, the type the code waits for), None for a finished sleep.
     """
     if step.status == "completed":
-        if step.kind == "do":
+        if step.kind in ("do", "instance"):
             return _copy_json(step.output)
         return _event_from_output(step.output) if step.kind == "event" else None
     if step.kind == "event":
         raise WorkflowTimeoutError(step.name, event_type)
+    if step.kind == "instance" and step.error is not None and step.error.name == _TIMED_OUT:
+        raise WorkflowTimeoutError(step.name, instance_id=step.instance_id)
     raise _failure(step)
 
 
@@ -207,6 +263,10 @@ class StepSource(Protocol):
     def settings(self) -> Settings:
         """The defaults of step options and the limits on values."""
 
+    @property
+    def instance_id(self) -> str:
+        """The instance whose run this is."""
+
     def enter(self, name: str, kind: StepKind) -> int:
         """Before a step: take note of the call; returns how often ``name`` was called."""
 
@@ -222,6 +282,7 @@ class StepSource(Protocol):
         timeout: timedelta,
         count: int,
         runner: CallbackRunner | None = None,
+        rollback: Rollback | None = None,
     ) -> Any:
         """The result of step ``name``; ``runner`` is a ``parallel`` branch's own."""
 
@@ -230,6 +291,9 @@ class StepSource(Protocol):
 
     def wait_for_event(self, name: str, event_type: str, timeout: timedelta) -> ReceivedEvent:
         """The event step ``name`` waits for."""
+
+    def wait_for_instance(self, name: str, instance_id: str, timeout: timedelta) -> Any:
+        """The output of the instance step ``name`` waits for."""
 
     def patched(self, name: str) -> bool:
         """The instance's answer to patch ``name``, decided once."""
@@ -261,8 +325,10 @@ class StepRun:
         *,
         cancel: Callable[[], bool] | None = None,
         interceptor: StepInterceptor | None = None,
+        instances: Instances | None = None,
     ) -> None:
         self.lease = lease
+        self.instances = instances
         self.cancel = cancel
         self.interceptor = interceptor
         self.state = state
@@ -270,7 +336,11 @@ class StepRun:
         self.settings = settings
         self.observer = observer
         self.calls: dict[str, int] = {}
-        self.runner = CallbackRunner()
+        self.runner = CallbackRunner(state.instance_id)
+        self.rollbacks: dict[str, Rollback] = {}
+        """The rollbacks of the steps the code has reached, by step name."""
+        self.registering = False
+        """Whether the code runs only to collect rollbacks (every step served or halted)."""
         self.store_failure: StoreFailure | None = None
         self.matcher = HistoryMatcher(state)
         self.following = False
@@ -278,6 +348,10 @@ class StepRun:
         self.diverged = False
         self._mutex = threading.RLock()
         self._main_thread = threading.get_ident()
+
+    @property
+    def instance_id(self) -> str:
+        return self.state.instance_id
 
     def begin(self) -> None:
         """Before each run of the workflow's code: match it against the history anew."""
@@ -303,8 +377,13 @@ class StepRun:
             except (StoreFaultError, LeaseLostError, JournalCorruptError) as error:
                 self.store_failure = error
                 raise StoreFailed(error) from None
+            was_terminal = self.state.terminal
             for record in records:
                 self.state.apply(record)
+        # The end of a child wakes its parent (a crash first leaves the parent to its poll).
+        parent = self.state.parent
+        if parent is not None and self.instances is not None and self.state.terminal > was_terminal:
+            self.instances.wake(parent)
 
     def _pending(self) -> list[InboxMessage]:
         """The inbox, as the lease sees it; a store that fails stops the run."""
@@ -343,6 +422,7 @@ class StepRun:
         if self.cancel is not None and self.cancel():
             raise Cancelled
         records_before = self.state.record_count
+        rolling_back = self.state.rolling_back
         restarted = False
         for message in self._pending():
             if self._apply_message(message) and message.action == "restart":
@@ -353,6 +433,8 @@ class StepRun:
             raise Restart
         if self.state.status in ("paused", "terminated"):
             raise Stop
+        if self.state.rolling_back and not rolling_back:
+            raise RollingBack
         if self.state.status == "queued":  # paused and resumed in one go: carry on
             self.record(
                 RunStarted(
@@ -373,9 +455,12 @@ class StepRun:
         during a long replay still takes effect before anything new happens, and
         replaying costs no folder listing per step.
         """
+        if self.registering:
+            return self._count(name)
         step = self.state.steps.get(name)  # replays(name), inlined: this path is hot
         if step is None or step.status not in SETTLED:
             self.checkpoint()
+            self._check_deadline(name)
         count = self._count(name)
         if self.following:
             if count == 1 and not self.diverged and self.matcher.takes(name, kind):
@@ -386,14 +471,22 @@ class StepRun:
         return count
 
     def enter_parallel(self, names: Sequence[str]) -> list[int]:
+        if self.registering:
+            return [self._count(name) for name in names]
         if not all(self.replays(name) for name in names):
             self.checkpoint()
+            self._check_deadline(names[0] if names else "parallel")
         counts = [self._count(name) for name in names]
         if self.following:
             self._follow([(name, "do", count) for name, count in zip(names, counts, strict=True)])
         for name, count in zip(names, counts, strict=True):
             self._check_call(name, "do", count)
         return counts
+
+    def _check_deadline(self, name: str) -> None:
+        deadline = self.state.deadline
+        if deadline is not None and self.clock.now() >= deadline:
+            raise DeadlinePassed(name, deadline)
 
     def _count(self, name: str) -> int:
         with self._mutex:
@@ -449,6 +542,11 @@ class StepRun:
         raise Stop
 
     def patched(self, name: str) -> bool:
+        if self.registering:
+            decision = self.state.patches.get(name)
+            if decision is None:
+                raise RegistrationDone
+            return decision.applied
         if self.diverged:
             raise Stop
         applied = self.matcher.patch(name)
@@ -460,6 +558,8 @@ class StepRun:
         return applied
 
     def deprecate_patch(self, name: str) -> None:
+        if self.registering:
+            return
         if self.diverged:
             raise Stop
         if not self.matcher.deprecated(name):
@@ -470,16 +570,41 @@ class StepRun:
     def wait(
         self,
         name: str,
-        kind: Literal["sleep", "retry", "event"],
+        kind: Literal["sleep", "retry", "event", "instance"],
         until: datetime,
         event_type: str | None = None,
         ready: Callable[[], bool] | None = None,
     ) -> None:
-        """Wait inline until ``until`` (or until ``ready()``), or raise :class:`Suspend`."""
+        """Wait inline until ``until`` (or until ``ready()``), or raise :class:`Suspend`.
+
+        A wait that goes past the instance's deadline ends there with
+        :class:`DeadlinePassed` (a suspended one is due at the deadline); rollbacks
+        are not bound by it.
+        """
+        deadline = None if self.state.rolling_back else self.state.deadline
+        if deadline is None or until <= deadline:
+            self._wait(name, kind, until, event_type, ready)
+            return
+        self._wait(name, kind, deadline, event_type, ready)
+        if ready is None or not ready():
+            raise DeadlinePassed(name, deadline)
+
+    def _wait(
+        self,
+        name: str,
+        kind: Literal["sleep", "retry", "event", "instance"],
+        until: datetime,
+        event_type: str | None,
+        ready: Callable[[], bool] | None,
+    ) -> None:
         now = self.clock.now()
         if now >= until or (ready is not None and ready()):
             return
-        if self.interceptor is not None and self.interceptor.end_wait(name, kind, until):
+        if (
+            self.interceptor is not None
+            and kind != "instance"
+            and self.interceptor.end_wait(name, kind, until)
+        ):
             return
         if until - now > self.settings.max_inline_wait:
             raise Suspend(WaitInfo(kind, name, until, event_type))
@@ -509,8 +634,16 @@ class StepRun:
         timeout: timedelta,
         count: int,
         runner: CallbackRunner | None = None,
+        rollback: Rollback | None = None,
     ) -> Any:
         step = self.state.steps.get(name)
+        if rollback is not None and count == 1:
+            with self._mutex:
+                self.rollbacks.setdefault(name, rollback)
+        if self.registering:
+            if step is not None and step.status in SETTLED:
+                return served(step)
+            raise RegistrationDone
         if step is not None and step.status in SETTLED:
             if step.status == "completed":
                 self.observer.step_finished(name, "do", ok=True, replayed=True)
@@ -526,10 +659,21 @@ class StepRun:
             elif step.retry_at is not None:
                 self.wait(name, "retry", step.retry_at)
         takes_context = wants_context(callback)
+        config = StepConfig(policy, timeout)
+        has_rollback = True if rollback is not None else None
         while True:
-            self.record(AttemptStarted(at=self.clock.now(), step=name, attempt=attempt), sync=False)
+            self.record(
+                AttemptStarted(
+                    at=self.clock.now(), step=name, attempt=attempt, rollback=has_rollback
+                ),
+                sync=False,
+            )
             self.observer.step_started(name, "do", attempt)
-            args = (StepContext(attempt=attempt, name=name, count=count),) if takes_context else ()
+            args = (
+                (StepContext(attempt=attempt, name=name, count=count, config=config),)
+                if takes_context
+                else ()
+            )
             function = callback
             if self.interceptor is not None:
                 stand_in = self.interceptor.stand_in(name, attempt, timeout)
@@ -587,7 +731,17 @@ class StepRun:
             self.observer.step_finished(step.name, step.kind, ok=True, replayed=True)
         return served(step, event_type)
 
+    def _registered(self, name: str, event_type: str = "") -> Any:
+        """While collecting rollbacks: a settled step's outcome, or the end of it."""
+        step = self.state.steps.get(name)
+        if step is not None and step.status in SETTLED:
+            return served(step, event_type)
+        raise RegistrationDone
+
     def sleep(self, name: str, until: Callable[[datetime], datetime]) -> None:
+        if self.registering:
+            self._registered(name)
+            return
         step = self.state.steps.get(name)
         if step is not None and step.status in SETTLED:
             self._served(step)
@@ -607,6 +761,9 @@ class StepRun:
         self.observer.step_finished(name, "sleep", ok=True, replayed=False)
 
     def wait_for_event(self, name: str, event_type: str, timeout: timedelta) -> ReceivedEvent:
+        if self.registering:
+            registered: ReceivedEvent = self._registered(name, event_type)
+            return registered
         step = self.state.steps.get(name)
         if step is not None and step.status in SETTLED:
             received: ReceivedEvent = self._served(step, event_type)
@@ -658,6 +815,204 @@ class StepRun:
         self.observer.step_finished(name, "event", ok=True, replayed=False)
         return _event_from_output(output)
 
+    def wait_for_instance(self, name: str, instance_id: str, timeout: timedelta) -> Any:
+        if self.registering:
+            return self._registered(name)
+        step = self.state.steps.get(name)
+        if step is not None and step.status in SETTLED:
+            return self._served(step)
+        if step is None or step.until is None:
+            now = self.clock.now()
+            self.record(
+                WaitStarted(
+                    at=now,
+                    step=name,
+                    kind="instance",
+                    until=now + timeout,
+                    event_type=None,
+                    instance_id=instance_id,
+                )
+            )
+            step = self.state.steps[name]
+        assert step.until is not None
+        waited_for = step.instance_id or instance_id
+        self.observer.step_started(name, "instance", 1)
+        while True:
+            child = self._instance(waited_for)
+            if child is not None and not child.terminal and self.instances is not None:
+                self._run_instance(waited_for, child)
+                child = self._instance(waited_for)
+            if child is None or child.terminal:
+                return self._instance_finished(name, waited_for, child)
+            now = self.clock.now()
+            if now >= step.until:
+                error = WorkflowTimeoutError(name, instance_id=waited_for)
+                self.record(
+                    StepFailed(
+                        at=now, step=name, kind="instance", attempts=1, error=ErrorInfo.of(error)
+                    )
+                )
+                self.observer.step_finished(name, "instance", ok=False, replayed=False)
+                raise error
+
+            def finished() -> bool:
+                state = self._instance(waited_for)
+                return state is None or state.terminal
+
+            self.wait(name, "instance", min(step.until, now + CHILD_POLL), ready=finished)
+
+    def _instance(self, instance_id: str) -> InstanceState | None:
+        if self.instances is None:
+            raise WorkflowInputError("wait_for_instance", "this run cannot see other instances")
+        return self.instances.state(instance_id)
+
+    def _run_instance(self, instance_id: str, child: InstanceState) -> None:
+        """Execute a child that is due here (a foreground ``wf run`` runs its children)."""
+        assert self.instances is not None
+        waiting = child.waiting
+        if child.status in ("queued", "running") or (
+            child.status == "waiting" and waiting is not None and waiting.until <= self.clock.now()
+        ):
+            self.instances.run(instance_id)
+
+    def _instance_finished(self, name: str, instance_id: str, child: InstanceState | None) -> Any:
+        now = self.clock.now()
+        if child is not None and child.status == "complete":
+            output = child.output
+            self.record(StepCompleted(at=now, step=name, kind="instance", attempt=1, output=output))
+            self.observer.step_finished(name, "instance", ok=True, replayed=False)
+            return _copy_json(output)
+        if child is None:
+            info = ErrorInfo("InstanceNotFoundError", f"no instance with ID {instance_id!r}")
+        elif child.status == "errored" and child.error is not None:
+            info = child.error
+        else:
+            info = ErrorInfo("Terminated", f"instance {instance_id!r} was terminated")
+        self.record(StepFailed(at=now, step=name, kind="instance", attempts=1, error=info))
+        self.observer.step_finished(name, "instance", ok=False, replayed=False)
+        raise _failure(self.state.steps[name])
+
+    # rollbacks ----------------------------------------------------------------------
+
+    def collect_rollbacks(self, code: Callable[[WorkflowStep], object]) -> None:
+        """Run the workflow's ``code`` only to collect its rollbacks: every step is
+        served from the journal, and the first one without an outcome ends it."""
+        self.begin()
+        self.registering = True
+        try:
+            code(WorkflowStep(self))
+        except (RegistrationDone, Exception):
+            pass  # what it raises was journaled when it first ran
+        finally:
+            self.registering = False
+
+    def roll_back(self) -> None:
+        """Run the rollbacks of the plan that have not run, in order, and journal the
+        end; the first one that fails for good halts the rest."""
+        rollback = self.state.rollback
+        assert rollback is not None
+        for entry in rollback.steps.values():
+            if entry.status == "completed":
+                continue
+            if entry.status == "failed":
+                break
+            self.checkpoint()
+            if not self._roll_back_step(entry):
+                break
+        failed = rollback.failed_step is not None
+        self.record(
+            RollbackFinished(
+                at=self.clock.now(),
+                status="failed" if failed else "complete",
+                completed=rollback.completed,
+                total=len(rollback.steps),
+            )
+        )
+
+    def _roll_back_step(self, entry: RollbackStepState) -> bool:
+        """Run one step's rollback to its end; True if it completed."""
+        name = entry.step
+        shown = f"rollback {name}"
+        rollback = self.rollbacks.get(name)
+        if rollback is None:
+            missing = ErrorInfo.of(RollbackMissingError(name))
+            self.record(
+                RollbackFailed(
+                    at=self.clock.now(), step=name, attempts=entry.attempts, error=missing
+                )
+            )
+            self.observer.step_finished(shown, "do", ok=False, replayed=False)
+            return False
+        attempt = 1
+        if entry.status == "waiting":
+            assert entry.retry_at is not None
+            self.wait(name, "retry", entry.retry_at)
+            attempt = entry.attempts + 1
+        elif entry.status == "running" and entry.attempts:
+            lost = AttemptLostError(shown, entry.attempts, entry.lost_attempts + 1)
+            next_attempt = self._rollback_attempt_failed(entry, entry.attempts, lost, rollback)
+            if next_attempt is None:
+                return False
+            attempt = next_attempt
+        step = self.state.steps[name]
+        config = StepConfig(rollback.policy, rollback.timeout)
+        takes_context = wants_context(rollback.callback)
+        while True:
+            self.record(
+                RollbackAttemptStarted(at=self.clock.now(), step=name, attempt=attempt), sync=False
+            )
+            self.observer.step_started(shown, "do", attempt)
+            args: tuple[object, ...] = ()
+            if takes_context:
+                failure = _failure(step) if step.status == "failed" else None
+                output = _copy_json(step.output) if step.status == "completed" else None
+                args = (RollbackContext(output, failure, name, attempt, config),)
+            try:
+                self.runner.call(rollback.callback, args, rollback.timeout.total_seconds())
+            except AttemptTimedOut:
+                error: Exception = StepTimeoutError(
+                    shown, attempt, rollback.timeout.total_seconds()
+                )
+            except Exception as caught:
+                error = caught
+            else:
+                self.record(RollbackCompleted(at=self.clock.now(), step=name, attempt=attempt))
+                self.observer.step_finished(shown, "do", ok=True, replayed=False)
+                return True
+            next_attempt = self._rollback_attempt_failed(entry, attempt, error, rollback)
+            if next_attempt is None:
+                return False
+            attempt = next_attempt
+
+    def _rollback_attempt_failed(
+        self, entry: RollbackStepState, attempt: int, error: Exception, rollback: Rollback
+    ) -> int | None:
+        """Journal a failed rollback attempt; wait for its retry and return its number,
+        or None when the rollback failed for good."""
+        name = entry.step
+        info = ErrorInfo.of(error.error if isinstance(error, CallbackRaised) else error)
+        now = self.clock.now()
+        policy = rollback.policy
+        if isinstance(error, NonRetryableError) or attempt >= policy.max_attempts:
+            self.record(
+                RollbackAttemptFailed(
+                    at=now, step=name, attempt=attempt, error=info, retry_at=None
+                ),
+                RollbackFailed(at=now, step=name, attempts=attempt, error=info),
+            )
+            self.observer.attempt_failed(f"rollback {name}", attempt, info, None)
+            self.observer.step_finished(f"rollback {name}", "do", ok=False, replayed=False)
+            return None
+        retry_at = (
+            now if isinstance(error, AttemptLostError) else now + backoff_delay(policy, attempt)
+        )
+        self.record(
+            RollbackAttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=retry_at)
+        )
+        self.observer.attempt_failed(f"rollback {name}", attempt, info, retry_at)
+        self.wait(name, "retry", retry_at)
+        return attempt + 1
+
 
 # --- the object workflows receive ------------------------------------------------------
 
@@ -683,6 +1038,25 @@ class WorkflowStep:
             raise WorkflowInputError("timeout", "must be longer than zero")
         return policy, limit
 
+    def _rollback(self, rollback: Callback | None, config: object) -> Rollback | None:
+        if rollback is None:
+            if config is not None:
+                raise WorkflowInputError("rollback_config", "given without a rollback")
+            return None
+        if not callable(rollback):
+            raise WorkflowInputError("rollback", f"{type(rollback).__name__} is not callable")
+        if config is None:
+            config = {}
+        if not isinstance(config, Mapping):
+            raise WorkflowInputError(
+                "rollback_config", f"expected a mapping, got {type(config).__name__}"
+            )
+        unknown = sorted(set(map(str, config)) - {"retries", "timeout"})
+        if unknown:
+            raise WorkflowInputError("rollback_config", f"unknown key {unknown[0]!r}")
+        policy, limit = self._options(config.get("retries"), config.get("timeout"))
+        return Rollback(rollback, policy, limit)
+
     def do(
         self,
         name: str,
@@ -690,20 +1064,31 @@ class WorkflowStep:
         *,
         retries: Mapping[str, object] | RetryPolicy | None = None,
         timeout: Duration | None = None,
+        rollback: Callback | None = None,
+        rollback_config: Mapping[str, object] | None = None,
     ) -> Any:
         """Run ``callback`` once, durably, and return its JSON result.
 
-        ``callback`` takes no argument or a :class:`StepContext`. ``retries``
-        (``limit``, ``delay``, ``backoff``) and ``timeout`` (per attempt) default
-        to the project's settings (5 retries, 10 seconds, exponential; 10 minutes).
-        On replay the journaled result is returned without calling ``callback``.
-        A step that fails for good raises :class:`StepFailedError`.
+        ``callback`` (a function or ``async def``) takes no argument or a
+        :class:`StepContext`. ``retries`` (``limit``, ``delay``, ``backoff``) and
+        ``timeout`` (per attempt) default to the project's settings (5 retries, 10
+        seconds, exponential; 10 minutes). On replay the journaled result is
+        returned without calling ``callback``. A step that fails for good raises
+        :class:`StepFailedError`.
+
+        ``rollback`` undoes the step when the instance fails for good or is
+        terminated with ``--rollback``: it takes no argument or a
+        :class:`RollbackContext`; ``rollback_config`` (``retries``, ``timeout``)
+        gives its own options, with the same defaults.
         """
         policy, limit = self._options(retries, timeout)
         if not callable(callback):
             raise WorkflowInputError("callback", f"{type(callback).__name__} is not callable")
+        undo = self._rollback(rollback, rollback_config)
         checked, count = self._enter(name, "do")
-        return self._source.do(checked, callback, policy=policy, timeout=limit, count=count)
+        return self._source.do(
+            checked, callback, policy=policy, timeout=limit, count=count, rollback=undo
+        )
 
     def parallel(
         self,
@@ -711,14 +1096,25 @@ class WorkflowStep:
         *,
         retries: Mapping[str, object] | RetryPolicy | None = None,
         timeout: Duration | None = None,
+        rollbacks: Mapping[str, Callback] | None = None,
+        rollback_config: Mapping[str, object] | None = None,
     ) -> list[Any]:
         """Run several ``do`` steps at once, each journaled under its own name.
 
         Returns their results in the order of ``calls``. On replay only the
         steps without a journaled result run. If any fails for good, the first
         failure in ``calls`` order is raised after all have finished.
+        ``rollbacks`` maps some of the names to their rollbacks (see :meth:`do`);
+        they roll back in the order the steps started, the last first.
         """
         policy, limit = self._options(retries, timeout)
+        undo = {
+            name: self._rollback(callback, rollback_config)
+            for name, callback in (rollbacks or {}).items()
+        }
+        if not set(undo) <= set(calls):
+            extra = sorted(set(undo) - set(calls))[0]
+            raise WorkflowInputError("rollbacks", f"{extra!r} is not one of the steps")
         named = [(validate_step_name(name), callback) for name, callback in calls.items()]
         for name, callback in named:
             if not callable(callback):
@@ -732,7 +1128,7 @@ class WorkflowStep:
 
         def branch(index: int) -> None:
             name, callback = named[index]
-            runner = CallbackRunner()
+            runner = CallbackRunner(self._source.instance_id)
             try:
                 outcomes[index] = (
                     True,
@@ -743,6 +1139,7 @@ class WorkflowStep:
                         timeout=limit,
                         count=counts[index],
                         runner=runner,
+                        rollback=undo.get(name),
                     ),
                 )
             except BaseException as error:
@@ -763,6 +1160,9 @@ class WorkflowStep:
         errors = [value for ok, value in outcomes if not ok]
         for error in errors:  # a failed store ends the run whatever else happened
             if isinstance(error, StoreFailed):
+                raise error
+        for error in errors:  # then the end of a deadline, or of collecting rollbacks
+            if isinstance(error, (DeadlinePassed, RegistrationDone)):
                 raise error
         suspends = [error for error in errors if isinstance(error, Suspend)]
         if suspends:
@@ -807,6 +1207,21 @@ class WorkflowStep:
         limit = parse_duration(timeout, "timeout")
         checked, _ = self._enter(name, "event")
         return self._source.wait_for_event(checked, event_type, limit)
+
+    def wait_for_instance(
+        self, name: str, instance_id: str, *, timeout: Duration = "24 hours"
+    ) -> Any:
+        """Wait for instance ``instance_id`` (a child) to finish; returns its output.
+
+        Raises :class:`StepFailedError` if it errored (with its error) or was
+        terminated, and :class:`WorkflowTimeoutError` if it is not finished within
+        ``timeout``. A child that this instance created wakes it when it finishes;
+        otherwise it looks every :data:`CHILD_POLL`.
+        """
+        child = validate_instance_id(instance_id)
+        limit = parse_duration(timeout, "timeout")
+        checked, _ = self._enter(name, "instance")
+        return self._source.wait_for_instance(checked, child, limit)
 
     def patched(self, name: str) -> bool:
         """Whether this instance takes the new branch of patch ``name``.
