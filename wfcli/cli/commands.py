@@ -57,6 +57,15 @@ def run(
         bool, typer.Option("--detach", help="Only create the instance (queued) and print its ID.")
     ] = False,
     max_wait: MaxWaitOption = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            metavar="DUR",
+            show_default=False,
+            help="Deadline of the instance, from now (else the workflow's timeout).",
+        ),
+    ] = None,
     json_output: JsonFlag = False,
     config: ConfigOption = None,
     store: StoreOption = None,
@@ -66,7 +75,8 @@ def run(
     session = open_session(config, store, load=True, creates=True)
     value = parse_json_input(params, "--params")
     wait = None if max_wait is None else parse_duration_option(max_wait, "--max-wait")
-    handle = session.client.create(workflow, params=value, instance_id=instance_id)
+    limit = None if timeout is None else parse_duration_option(timeout, "--timeout")
+    handle = session.client.create(workflow, params=value, instance_id=instance_id, timeout=limit)
     if detach:
         if json_output:
             screen.json(handle.status().to_json())
@@ -282,13 +292,24 @@ def pause(
 
 @command()
 def terminate(
-    *, instance_id: InstanceArgument, config: ConfigOption = None, store: StoreOption = None
+    *,
+    instance_id: InstanceArgument,
+    rollback: Annotated[
+        bool,
+        typer.Option("--rollback", help="Run the rollbacks of its started steps first."),
+    ] = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
 ) -> None:
     """Terminate an instance: nothing more runs (a step in flight finishes first)."""
     from wfcli.ui.render import status_line
 
-    current = open_session(config, store, load=False).client.terminate(instance_id)
-    Screen().say(f"{instance_id}: {status_line(current)}")
+    screen = Screen()
+    client = open_session(config, store, load=rollback).client
+    current = client.terminate(instance_id, rollback=rollback)
+    if rollback and current.state.rolling_back and current.holder is None:
+        current = execute_foreground(client, instance_id, screen, max_wait=None, quiet=False)
+    screen.say(f"{instance_id}: {status_line(current)}")
 
 
 @command()

@@ -87,7 +87,8 @@ class WorkflowClient:
     ``workflows`` maps workflow names to classes; ``bindings`` maps binding
     names (``ORDER_FLOW``) to workflow names for ``self.env`` inside workflows;
     ``variables`` are the ``[vars]``; ``versions`` maps workflow names to the
-    ``version`` recorded on each new instance (display only, never a gate).
+    ``version`` recorded on each new instance (display only, never a gate);
+    ``timeouts`` to how long after creation each new instance's deadline is.
     """
 
     def __init__(
@@ -100,8 +101,10 @@ class WorkflowClient:
         clock: Clock | None = None,
         settings: Settings | None = None,
         versions: Mapping[str, str] | None = None,
+        timeouts: Mapping[str, timedelta] | None = None,
     ) -> None:
         self.store = store
+        self.timeouts = dict(timeouts or {})
         self.workflows = dict(workflows)
         self.versions = dict(versions or {})
         self.bindings = dict(bindings or {})
@@ -131,22 +134,47 @@ class WorkflowClient:
     # creating and running -----------------------------------------------------------
 
     def create(
-        self, workflow: str, *, params: object = None, instance_id: str | None = None
+        self,
+        workflow: str,
+        *,
+        params: object = None,
+        instance_id: str | None = None,
+        timeout: timedelta | None = None,
     ) -> InstanceHandle:
         """Create a ``queued`` instance; nothing is written if any input is bad.
 
-        Raises :class:`UnknownWorkflowError`, :class:`WorkflowInputError` (bad ID
-        or params) or :class:`InstanceExistsError`.
+        ``timeout`` (else the workflow's ``timeout``) sets its deadline, journaled
+        with it. Created inside a step callback of another instance, that one is
+        recorded as its parent; created by workflow code outside a step, it is
+        refused (a resumed run would create it again).
+
+        Raises :class:`UnknownWorkflowError`, :class:`WorkflowInputError` (bad ID,
+        params or timeout, or outside a step) or :class:`InstanceExistsError`.
         """
+        from wfcli.engine.callbacks import running_workflow, step_instance
+
+        parent = step_instance()
+        if parent is None and running_workflow() is not None:
+            raise WorkflowInputError(
+                "create",
+                "workflow code creates instances inside a step.do callback, so that a "
+                "resumed run does not create them again",
+            )
         self._resolve(workflow)
         chosen = new_instance_id() if instance_id is None else validate_instance_id(instance_id)
         encoded = check_json(params, "params", self.settings.max_value_bytes)
+        limit = self.timeouts.get(workflow) if timeout is None else timeout
+        if limit is not None and limit <= timedelta(0):
+            raise WorkflowInputError("timeout", "must be longer than zero")
+        now = self.clock.now()
         record = Created(
-            at=self.clock.now(),
+            at=now,
             instance_id=chosen,
             workflow=workflow,
             params=json.loads(encoded),
             version=self.versions.get(workflow),
+            deadline=None if limit is None else now + limit,
+            parent=parent,
         )
         self.store.create(record)
         return InstanceHandle(self, chosen)
@@ -312,10 +340,14 @@ class WorkflowClient:
             return snapshot
         return self._post(instance_id, "resume")
 
-    def terminate(self, instance_id: str) -> InstanceStatus:
-        """Terminate: nothing more runs (a step in flight finishes first)."""
+    def terminate(self, instance_id: str, *, rollback: bool = False) -> InstanceStatus:
+        """Terminate: nothing more runs (a step in flight finishes first).
+
+        With ``rollback``, the rollbacks of its started steps run first (the
+        instance is then due: :meth:`execute` runs them), and it ends ``terminated``.
+        """
         self._require_live(instance_id, "terminate")
-        return self._post(instance_id, "terminate")
+        return self._post(instance_id, "terminate", rollback=True if rollback else None)
 
     def restart(self, instance_id: str, *, from_step: str | None = None) -> InstanceStatus:
         """Start the instance over with the same ID and params; history is kept.
@@ -437,8 +469,8 @@ class InstanceHandle:
     def resume(self) -> InstanceStatus:
         return self.client.resume(self.id)
 
-    def terminate(self) -> InstanceStatus:
-        return self.client.terminate(self.id)
+    def terminate(self, *, rollback: bool = False) -> InstanceStatus:
+        return self.client.terminate(self.id, rollback=rollback)
 
     def restart(self, *, from_step: str | None = None) -> InstanceStatus:
         return self.client.restart(self.id, from_step=from_step)

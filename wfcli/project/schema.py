@@ -57,7 +57,7 @@ _MAX_VALUE_BYTES_LIMIT = DEFAULT_MAX_LINE_BYTES // 2
 
 _TOP_KEYS = ("defaults", "limits", "main", "name", "store", "vars", "workflows")
 _MAX_VERSION = 100
-_WORKFLOW_KEYS = ("binding", "class_name", "main", "name", "version")
+_WORKFLOW_KEYS = ("binding", "class_name", "main", "name", "timeout", "version")
 _STORE_KEYS = ("dir", "fsync", "url")
 _STORE_SCHEMES = ("file", "postgres", "postgresql")
 _DEFAULTS_KEYS = ("max_inline_wait", "retries", "timeout")
@@ -87,7 +87,8 @@ def config_error(
 class WorkflowConfig:
     """One ``[[workflows]]`` entry: a workflow name bound to a class.
 
-    ``version`` is recorded on each instance created (shown, never a gate).
+    ``version`` is recorded on each instance created (shown, never a gate);
+    ``timeout`` gives each instance a deadline that long after its creation.
     """
 
     name: str
@@ -95,6 +96,7 @@ class WorkflowConfig:
     class_name: str
     main: str | None
     version: str | None = None
+    timeout: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +321,7 @@ class _ProjectReader:
                     class_name=self.identifier(entry, (*at, "class_name")),
                     main=self.main(entry, (*at, "main")),
                     version=self.version(entry, (*at, "version")),
+                    timeout=self.workflow_timeout(entry, (*at, "timeout")),
                 )
             )
         return tuple(workflows)
@@ -384,6 +387,16 @@ class _ProjectReader:
             ),
             max_value_bytes=max_bytes,
         )
+
+    def workflow_timeout(self, table: Mapping[str, object], key: KeyPath) -> timedelta | None:
+        if key[-1] not in table:
+            return None
+        timeout = self.converted(
+            key[:-1], lambda: parse_duration(table[str(key[-1])], str(key[-1]))
+        )
+        if timeout <= timedelta(0):
+            raise self.error(key, "must be longer than zero")
+        return timeout
 
     def duration(self, table: Mapping[str, object], key: KeyPath, default: timedelta) -> timedelta:
         if key[-1] not in table:

@@ -91,4 +91,5 @@ def open_client(
         clock=clock,
         settings=project.settings,
         versions={w.name: w.version for w in project.workflows if w.version is not None},
+        timeouts={w.name: w.timeout for w in project.workflows if w.timeout is not None},
     )
