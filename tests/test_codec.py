@@ -475,8 +475,14 @@ STEP_COMPLETED = {
         ({"at": 5}, "step_completed.at: expected text, got int"),
         ({"at": "soon"}, "step_completed.at: bad timestamp 'soon'"),
         ({"step": None}, "step_completed.step: expected text, got NoneType"),
-        ({"kind": "loop"}, "step_completed.kind: expected one of do, sleep, event, instance, got 'loop'"),
-        ({"kind": ["do"]}, "step_completed.kind: expected one of do, sleep, event, instance, got ['do']"),
+        (
+            {"kind": "loop"},
+            "step_completed.kind: expected one of do, sleep, event, instance, got 'loop'",
+        ),
+        (
+            {"kind": ["do"]},
+            "step_completed.kind: expected one of do, sleep, event, instance, got ['do']",
+        ),
         ({"attempt": -1}, "step_completed.attempt: expected a non-negative integer, got -1"),
         ({"attempt": True}, "step_completed.attempt: expected a non-negative integer, got True"),
         ({"attempt": 2.0}, "step_completed.attempt: expected a non-negative integer, got 2.0"),
@@ -625,6 +631,7 @@ def test_parse_line_agrees_with_json_loads_on_odd_lines(line: bytes) -> None:
     rollback=st.none() | st.booleans(),
 )
 def test_inbox_messages_round_trip(
+    *,
     action: Any,
     sent_at: datetime,
     event_type: str | None,
@@ -663,7 +670,8 @@ def test_an_inbox_message_may_leave_out_the_fields_with_defaults() -> None:
         ('{"v": 2, "action": "pause"}', "not a version 1 inbox message"),
         (
             '{"v": 1, "action": "explode", "message_id": "m", "sent_at": "x"}',
-            r"^message\.action: expected one of event, pause, resume, terminate, restart, wake, got 'exp",
+            r"^message\.action: expected one of event, pause, resume, terminate, restart, wake, "
+            "got 'exp",
         ),
         ('{"v": 1, "action": "pause", "sent_at": "x"}', "^inbox message lacks field 'message_id'$"),
         (
@@ -729,7 +737,10 @@ def test_records_appended_to_a_file_journal_are_the_documented_lines_and_read_ba
     [
         ({"attempt": -1}, "step_completed.attempt: expected a non-negative integer, got -1"),
         ({"at": "2030-01-01T00:00:00"}, "step_completed.at: timestamp '2030-01-01T00:00:00' has"),
-        ({"kind": "loop"}, "step_completed.kind: expected one of do, sleep, event, instance, got 'loop'"),
+        (
+            {"kind": "loop"},
+            "step_completed.kind: expected one of do, sleep, event, instance, got 'loop'",
+        ),
         ({"output": deeply_nested(MAX_NESTING + 1)}, "step_completed.output: nested deeper"),
         ({"n": 5}, "record number 5 where 3 belongs"),
         ({"type": "attempt_started"}, "attempt_started record has unexpected field 'kind'"),
