@@ -57,7 +57,8 @@ def test_an_uncaught_failure_rolls_back_every_started_step_last_first(
     status = client.execute(saga(client, effects, fail="ship"))
 
     assert status.status == "errored"
-    assert status.error is not None and status.error.to_json() == SAGA_ERROR
+    assert status.error is not None
+    assert status.error.to_json() == SAGA_ERROR
     assert rollbacks_done(store_dir, "s") == ["ship", "charge", "reserve"]
     assert [effects.count(f"undo-{n}") for n in ("ship", "charge", "reserve")] == [1, 1, 1]
     # The failing step's rollback gets no output and the step's error; the others their output.
@@ -98,7 +99,8 @@ def test_the_chain_stops_at_the_first_rollback_that_fails_for_good(
     status = client.execute(saga(client, effects, fail="ship", broken="charge"))
 
     assert status.status == "errored"
-    assert status.error is not None and status.error.to_json() == SAGA_ERROR  # the original
+    assert status.error is not None
+    assert status.error.to_json() == SAGA_ERROR  # the original
     assert [effects.count(f"undo-{n}") for n in ("ship", "charge", "reserve")] == [1, 1, 0]
     rollback = status.to_json()["rollback"]
     assert isinstance(rollback, dict)
@@ -250,13 +252,15 @@ def test_a_suspended_wait_is_due_at_the_deadline_and_then_errors(
     waiting = client.execute("d", max_inline_wait=timedelta(seconds=0.1))
     assert waiting.status == "waiting"
     deadline = waiting.state.deadline
-    assert waiting.waiting is not None and waiting.waiting.until == deadline  # not in an hour
+    assert waiting.waiting is not None
+    assert waiting.waiting.until == deadline  # not in an hour
     assert "d" not in client.due()
     wait_until(lambda: "d" in client.due(), "the deadline")
     status = client.execute("d")
 
     assert status.status == "errored"
-    assert status.error is not None and status.error.name == "WorkflowTimeoutError"
+    assert status.error is not None
+    assert status.error.name == "WorkflowTimeoutError"
     assert "deadline" in status.error.message
     assert effects.count("undo-book") == 1
     assert effects.count("late") == 0
@@ -268,7 +272,8 @@ def test_an_inline_wait_ends_at_the_deadline(store_dir: Path, effects: Effects) 
     status = client.execute("d", max_inline_wait=timedelta(hours=2))
 
     assert status.status == "errored"
-    assert status.error is not None and status.error.name == "WorkflowTimeoutError"
+    assert status.error is not None
+    assert status.error.name == "WorkflowTimeoutError"
     assert effects.count("undo-book") == 1
 
 
@@ -280,7 +285,8 @@ def test_a_deadline_passed_in_a_step_errors_at_the_next_step(
     status = client.execute("d")
 
     assert status.status == "errored"
-    assert status.error is not None and status.error.name == "WorkflowTimeoutError"
+    assert status.error is not None
+    assert status.error.name == "WorkflowTimeoutError"
     assert "at step 'late'" in status.error.message
     assert status.state.steps["slow"].status == "completed"  # a running step is not cut
     assert effects.count("late") == 0
@@ -352,14 +358,16 @@ def test_a_terminated_child_wakes_its_waiting_parent_which_fails(
     assert "mom" in client.due()  # woken through its inbox, not by its poll
     status = client.execute("mom")
     assert status.status == "errored"
-    assert status.error is not None and status.error.name == "Terminated"
+    assert status.error is not None
+    assert status.error.name == "Terminated"
 
 
 def test_a_parent_polls_a_child_that_cannot_wake_it(store_dir: Path, effects: Effects) -> None:
     client = make_client(store_dir)
     parent(client, effects, nap=3600)
     waiting = client.execute("mom")
-    assert waiting.waiting is not None and waiting.waiting.kind == "instance"
+    assert waiting.waiting is not None
+    assert waiting.waiting.kind == "instance"
     assert waiting.waiting.until - waiting.state.steps["join"].started <= timedelta(
         minutes=1, seconds=1
     )  # type: ignore[operator]
@@ -406,7 +414,8 @@ def test_creating_an_instance_outside_a_step_is_refused_on_the_first_run(
     status = client.execute("c")
 
     assert status.status == "errored"
-    assert status.error is not None and "inside a step.do callback" in status.error.message
+    assert status.error is not None
+    assert "inside a step.do callback" in status.error.message
     assert [s.id for s in client.list_instances()] == ["c"]
 
 
