@@ -47,10 +47,17 @@ class JournalRules:
         self.where = where
         self.version: FormatVersion = FORMAT_VERSION
         self._rollback_plan: frozenset[str] | None = None
+        self._from_line_one = False
 
     def check(self, record: Record, line_no: int) -> None:
-        """Raise :class:`JournalCorruptError` if ``record`` may not stand at ``line_no``."""
-        if isinstance(record, _ROLLBACK_RECORDS):
+        """Raise :class:`JournalCorruptError` if ``record`` may not stand at ``line_no``.
+
+        The rules that depend on earlier records (a rollback's) apply only when these
+        rules have seen the journal from line 1: not to an append checked on its own.
+        """
+        if line_no == 1:
+            self._from_line_one = True
+        if isinstance(record, _ROLLBACK_RECORDS) and self._from_line_one:
             self._check_rollback(record, line_no)
         elif isinstance(record, Restarted):
             self._rollback_plan = None
