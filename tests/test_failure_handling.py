@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 
 from tests.workflows_for_tests import (
+    BINDINGS,
+    WORKFLOWS,
     Children,
     Effects,
     assert_journal_sane,
@@ -19,7 +22,14 @@ from tests.workflows_for_tests import (
     make_client,
     wait_until,
 )
-from wfcli import FileStore, JournalCorruptError, Settings, WorkflowClient
+from wfcli import (
+    FileStore,
+    JournalCorruptError,
+    JournalStore,
+    MemoryStore,
+    Settings,
+    WorkflowClient,
+)
 from wfcli.client.replay import replay_instance
 from wfcli.core.codec import (
     AttemptStarted,
@@ -29,6 +39,7 @@ from wfcli.core.codec import (
     RollbackStarted,
     encode_record,
 )
+from wfcli.store import open_store
 
 SAGA_ERROR = {"name": "NonRetryableError", "message": "ship is out of order"}
 
@@ -513,3 +524,49 @@ def test_step_context_has_the_resolved_config(store_dir: Path, effects: Effects)
     client.create("async-steps", params={"dir": str(effects.folder)}, instance_id="a")
     status = client.execute("a")
     assert status.output["fetched"]["timeout"] == 42.0  # type: ignore[index,call-overload]
+
+
+# --- on every store -----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "files", "postgres"])
+def any_store(request: pytest.FixtureRequest, store_dir: Path) -> Iterator[JournalStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+    elif request.param == "files":
+        yield FileStore(store_dir)
+    else:
+        server = request.getfixturevalue("pg_server")
+        store = open_store(server.store_url())
+        yield store
+        store.close()
+
+
+def test_a_child_wakes_its_parent_and_a_deadline_wakes_a_sleeper_on_every_store(
+    any_store: JournalStore, effects: Effects
+) -> None:
+    client = WorkflowClient(any_store, WORKFLOWS, bindings=BINDINGS)
+    client.create(
+        "parent",
+        params={"child_id": "kid", "child": {"dir": str(effects.folder), "nap": 3600}},
+        instance_id="mom",
+    )
+    short = timedelta(seconds=0.05)
+    assert client.execute("mom", max_inline_wait=short).status == "waiting"
+    client.create(
+        "deadline",
+        params={"dir": str(effects.folder), "wait": "sleep"},
+        instance_id="d",
+        timeout=timedelta(seconds=2),
+    )
+    assert client.execute("d", max_inline_wait=short).status == "waiting"
+    assert "mom" not in client.due()
+
+    client.terminate("kid")
+    wait_until(lambda: set(client.due()) == {"mom", "d"}, "the wake and the deadline")
+
+    assert client.execute("mom").status == "errored"
+    timed_out = client.execute("d")
+    assert timed_out.error is not None
+    assert timed_out.error.name == "WorkflowTimeoutError"
+    assert effects.count("undo-book") == 1

@@ -42,6 +42,7 @@ from wfcli.core.codec import (
 )
 
 __all__ = [
+    "BINDINGS",
     "BLOCK_ENV",
     "PATIENCE_SECONDS",
     "WORKFLOWS",
