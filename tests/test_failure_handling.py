@@ -570,3 +570,39 @@ def test_a_child_wakes_its_parent_and_a_deadline_wakes_a_sleeper_on_every_store(
     assert timed_out.error is not None
     assert timed_out.error.name == "WorkflowTimeoutError"
     assert effects.count("undo-book") == 1
+
+
+def test_terminate_with_rollback_reaches_a_run_in_another_process(
+    store_dir: Path, effects: Effects, children: Children
+) -> None:
+    client = make_client(store_dir)
+    saga(client, effects, wait=True)
+    runner = children.start("execute", store_dir, "s", "--max-inline-wait", "7200")
+    wait_until(lambda: "approval" in client.status("s").state.steps, "the event wait", runner)
+    assert client.status("s").holder is not None
+
+    client.terminate("s", rollback=True)  # the holder applies it while it waits
+
+    code, status = children.finish(runner)
+    assert code == 0
+    assert status["status"] == "terminated"
+    assert [s["name"] for s in status["rollback"]["steps"]] == ["charge", "reserve"]
+    assert [effects.count(f"undo-{n}") for n in CHAIN] == [0, 1, 1]
+
+
+def test_a_parent_killed_while_it_waits_for_its_child_finishes_on_the_next_run(
+    store_dir: Path, effects: Effects, children: Children
+) -> None:
+    client = make_client(store_dir)
+    parent(client, effects, nap=3600)
+    runner = children.start("execute", store_dir, "mom", "--max-inline-wait", "120")
+    wait_until(lambda: "join" in client.status("mom").state.steps, "the parent's wait", runner)
+    children.kill(runner)
+    assert client.status("mom").interrupted
+
+    client.terminate("kid")
+    status = children.run("execute", store_dir, "mom")
+
+    assert status["status"] == "errored"
+    assert status["error"]["name"] == "Terminated"
+    assert effects.count("work") == 0
