@@ -32,6 +32,7 @@ from wfcli.core.codec import (
 from wfcli.core.settings import Settings
 from wfcli.core.state import InstanceState, fold
 from wfcli.engine.callbacks import workflow_code
+from wfcli.engine.rollback import roll_back
 from wfcli.engine.signals import (
     Cancelled,
     DeadlinePassed,
@@ -130,7 +131,7 @@ class Executor:
             observer,
             cancel=cancel,
             interceptor=interceptor,
-            instances=_Instances(self, settings),
+            instances=_Instances(self, settings, cancel),
         )
         try:
             run.apply_inbox()
@@ -193,9 +194,9 @@ class Executor:
         except DeadlinePassed as passed:
             timeout = WorkflowTimeoutError(passed.step, deadline=format_time(passed.deadline))
             self._fail(run, code, ErrorInfo.of(timeout))
+        except (StoreFaultError, LeaseLostError):
+            raise  # from a binding, say: not the run's error
         except Exception as error:
-            if isinstance(error, (StoreFaultError, LeaseLostError)):
-                raise
             if not run.diverged:  # the code caught the Stop of a divergence: nothing ends
                 info = (
                     ErrorInfo(error.error_name, error.error_message)
@@ -227,7 +228,7 @@ class Executor:
         step it reaches hands over its rollback (callbacks are not journaled).
         """
         run.collect_rollbacks(code)
-        run.roll_back()
+        roll_back(run)
         rollback = run.state.rollback
         assert rollback is not None
         now = self.clock.now()
@@ -277,9 +278,12 @@ class Executor:
 class _Instances:
     """The other instances of the executor's store, as a run sees them (children)."""
 
-    def __init__(self, executor: Executor, settings: Settings) -> None:
+    def __init__(
+        self, executor: Executor, settings: Settings, cancel: Callable[[], bool] | None = None
+    ) -> None:
         self.executor = executor
         self.settings = settings
+        self.cancel = cancel
 
     def state(self, instance_id: str) -> InstanceState | None:
         try:
@@ -292,7 +296,9 @@ class _Instances:
     def run(self, instance_id: str) -> None:
         with contextlib.suppress(InstanceBusyError, InstanceNotFoundError):
             try:
-                self.executor.execute(instance_id, max_inline_wait=self.settings.max_inline_wait)
+                self.executor.execute(
+                    instance_id, max_inline_wait=self.settings.max_inline_wait, cancel=self.cancel
+                )
             except (StoreFaultError, LeaseLostError, JournalCorruptError) as error:
                 raise StoreFailed(error) from None
 

@@ -31,8 +31,9 @@ from wfcli.core.settings import Settings
 from wfcli.core.state import TERMINAL_STATUSES, InstanceState, StepState
 from wfcli.engine.callbacks import Callback, CallbackRunner
 from wfcli.engine.history import Finding, FindingKind, HistoryMatcher
+from wfcli.engine.rollback import Rollback
 from wfcli.engine.signals import RunSignal
-from wfcli.engine.step import SETTLED, Rollback, WorkflowStep, check_step_kind, served
+from wfcli.engine.step import SETTLED, WorkflowStep, check_step_kind, served
 from wfcli.engine.workflow import Env, ReceivedEvent, WorkflowEvent, freeze
 from wfcli.errors import (
     StepFailedError,

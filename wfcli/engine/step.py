@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, NoReturn, Protocol
 
@@ -32,11 +31,6 @@ from wfcli.core.codec import (
     JsonValue,
     PatchMarked,
     Record,
-    RollbackAttemptFailed,
-    RollbackAttemptStarted,
-    RollbackCompleted,
-    RollbackFailed,
-    RollbackFinished,
     RunStarted,
     StepCompleted,
     StepFailed,
@@ -54,7 +48,6 @@ from wfcli.core.settings import Settings
 from wfcli.core.state import (
     BufferedEvent,
     InstanceState,
-    RollbackStepState,
     StepState,
     WaitInfo,
     records_for_message,
@@ -68,6 +61,7 @@ from wfcli.engine.callbacks import (
     wants_context,
 )
 from wfcli.engine.history import HistoryMatcher
+from wfcli.engine.rollback import Rollback
 from wfcli.engine.signals import (
     Cancelled,
     DeadlinePassed,
@@ -79,13 +73,12 @@ from wfcli.engine.signals import (
     StoreFailure,
     Suspend,
 )
-from wfcli.engine.workflow import ReceivedEvent, RollbackContext, StepConfig, StepContext
+from wfcli.engine.workflow import ReceivedEvent, StepConfig, StepContext
 from wfcli.errors import (
     AttemptLostError,
     JournalCorruptError,
     LeaseLostError,
     NonRetryableError,
-    RollbackMissingError,
     StepFailedError,
     StepTimeoutError,
     StoreFaultError,
@@ -99,14 +92,15 @@ __all__ = [
     "SETTLED",
     "Callback",
     "Instances",
-    "Rollback",
     "RunObserver",
     "StepInterceptor",
     "StepRun",
     "StepSource",
     "WorkflowStep",
     "check_step_kind",
+    "copy_json",
     "served",
+    "step_failure",
 ]
 
 
@@ -167,15 +161,6 @@ class Instances(Protocol):
         """Make the instance due (it waits for one that just finished)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Rollback:
-    """A step's rollback: its callback and resolved options."""
-
-    callback: Callback
-    policy: RetryPolicy
-    timeout: timedelta
-
-
 CHILD_POLL = timedelta(minutes=1)
 """How often a parent waiting for an instance looks at it when nothing wakes it sooner
 (a finished child wakes the parent that created it through its inbox)."""
@@ -186,11 +171,12 @@ _NO_TIME = timedelta(0)
 _TIMED_OUT = WorkflowTimeoutError.__name__
 
 
-def _copy_json(value: JsonValue) -> Any:
+def copy_json(value: JsonValue) -> Any:
+    """A fresh copy of a JSON value (what a step hands back is never the journal's)."""
     if isinstance(value, dict):
-        return {key: _copy_json(item) for key, item in value.items()}
+        return {key: copy_json(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_copy_json(item) for item in value]
+        return [copy_json(item) for item in value]
     return value
 
 
@@ -213,11 +199,12 @@ def _event_from_output(output: JsonValue) -> ReceivedEvent:
     assert isinstance(timestamp, str)
     assert isinstance(event_type, str)
     return ReceivedEvent(
-        type=event_type, payload=_copy_json(output.get("payload")), timestamp=parse_time(timestamp)
+        type=event_type, payload=copy_json(output.get("payload")), timestamp=parse_time(timestamp)
     )
 
 
-def _failure(step: StepState) -> StepFailedError:
+def step_failure(step: StepState) -> StepFailedError:
+    """The :class:`StepFailedError` of a step that failed for good."""
     assert step.error is not None
     return StepFailedError(step.name, step.error.name, step.error.message, step.attempts)
 
@@ -231,13 +218,13 @@ def served(step: StepState, event_type: str = "") -> Any:
     """
     if step.status == "completed":
         if step.kind in ("do", "instance"):
-            return _copy_json(step.output)
+            return copy_json(step.output)
         return _event_from_output(step.output) if step.kind == "event" else None
     if step.kind == "event":
         raise WorkflowTimeoutError(step.name, event_type)
     if step.kind == "instance" and step.error is not None and step.error.name == _TIMED_OUT:
         raise WorkflowTimeoutError(step.name, instance_id=step.instance_id)
-    raise _failure(step)
+    raise step_failure(step)
 
 
 def check_step_kind(state: InstanceState, name: str, kind: StepKind) -> None:
@@ -382,7 +369,8 @@ class StepRun:
                 self.state.apply(record)
         # The end of a child wakes its parent (a crash first leaves the parent to its poll).
         parent = self.state.parent
-        if parent is not None and self.instances is not None and self.state.terminal > was_terminal:
+        ended = self.state.terminal and not was_terminal
+        if ended and parent is not None and self.instances is not None:
             self.instances.wake(parent)
 
     def _pending(self) -> list[InboxMessage]:
@@ -715,7 +703,7 @@ class StepRun:
             )
             self.observer.attempt_failed(name, attempt, info, None)
             self.observer.step_finished(name, "do", ok=False, replayed=False)
-            raise _failure(self.state.steps[name])
+            raise step_failure(self.state.steps[name])
         retry_at = (
             now if isinstance(error, AttemptLostError) else now + backoff_delay(policy, attempt)
         )
@@ -881,7 +869,7 @@ class StepRun:
             output = child.output
             self.record(StepCompleted(at=now, step=name, kind="instance", attempt=1, output=output))
             self.observer.step_finished(name, "instance", ok=True, replayed=False)
-            return _copy_json(output)
+            return copy_json(output)
         if child is None:
             info = ErrorInfo("InstanceNotFoundError", f"no instance with ID {instance_id!r}")
         elif child.status == "errored" and child.error is not None:
@@ -890,9 +878,9 @@ class StepRun:
             info = ErrorInfo("Terminated", f"instance {instance_id!r} was terminated")
         self.record(StepFailed(at=now, step=name, kind="instance", attempts=1, error=info))
         self.observer.step_finished(name, "instance", ok=False, replayed=False)
-        raise _failure(self.state.steps[name])
+        raise step_failure(self.state.steps[name])
 
-    # rollbacks ----------------------------------------------------------------------
+    # rollbacks (run by wfcli.engine.rollback) -----------------------------------------
 
     def collect_rollbacks(self, code: Callable[[WorkflowStep], object]) -> None:
         """Run the workflow's ``code`` only to collect its rollbacks: every step is
@@ -905,113 +893,6 @@ class StepRun:
             pass  # what it raises was journaled when it first ran
         finally:
             self.registering = False
-
-    def roll_back(self) -> None:
-        """Run the rollbacks of the plan that have not run, in order, and journal the
-        end; the first one that fails for good halts the rest."""
-        rollback = self.state.rollback
-        assert rollback is not None
-        for entry in rollback.steps.values():
-            if entry.status == "completed":
-                continue
-            if entry.status == "failed":
-                break
-            self.checkpoint()
-            if not self._roll_back_step(entry):
-                break
-        failed = rollback.failed_step is not None
-        self.record(
-            RollbackFinished(
-                at=self.clock.now(),
-                status="failed" if failed else "complete",
-                completed=rollback.completed,
-                total=len(rollback.steps),
-            )
-        )
-
-    def _roll_back_step(self, entry: RollbackStepState) -> bool:
-        """Run one step's rollback to its end; True if it completed."""
-        name = entry.step
-        shown = f"rollback {name}"
-        rollback = self.rollbacks.get(name)
-        if rollback is None:
-            missing = ErrorInfo.of(RollbackMissingError(name))
-            self.record(
-                RollbackFailed(
-                    at=self.clock.now(), step=name, attempts=entry.attempts, error=missing
-                )
-            )
-            self.observer.step_finished(shown, "do", ok=False, replayed=False)
-            return False
-        attempt = 1
-        if entry.status == "waiting":
-            assert entry.retry_at is not None
-            self.wait(name, "retry", entry.retry_at)
-            attempt = entry.attempts + 1
-        elif entry.status == "running" and entry.attempts:
-            lost = AttemptLostError(shown, entry.attempts, entry.lost_attempts + 1)
-            next_attempt = self._rollback_attempt_failed(entry, entry.attempts, lost, rollback)
-            if next_attempt is None:
-                return False
-            attempt = next_attempt
-        step = self.state.steps[name]
-        config = StepConfig(rollback.policy, rollback.timeout)
-        takes_context = wants_context(rollback.callback)
-        while True:
-            self.record(
-                RollbackAttemptStarted(at=self.clock.now(), step=name, attempt=attempt), sync=False
-            )
-            self.observer.step_started(shown, "do", attempt)
-            args: tuple[object, ...] = ()
-            if takes_context:
-                failure = _failure(step) if step.status == "failed" else None
-                output = _copy_json(step.output) if step.status == "completed" else None
-                args = (RollbackContext(output, failure, name, attempt, config),)
-            try:
-                self.runner.call(rollback.callback, args, rollback.timeout.total_seconds())
-            except AttemptTimedOut:
-                error: Exception = StepTimeoutError(
-                    shown, attempt, rollback.timeout.total_seconds()
-                )
-            except Exception as caught:
-                error = caught
-            else:
-                self.record(RollbackCompleted(at=self.clock.now(), step=name, attempt=attempt))
-                self.observer.step_finished(shown, "do", ok=True, replayed=False)
-                return True
-            next_attempt = self._rollback_attempt_failed(entry, attempt, error, rollback)
-            if next_attempt is None:
-                return False
-            attempt = next_attempt
-
-    def _rollback_attempt_failed(
-        self, entry: RollbackStepState, attempt: int, error: Exception, rollback: Rollback
-    ) -> int | None:
-        """Journal a failed rollback attempt; wait for its retry and return its number,
-        or None when the rollback failed for good."""
-        name = entry.step
-        info = ErrorInfo.of(error.error if isinstance(error, CallbackRaised) else error)
-        now = self.clock.now()
-        policy = rollback.policy
-        if isinstance(error, NonRetryableError) or attempt >= policy.max_attempts:
-            self.record(
-                RollbackAttemptFailed(
-                    at=now, step=name, attempt=attempt, error=info, retry_at=None
-                ),
-                RollbackFailed(at=now, step=name, attempts=attempt, error=info),
-            )
-            self.observer.attempt_failed(f"rollback {name}", attempt, info, None)
-            self.observer.step_finished(f"rollback {name}", "do", ok=False, replayed=False)
-            return None
-        retry_at = (
-            now if isinstance(error, AttemptLostError) else now + backoff_delay(policy, attempt)
-        )
-        self.record(
-            RollbackAttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=retry_at)
-        )
-        self.observer.attempt_failed(f"rollback {name}", attempt, info, retry_at)
-        self.wait(name, "retry", retry_at)
-        return attempt + 1
 
 
 # --- the object workflows receive ------------------------------------------------------
