@@ -23,6 +23,7 @@ from tests.workflows_for_tests import (
     wait_until,
 )
 from wfcli import (
+    FakeClock,
     FileStore,
     JournalCorruptError,
     JournalStore,
@@ -39,7 +40,9 @@ from wfcli.core.codec import (
     RollbackStarted,
     encode_record,
 )
+from wfcli.engine.step import CHILD_POLL
 from wfcli.store import open_store
+from wfcli.store.contract import Owner
 
 SAGA_ERROR = {"name": "NonRetryableError", "message": "ship is out of order"}
 
@@ -373,15 +376,25 @@ def test_a_terminated_child_wakes_its_waiting_parent_which_fails(
     assert status.error.name == "Terminated"
 
 
-def test_a_parent_polls_a_child_that_cannot_wake_it(store_dir: Path, effects: Effects) -> None:
-    client = make_client(store_dir)
-    parent(client, effects, nap=3600)
+def test_a_parent_whose_wake_was_lost_looks_at_its_child_within_a_minute(
+    store_dir: Path, effects: Effects, clock: FakeClock
+) -> None:
+    client = make_client(store_dir, clock=clock)
+    parent(client, effects, nap=45)
     waiting = client.execute("mom")
     assert waiting.waiting is not None
-    assert waiting.waiting.kind == "instance"
-    assert waiting.waiting.until - waiting.state.steps["join"].started <= timedelta(
-        minutes=1, seconds=1
-    )  # type: ignore[operator]
+    assert (waiting.waiting.kind, waiting.waiting.until) == ("instance", clock.now() + CHILD_POLL)
+
+    clock.advance(timedelta(seconds=46))
+    assert client.execute("kid").status == "complete"
+    with FileStore(store_dir).acquire("mom", Owner.current()) as lease:  # as if never sent
+        lease.discard([message.message_id for message in lease.pending()])
+    assert "mom" not in client.due()
+    clock.advance(timedelta(seconds=15))
+
+    assert client.due() == ["mom"]
+    status = client.execute("mom")
+    assert (status.status, status.output) == ("complete", {"child said": "hello"})
 
 
 def test_a_child_killed_in_the_parents_process_finishes_on_the_next_run(
