@@ -135,3 +135,21 @@ def test_a_foreground_run_runs_the_child_and_status_shows_parent_and_children(
     assert wf(project, "send-event", "kid", "--type", "go").returncode == 0
     assert wf(project, "resume", "--due").returncode == 0
     assert status_json(project, "mom")["output"] == "shipped"
+
+
+@pytest.mark.parametrize("timeout", ['"soon"', '"0 seconds"', "true"])
+def test_a_bad_workflow_timeout_is_a_config_error_naming_the_key(
+    project: Path, timeout: str
+) -> None:
+    config = project / "workflows.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace('timeout = "1 hour"', f"timeout = {timeout}"),
+        encoding="utf-8",
+    )
+
+    done = wf(project, "workflows")
+
+    assert done.returncode == 2
+    assert "timeout" in done.stderr
+    assert "workflows.toml" in done.stderr
+    assert "Traceback" not in done.stderr
