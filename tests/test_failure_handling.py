@@ -468,6 +468,23 @@ def test_an_async_rollback_runs(store_dir: Path, effects: Effects) -> None:
     assert effects.count("undo-fetch") == 1
 
 
+def test_a_rollback_that_times_out_is_cancelled_and_retried(
+    store_dir: Path, effects: Effects
+) -> None:
+    client = make_client(store_dir)
+    params = {"dir": str(effects.folder), "fail": True, "slow_undo": True}
+    client.create("async-steps", params=params, instance_id="a")
+
+    status = client.execute("a")
+
+    assert status.status == "errored"
+    assert status.state.rollback is not None
+    assert status.state.rollback.status == "complete"
+    assert status.state.rollback.steps["fetch"].attempts == 2
+    assert effects.count("undo-fetch") == 2
+    wait_until(lambda: effects.count("undo-cancelled") == 1, "the timed-out rollback's cancel")
+
+
 # --- replay and damaged journals ---------------------------------------------------------------
 
 

@@ -324,7 +324,8 @@ class Careless(WorkflowEntrypoint):
 
 
 class AsyncSteps(WorkflowEntrypoint):
-    """An ``async def`` step, one that times out on its first attempt, and an async rollback."""
+    """An ``async def`` step, one that times out on its first attempt, and an async
+    rollback (whose first attempt times out with ``slow_undo``)."""
 
     def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
         import asyncio
@@ -345,11 +346,21 @@ class AsyncSteps(WorkflowEntrypoint):
                     raise
             return ctx.attempt
 
-        async def undo() -> None:
-            await asyncio.sleep(0.01)
+        async def undo(rollback: RollbackContext) -> None:
             effects.call("undo-fetch", None)
+            if event.payload.get("slow_undo") and rollback.attempt == 1:
+                try:
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:
+                    effects.call("undo-cancelled", None)
+                    raise
 
-        fetched = step.do("fetch", fetch, rollback=undo)
+        fetched = step.do(
+            "fetch",
+            fetch,
+            rollback=undo,
+            rollback_config={"timeout": "0.3 seconds", "retries": _QUICK_RETRY},
+        )
         attempts = step.do("slow", slow_then_quick, timeout="0.3 seconds", retries=_QUICK_RETRY)
         if event.payload.get("fail"):
             step.do("boom", lambda: (_ for _ in ()).throw(NonRetryableError("boom")))
