@@ -696,11 +696,15 @@ CREATED = Created(at=AT, instance_id="i", workflow="w", params={"p": 1})
 
 
 def is_journalable(record: Record) -> bool:
-    """Any record but ``created`` (line 1 only) and an event step's result not shaped
-    like an event (the store refuses it on reading)."""
-    return not isinstance(record, Created) and not (
+    """Any record but ``created`` (line 1 only), an event step's result not shaped
+    like an event (the store refuses it on reading), and a rollback's records, which
+    must follow their ``rollback_started`` (the store contract suite has those)."""
+    return not isinstance(record, (Created, *ROLLBACK_TYPES)) and not (
         isinstance(record, StepCompleted) and record.kind == "event"
     )
+
+
+ROLLBACK_TYPES = tuple(cls for cls in RECORD_TYPES if cls.TYPE.startswith("rollback_"))
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
