@@ -719,27 +719,33 @@ class _Layout(Generic[_T]):
     open_template: str
     """The version 2 line up to its checksum tail, with the same ``%s``."""
     optional: tuple[int, ...]
-    """The indexes of the fields left out of a line when None."""
+    """The indexes of the fields left out of a line when None (the last ones)."""
+    bare_templates: tuple[str, str]
+    """The version 1 and 2 templates of a line that leaves out every optional field."""
     head: str
     """The line's ``type`` part (empty for an inbox message)."""
     values: Callable[[object], tuple[object, ...]]
     """An object's field values, in order."""
 
-    variants: dict[tuple[int, tuple[int, ...]], str] = field(default_factory=dict)
-    """Templates of lines that leave optional fields out, by version and fields kept."""
+    variants: dict[tuple[int, tuple[bool, ...]], tuple[str, tuple[int, ...]]] = field(
+        default_factory=dict
+    )
+    """Templates of lines that leave optional fields out, by version and which are None."""
 
-    def short_template(self, values: tuple[object, ...], version: int) -> tuple[str, list[int]]:
+    def short_template(
+        self, values: tuple[object, ...], version: int
+    ) -> tuple[str, tuple[int, ...]]:
         """The template of a line that leaves out the optional fields that are None,
         and the indexes of the fields it keeps."""
-        kept = [
-            i for i in range(len(self.names)) if i not in self.optional or values[i] is not None
-        ]
-        key = (version, tuple(kept))
-        template = self.variants.get(key)
-        if template is None:
-            body = f"%s{self.head}" + "".join(f",{_DUMPS(self.names[i])}:%s" for i in kept)
-            template = f'{{"v":1{body}}}' if version == 1 else f'{{"v":2{body}'
-            self.variants[key] = template
+        left_out = tuple(values[index] is None for index in self.optional)
+        known = self.variants.get((version, left_out))
+        if known is not None:
+            return known
+        dropped = {index for index, out in zip(self.optional, left_out, strict=True) if out}
+        kept = tuple(index for index in range(len(self.names)) if index not in dropped)
+        body = f"%s{self.head}" + "".join(f",{_DUMPS(self.names[i])}:%s" for i in kept)
+        template = f'{{"v":1{body}}}' if version == 1 else f'{{"v":2{body}'
+        self.variants[(version, left_out)] = (template, kept)
         return template, kept
 
     @classmethod
@@ -752,6 +758,13 @@ class _Layout(Generic[_T]):
         keys = frozenset({"v", *names} if tag is None else {"v", "n", "type", *names})
         parts = [f",{_DUMPS(n)}:%s" for n in names]
         body = f"%s{head}" + "".join(parts)
+        optional = tuple(
+            index for index, f in enumerate(declared) if f.metadata.get(_LEFT_OUT_WHEN_NONE)
+        )
+        assert optional == tuple(range(len(names) - len(optional), len(names))), (
+            "optional fields come last"
+        )
+        bare = f"%s{head}" + "".join(parts[: len(names) - len(optional)])
         return cls(
             target=target,
             name=name,
@@ -770,9 +783,8 @@ class _Layout(Generic[_T]):
             checked_keys=keys | {_CHECKSUM_KEY},
             template=f'{{"v":1{body}}}',
             open_template=f'{{"v":2{body}',
-            optional=tuple(
-                index for index, f in enumerate(declared) if f.metadata.get(_LEFT_OUT_WHEN_NONE)
-            ),
+            optional=optional,
+            bare_templates=(f'{{"v":1{bare}}}', f'{{"v":2{bare}'),
             head=head,
             values=attrgetter(*names),
         )
@@ -835,9 +847,15 @@ def _encode_value(value: object) -> str:
 def _encode(layout: _Layout[_T], item: _T, number_part: str, version: int = 1) -> str:
     """A line of ``item`` in ``version`` (a version 2 line without its checksum tail)."""
     values = layout.values(item)
-    if layout.optional and any(values[index] is None for index in layout.optional):
-        short, kept = layout.short_template(values, version)
-        return short % (number_part, *(_encode_value(values[index]) for index in kept))
+    if layout.optional:
+        required = layout.optional[0]  # optional fields come last
+        tail = values[required:]
+        if tail.count(None) == len(tail):  # the common case: all left out
+            bare = layout.bare_templates[version - 1]
+            return bare % (number_part, *map(_encode_value, values[:required]))
+        if None in tail:
+            short, kept = layout.short_template(values, version)
+            return short % (number_part, *(_encode_value(values[index]) for index in kept))
     template = layout.template if version == 1 else layout.open_template
     return template % (number_part, *map(_encode_value, values))
 
