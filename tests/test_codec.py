@@ -699,13 +699,13 @@ def is_journalable(record: Record) -> bool:
     """Any record but ``created`` (line 1 only), an event step's result not shaped
     like an event (the store refuses it on reading), and a rollback's records, which
     must follow their ``rollback_started`` (the store contract suite has those)."""
-    return not isinstance(record, UNORDERED_TYPES) and not (
+    return not isinstance(record, PLACED_TYPES) and not (
         isinstance(record, StepCompleted) and record.kind == "event"
     )
 
 
 # Records that only stand in certain places: line 1, or after their rollback_started.
-UNORDERED_TYPES = (
+PLACED_TYPES = (
     Created,
     *(cls for cls in RECORD_TYPES if cls.TYPE.startswith("rollback_")),
 )
@@ -715,9 +715,9 @@ UNORDERED_TYPES = (
 @given(
     batches=st.lists(
         st.lists(
-            st.one_of(
-                [records_of(cls) for cls in RECORD_TYPES if cls not in UNORDERED_TYPES]
-            ).filter(is_journalable),
+            st.one_of([records_of(cls) for cls in RECORD_TYPES if cls not in PLACED_TYPES]).filter(
+                is_journalable
+            ),
             min_size=1,
             max_size=4,
         ),
