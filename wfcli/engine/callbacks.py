@@ -5,7 +5,6 @@ An ``async def`` callback is awaited on that thread, in an event loop of its own
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import queue
@@ -85,6 +84,8 @@ class _Call:
         try:
             result = self.function(*self.args)
             if inspect.iscoroutine(result):
+                import asyncio  # only for async callbacks: it costs every run's start
+
                 result = asyncio.run(self._awaited(result))
             self.result = result
         except BaseException as error:  # handed to the waiting thread, which decides
@@ -97,6 +98,8 @@ class _Call:
     async def _awaited(self, coroutine: Coroutine[object, object, object]) -> object:
         """An ``async def`` callback, awaited on this thread in a loop of its own; a
         timed-out attempt cancels it."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
