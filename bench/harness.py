@@ -53,6 +53,7 @@ class Sizes:
     step_count_relaxed: int
     instances: int  # timed instances per in-process per-instance measurement
     worker_instances: int
+    pg_worker_instances: int  # per round of the PostgreSQL workers' scaling
     growth_steps: tuple[int, ...]
     list_sizes: tuple[int, ...]
     replay_instances: int
@@ -72,6 +73,7 @@ class Sizes:
             step_count_relaxed=2000,
             instances=60,
             worker_instances=200,
+            pg_worker_instances=1000,
             growth_steps=(100, 1_000, 10_000),
             list_sizes=(1_000, 10_000),
             replay_instances=1_000,
@@ -92,6 +94,7 @@ class Sizes:
             step_count_relaxed=20,
             instances=3,
             worker_instances=4,
+            pg_worker_instances=8,
             growth_steps=(10, 20, 40),
             list_sizes=(10, 20),
             replay_instances=5,
@@ -369,6 +372,11 @@ def write_project(folder: Path, *, fsync: bool = True) -> Path:
                 'name = "parked"',
                 'binding = "PARKED"',
                 'class_name = "ParkedWorkflow"',
+                "",
+                "[[workflows]]",
+                'name = "io_steps"',
+                'binding = "IO_STEPS"',
+                'class_name = "IoStepsWorkflow"',
                 "",
             ]
         ),

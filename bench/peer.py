@@ -1,9 +1,10 @@
 """wfcli side by side with DBOS Transact on its default SQLite system database (item 6).
 
-DBOS runs in a child process (``python -m bench.peer DIR ...``) so that its
-background threads and global state stay out of every other measurement. Both
-sides run the same workflows: 3 and 100 trivial steps, each instance timed from
-start to completion with every step durably recorded.
+DBOS runs in a child process (``python -m bench.peer DIR ... [--database URL]``, see
+:func:`run_dbos`) so that its background threads and global state stay out of every
+other measurement. Both sides run the same workflows: 3 and 100 trivial steps, each
+instance timed from start to completion with every step durably recorded. The
+PostgreSQL section (``bench/postgres.py``) runs the same child on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from wfcli import FileStore, WorkflowClient
 from .harness import Report, Sample, Sizes, child_env, time_process, wf_command
 from .workloads import StepsWorkflow
 
-__all__ = ["dbos_available", "peer"]
+__all__ = ["dbos_available", "peer", "run_dbos", "time_instances"]
 
 _SECTION = "6 peer: DBOS"
 _SMALL = 3
@@ -31,7 +32,7 @@ def dbos_available() -> bool:
     return importlib.util.find_spec("dbos") is not None
 
 
-def _time_instances(start: object, steps: int, count: int) -> list[float]:
+def time_instances(start: object, steps: int, count: int) -> list[float]:
     """Milliseconds per instance of ``steps`` steps, ``count`` times after 3 warm-ups."""
     assert callable(start)
     times = []
@@ -54,20 +55,20 @@ def _wfcli_side(
             raise RuntimeError(f"wfcli instance {instance.id} did not complete")
 
     return {
-        "small": _time_instances(start, _SMALL, small_count),
-        "large": _time_instances(start, large, large_count),
+        "small": time_instances(start, _SMALL, small_count),
+        "large": time_instances(start, large, large_count),
     }
 
 
 def _dbos_side(
-    work: Path, large: int, small_count: int, large_count: int
+    work: Path, large: int, small_count: int, large_count: int, database: str | None
 ) -> dict[str, list[float]]:
     """Runs in the child process."""
     from dbos import DBOS, DBOSConfig
 
     config: DBOSConfig = {
         "name": "wfcli-bench",
-        "system_database_url": f"sqlite:///{work / 'dbos.sqlite'}",
+        "system_database_url": database or f"sqlite:///{work / 'dbos.sqlite'}",
         "log_level": "ERROR",
     }
     DBOS(config=config)
@@ -85,11 +86,35 @@ def _dbos_side(
     DBOS.launch()
     try:
         return {
-            "small": _time_instances(steps_workflow, _SMALL, small_count),
-            "large": _time_instances(steps_workflow, large, large_count),
+            "small": time_instances(steps_workflow, _SMALL, small_count),
+            "large": time_instances(steps_workflow, large, large_count),
         }
     finally:
         DBOS.destroy()
+
+
+def run_dbos(
+    folder: Path, large: int, small_count: int, large_count: int, database: str | None = None
+) -> dict[str, list[float]]:
+    """DBOS's milliseconds per instance (``small``: 3 steps, ``large``: ``large`` steps),
+    timed in a child process; its system database is ``database`` (a URL DBOS takes),
+    else SQLite in ``folder``."""
+    command = [sys.executable, "-m", "bench.peer", str(folder), str(large)]
+    command += [str(small_count), str(large_count)]
+    if database is not None:
+        command += ["--database", database]
+    done = subprocess.run(
+        command,
+        cwd=Path(__file__).resolve().parent.parent,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the DBOS side failed: {done.stderr[-2000:]}")
+    result: dict[str, list[float]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def peer(report: Report, work: Path, sizes: Sizes) -> None:
@@ -101,25 +126,7 @@ def peer(report: Report, work: Path, sizes: Sizes) -> None:
     small_count, large_count = sizes.instances, max(2, sizes.runs)
     folder = work
     folder.mkdir(parents=True)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.peer",
-            str(folder),
-            str(large),
-            str(small_count),
-            str(large_count),
-        ],
-        cwd=Path(__file__).resolve().parent.parent,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the DBOS side failed: {done.stderr[-2000:]}")
-    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    theirs = run_dbos(folder, large, small_count, large_count)
     ours = _wfcli_side(folder, large, small_count, large_count)
     medians = {}
     for side, times in (("wfcli", ours), ("DBOS", theirs)):
@@ -158,9 +165,14 @@ def main() -> None:
     parser.add_argument("large", type=int)
     parser.add_argument("small_count", type=int)
     parser.add_argument("large_count", type=int)
+    parser.add_argument("--database", help="DBOS's system database URL (default: SQLite)")
     arguments = parser.parse_args()
     result = _dbos_side(
-        arguments.folder, arguments.large, arguments.small_count, arguments.large_count
+        arguments.folder,
+        arguments.large,
+        arguments.small_count,
+        arguments.large_count,
+        arguments.database,
     )
     sys.stdout.write(json.dumps(result) + "\n")
 

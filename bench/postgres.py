@@ -1,4 +1,5 @@
-"""The PostgreSQL store (section 8): per step against a bare fenced insert, workers, listing.
+"""The PostgreSQL store (section 8): per step against a bare fenced insert, workers,
+against DBOS Transact on the same server, listing.
 
 The server is ``$WF_BENCH_POSTGRES`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``); the section makes a database of
@@ -19,6 +20,7 @@ import os
 import subprocess
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -26,13 +28,16 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from wfcli import WorkflowClient
 
 from .harness import Report, Sample, Sizes, child_env, time_process, wf_command, write_project
-from .workloads import StepsWorkflow, TimedStepsWorkflow
+from .peer import dbos_available, run_dbos, time_instances
+from .workloads import IoStepsWorkflow, StepsWorkflow, TimedStepsWorkflow
 
 __all__ = ["DEFAULT_SERVER", "postgres"]
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 _SECTION = "8 postgres"
 _WORKERS = (1, 2, 4)
+_IO_STEPS = 3
+_IO_MS = 5  # each step's callback sleeps this long, standing for I/O
 
 # The floor's statement: the fence of the store's append (lease epoch, worker, expiry,
 # next line number) and the journal insert, in one autocommit statement.
@@ -193,16 +198,33 @@ def _postgres_cpu() -> float | None:
     return total / tick if found else None
 
 
+def _timed_window(store: Any) -> float:
+    """Seconds from the first claim to the last completion, from the journals' own
+    times: the workers' start-up and exit are left out."""
+    row = store.run(
+        lambda conn: conn.execute(
+            """
+            SELECT min(line::jsonb->>'at') FILTER (WHERE line::jsonb->>'type' = 'run_started'),
+                   max(line::jsonb->>'at') FILTER (WHERE line::jsonb->>'type' = 'finished')
+            FROM wf_journal
+            """
+        ).fetchone()
+    )
+    first, last = (datetime.fromisoformat(value) for value in row)
+    return (last - first).total_seconds()
+
+
 def _worker_round(
     database: _Database, project: Path, instances: int, processes: int
 ) -> tuple[float, float, float | None]:
-    """Instances per second through ``processes`` workers, their CPU and the server's."""
+    """Instances per second through ``processes`` workers (first claim to last
+    completion), their CPU and the server's (cores busy over the processes' lifetime)."""
     url = database.store_url()
     store = _pg_store(url)
     try:
-        client = WorkflowClient(store, {"steps": StepsWorkflow})
+        client = WorkflowClient(store, {"io_steps": IoStepsWorkflow})
         for _ in range(instances):
-            client.create("steps", params={"steps": 3})
+            client.create("io_steps", params={"steps": _IO_STEPS, "io_ms": _IO_MS})
         env = child_env()
         argv = [*wf_command(), "worker", "--once", "--concurrency", "1", "--store", url]
         server_before = _postgres_cpu()
@@ -227,38 +249,40 @@ def _worker_round(
         unfinished = [s.id for s in client.list_instances() if s.status != "complete"]
         if unfinished:
             raise RuntimeError(f"{len(unfinished)} instances not complete after the workers")
+        window = _timed_window(store)
     finally:
         store.close()
     server = None
     if server_before is not None and server_after is not None:
         server = (server_after - server_before) / elapsed
-    return instances / elapsed, cpu / elapsed, server
+    return instances / window, cpu / elapsed, server
 
 
 def _workers(report: Report, database: _Database, work: Path, sizes: Sizes) -> None:
     project = work / "workers"
     write_project(project)
+    instances = sizes.pg_worker_instances
     rates: dict[int, list[float]] = {count: [] for count in _WORKERS}
     worker_cpu: dict[int, list[float]] = {count: [] for count in _WORKERS}
     server_cpu: dict[int, list[float]] = {count: [] for count in _WORKERS}
     for run in range(sizes.worker_rounds):
         order = _WORKERS if run % 2 == 0 else tuple(reversed(_WORKERS))
         for processes in order:
-            rate, cpu, server = _worker_round(database, project, sizes.worker_instances, processes)
+            rate, cpu, server = _worker_round(database, project, instances, processes)
             rates[processes].append(rate)
             worker_cpu[processes].append(cpu)
             if server is not None:
                 server_cpu[processes].append(server)
     cores = os.cpu_count() or 1
     for processes in _WORKERS:
-        note = f"wall time includes start-up; workers busy {max(worker_cpu[processes]):.2f}"
+        note = f"workers busy {max(worker_cpu[processes]):.2f}"
         if server_cpu[processes]:
             note += f", server {max(server_cpu[processes]):.2f}"
         note += f" of {cores} cores (max over runs)"
         report.add(
             _SECTION,
-            f"`wf worker --once --store postgresql://` x{processes}, "
-            f"{sizes.worker_instances} queued 3-step instances",
+            f"`wf worker --once --concurrency 1` x{processes}, {instances} queued instances of "
+            f"{_IO_STEPS} steps waiting {_IO_MS} ms each (first claim to last completion)",
             Sample.of("inst/s", rates[processes]),
             note=note,
         )
@@ -271,10 +295,64 @@ def _workers(report: Report, database: _Database, work: Path, sizes: Sizes) -> N
         speedup,
         note=f"target >= 2.5: {'met' if speedup >= 2.5 else 'MISSED'}",
     )
-    report.section_info(_SECTION, worker_instances=sizes.worker_instances)
+    report.section_info(
+        _SECTION, pg_worker_instances=instances, io_steps=_IO_STEPS, io_ms_per_step=_IO_MS
+    )
 
 
-# --- 3: listing ---------------------------------------------------------------------------
+# --- 3: against DBOS Transact on the same server ------------------------------------------
+
+
+def _versus_dbos(
+    report: Report, server: str, database: _Database, work: Path, sizes: Sizes
+) -> None:
+    """Per step in ``peer_large_steps``-step instances: wfcli's PgStore against DBOS with
+    its system database on the same server (a database of its own, dropped after)."""
+    if not dbos_available():
+        report.section_info(_SECTION, dbos="dbos is not installed: pip install -e '.[bench]'")
+        return
+    import psycopg
+
+    steps, count = sizes.peer_large_steps, max(2, sizes.runs)
+    name = f"wfbench_dbos_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}".encode())
+    try:
+        folder = work / "dbos"
+        folder.mkdir(parents=True)
+        theirs = run_dbos(folder, steps, 1, count, database=_with_database(server, name))
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
+    store = _pg_store(database.store_url())
+    try:
+        client = WorkflowClient(store, {"steps": StepsWorkflow})
+
+        def start(steps: int) -> None:
+            instance = client.create("steps", params={"steps": steps})
+            if client.execute(instance.id).status != "complete":
+                raise RuntimeError(f"wfcli instance {instance.id} did not complete")
+
+        ours = time_instances(start, steps, count)
+    finally:
+        store.close()
+    medians = {}
+    for side, times in (("wfcli PgStore", ours), ("DBOS on PostgreSQL", theirs["large"])):
+        medians[side] = report.add(
+            _SECTION,
+            f"{side}: per step, in {steps}-step instances",
+            Sample.of("ms", times).scaled(1000 / steps, "us"),
+        ).median
+    report.ratio(
+        _SECTION,
+        "wfcli / DBOS per step on PostgreSQL (medians)",
+        medians["wfcli PgStore"] / medians["DBOS on PostgreSQL"],
+        target=0.1,
+    )
+    report.section_info(_SECTION, dbos="its own database on the same server, dropped after")
+
+
+# --- 4: listing ---------------------------------------------------------------------------
 
 
 def _template(url: str) -> str:
@@ -363,9 +441,8 @@ def _listing(report: Report, database: _Database, work: Path, sizes: Sizes) -> N
 
 
 def postgres(report: Report, work: Path, sizes: Sizes) -> None:
-    """Per step against a fenced insert, workers x1/x2/x4, and ``wf list`` on PostgreSQL."""
+    """Per step against a fenced insert, workers x1/x2/x4, DBOS, ``wf list`` on PostgreSQL."""
     server = os.environ.get("WF_BENCH_POSTGRES") or DEFAULT_SERVER
-    report.section_info(_SECTION, dbos="not compared on PostgreSQL (left out)")
     if importlib.util.find_spec("psycopg") is None:
         report.section_info(
             _SECTION, skipped="psycopg is not installed: pip install -e '.[postgres]'"
@@ -392,6 +469,7 @@ def postgres(report: Report, work: Path, sizes: Sizes) -> None:
         database = _Database(_with_database(server, name))
         _per_step(report, database, sizes)
         _workers(report, database, work, sizes)
+        _versus_dbos(report, server, database, work, sizes)
         _listing(report, database, work, sizes)
     finally:
         with psycopg.connect(server, autocommit=True) as conn:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from wfcli import WorkflowEntrypoint, WorkflowEvent, WorkflowStep
 
-__all__ = ["ParkedWorkflow", "StepsWorkflow", "TimedStepsWorkflow"]
+__all__ = ["IoStepsWorkflow", "ParkedWorkflow", "StepsWorkflow", "TimedStepsWorkflow"]
 
 
 def _one() -> int:
@@ -25,6 +25,23 @@ class StepsWorkflow(WorkflowEntrypoint):
         count = event.payload["steps"]
         for index in range(count):
             step.do(f"step-{index}", _one)
+        return {"steps": count}
+
+
+class IoStepsWorkflow(WorkflowEntrypoint):
+    """``params["steps"]`` steps that each wait ``params["io_ms"]`` milliseconds (a
+    sleep standing for I/O: a request, a query), then done."""
+
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        count = event.payload["steps"]
+        seconds = event.payload["io_ms"] / 1000
+
+        def wait() -> int:
+            time.sleep(seconds)
+            return 1
+
+        for index in range(count):
+            step.do(f"step-{index}", wait)
         return {"steps": count}
 
 

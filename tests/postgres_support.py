@@ -14,11 +14,24 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
-__all__ = ["PgServer", "pg_server", "require_driver", "require_postgres"]
+from wfcli.core.codec import Record, RunStarted
+
+if TYPE_CHECKING:
+    from wfcli.store.postgres import PgStore
+
+__all__ = [
+    "PgServer",
+    "check_one_holder_at_a_time",
+    "journal_with_epochs",
+    "pg_server",
+    "require_driver",
+    "require_postgres",
+]
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -98,3 +111,30 @@ def pg_server() -> Iterator[PgServer]:
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)".encode())
+
+
+def journal_with_epochs(store: PgStore, instance_id: str) -> list[tuple[int, Record]]:
+    """The journal's records, each with the lease epoch that wrote its line."""
+    rows = store.run(
+        lambda conn: conn.execute(
+            "SELECT epoch FROM wf_journal WHERE instance_id = %s ORDER BY line_no",
+            (instance_id,),
+        ).fetchall()
+    )
+    records = store.read(instance_id)
+    assert len(records) == len(rows), instance_id
+    return [(epoch, record) for (epoch,), record in zip(rows, records, strict=True)]
+
+
+def check_one_holder_at_a_time(store: PgStore, instance_id: str) -> None:
+    """The journal's lines come in lease epochs that never go back (no append from a
+    former holder after a takeover), and the runs of one epoch are one owner's."""
+    journal = journal_with_epochs(store, instance_id)
+    epochs = [epoch for epoch, _ in journal]
+    assert epochs == sorted(epochs), (instance_id, epochs)
+    runners: dict[int, set[tuple[int, str]]] = {}
+    for epoch, record in journal:
+        if isinstance(record, RunStarted):
+            runners.setdefault(epoch, set()).add((record.pid, record.host))
+    for epoch, owners in runners.items():
+        assert len(owners) == 1, (instance_id, epoch, owners)

@@ -117,9 +117,14 @@ def test_postgres_section_runs_or_says_why_not(
         assert f"- {POSTGRES_SECTION}: skipped (" in table
         return
     rows = _rows(report, POSTGRES_SECTION)
-    assert len(rows) == 9, sorted(rows)
+    with_dbos = importlib.util.find_spec("dbos") is not None
+    assert len(rows) == (12 if with_dbos else 9), sorted(rows)
     for name, row in rows.items():
         measured = row["median"] if "median" in row else row["value"]
         assert isinstance(measured, float), name
         assert measured > 0, name
     assert rows["step.do / fenced insert (medians)"]["target"] == 1.5
+    if with_dbos:
+        assert rows["wfcli / DBOS per step on PostgreSQL (medians)"]["target"] == 0.1
+    else:
+        assert "dbos is not installed" in info["dbos"]

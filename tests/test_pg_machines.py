@@ -31,9 +31,9 @@ import pytest
 
 from tests.pg_cluster import restart_cluster, start_cluster, stop_cluster
 from tests.pg_machines_workflows import WORKFLOWS, expected_output, waits_for_event
-from tests.postgres_support import require_driver
+from tests.postgres_support import check_one_holder_at_a_time, journal_with_epochs, require_driver
 from wfcli import WorkflowClient
-from wfcli.core.codec import AttemptFailed, RunStarted
+from wfcli.core.codec import AttemptFailed, AttemptStarted, Record, RunStarted, StepCompleted
 from wfcli.errors import StoreFaultError
 
 require_driver()
@@ -47,6 +47,7 @@ LEASE_SECONDS = 2
 SUBNET = "10.231.77"  # two /30s: .0/30 (namespace a) and .4/30 (namespace b)
 PORT = 54391
 DEADLINE_SECONDS = 200
+FINISHED_BETWEEN_KILLS = (5, 25)  # instances finished between two SIGKILLs (at random)
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -148,18 +149,30 @@ class Workers:
             command = ["ip", "netns", "exec", self.network.namespaces[namespace_index], *command]
         self.processes[slot] = subprocess.Popen(command, cwd=REPO)
 
-    def kill_one(self, chooser: random.Random) -> None:
-        slot = chooser.randrange(WORKERS)
+    def working(self, slot: int) -> bool:
+        """Whether the slot's worker is past its start-up (it logged its start)."""
+        log = self.logs[slot]
+        return log.exists() and bool(log.read_text(encoding="utf-8"))
+
+    def kill_one(self, chooser: random.Random) -> bool:
+        """SIGKILL a random worker past its start-up and start another in its slot; False
+        if none is past it (on a loaded machine start-up can take longer than the time
+        between kills, and killing workers that never worked would stall the test)."""
+        slots = [slot for slot in range(WORKERS) if self.working(slot)]
+        if not slots:
+            return False
+        slot = chooser.choice(slots)
         process = self.processes[slot]
         process.kill()
         process.wait()
         self.killed.add(process.pid)
         self.start(slot)
+        return True
 
     def stop(self) -> list[int | None]:
         for slot, process in self.processes.items():
             for _ in range(300):  # a SIGTERM before its handler is set would kill it
-                if self.logs[slot].exists() and self.logs[slot].read_text(encoding="utf-8"):
+                if self.working(slot):
                     break
                 time.sleep(0.1)
             process.terminate()
@@ -228,10 +241,14 @@ def test_workers_on_several_machines_drain_everything_through_kills_and_a_db_cra
     kills = 0
     finished = 0
     try:
+        # Kills are paced by progress, not by the clock: on a loaded machine a fixed
+        # rate would kill workers faster than they get any work done.
+        next_kill_at = chooser.randint(*FINISHED_BETWEEN_KILLS)
         while time.monotonic() - started < DEADLINE_SECONDS:
-            time.sleep(chooser.uniform(0.2, 0.6))
-            workers.kill_one(chooser)
-            kills += 1
+            time.sleep(chooser.uniform(0.1, 0.3))
+            if finished >= next_kill_at and workers.kill_one(chooser):
+                kills += 1
+                next_kill_at = finished + chooser.randint(*FINISHED_BETWEEN_KILLS)
             crashed = [p.args for p in workers.processes.values() if p.poll() is not None]
             assert not crashed, f"a worker exited by itself: {crashed}"
             try:
@@ -253,6 +270,7 @@ def test_workers_on_several_machines_drain_everything_through_kills_and_a_db_cra
     assert restarted_at is not None
     assert exits == [0] * WORKERS  # the last generation, stopped by SIGTERM
     report = check_everything(client, store, workers)
+    assert report["in_flight_reruns_after_a_kill"] > 0, "no kill landed in a step in flight"
     report.update(kills=kills, db_restart_at_seconds=restarted_at, wall_seconds=round(drained, 1))
     print(json.dumps(report))
     store.close()
@@ -271,12 +289,16 @@ def check_everything(client: WorkflowClient, store: PgStore, workers: Workers) -
     """Outputs, side effects, lease epochs and leftovers; returns the figures."""
     logs = workers.log_lines()
     failed = {(e["instance"], e["pid"]) for e in logs if e["event"] == "failed"}
+
+    def failed_by(instance_id: str) -> set[int]:
+        return {pid for instance, pid in failed if instance == instance_id}
+
     assert all(
         e["error"].startswith(("StoreFaultError", "LeaseLostError"))
         for e in logs
         if e["event"] == "failed"
     ), [e for e in logs if e["event"] == "failed"]
-    reruns = 0
+    reruns = {"kill": 0, "lease": 0}
     for n in range(INSTANCES):
         instance_id = f"c{n:03d}"
         shown = client.status(instance_id)
@@ -284,29 +306,18 @@ def check_everything(client: WorkflowClient, store: PgStore, workers: Workers) -
             assert shown.status == "terminated", instance_id
         else:
             assert (shown.status, shown.output) == ("complete", expected_output(n)), instance_id
-        failed_attempts = {
-            (record.step, record.attempt)
-            for record in store.read(instance_id)
-            if isinstance(record, AttemptFailed)
-        }
         calls: dict[str, list[tuple[int, int]]] = defaultdict(list)
         path = workers.effects / instance_id
         for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
             pid, step, attempt = line.split()
             calls[step].append((int(pid), int(attempt)))
-        for step, made in calls.items():
-            # Every call but the last is a journaled failed attempt, or was in flight
-            # when its worker was killed or lost the lease (then it is run again, as a
-            # new attempt: the cut-short one counts).
-            for pid, attempt in made[:-1]:
-                if (step, attempt) in failed_attempts:
-                    continue
-                assert pid in workers.killed or (instance_id, pid) in failed, (instance_id, made)
-                reruns += 1
-            assert made[-1][1] not in {a for s, a in failed_attempts if s == step}, made
         if shown.status == "complete":
             assert set(calls) == {"a", "b", "c"}, calls
-        check_epochs(store, instance_id)
+        check_one_holder_at_a_time(store, instance_id)
+        history = History(journal_with_epochs(store, instance_id))
+        for step, made in calls.items():
+            for cause in history.repeats(step, made, workers.killed, failed_by(instance_id)):
+                reruns[cause] += 1
     live = {process.pid for process in workers.processes.values()}
     held = store.run(
         lambda conn: conn.execute(
@@ -330,27 +341,66 @@ def check_everything(client: WorkflowClient, store: PgStore, workers: Workers) -
         "worker_processes": workers.generation,
         "runs": sum(1 for e in logs if e["event"] == "started"),
         "failed_runs": len([e for e in logs if e["event"] == "failed"]),
-        "double_executions": 0,  # asserted above: every repeat is forgiven
-        "in_flight_reruns": reruns,
+        "double_executions": 0,  # asserted above: every repeat was in flight
+        "in_flight_reruns_after_a_kill": reruns["kill"],
+        "in_flight_reruns_after_a_lost_lease": reruns["lease"],
     }
 
 
-def check_epochs(store: PgStore, instance_id: str) -> None:
-    """The journal's lines come in lease epochs that never go back (no append from a
-    former holder after a takeover), and the runs of one epoch are one owner's."""
-    rows = store.run(
-        lambda conn: conn.execute(
-            "SELECT epoch FROM wf_journal WHERE instance_id = %s ORDER BY line_no",
-            (instance_id,),
-        ).fetchall()
-    )
-    epochs = [epoch for (epoch,) in rows]
-    assert epochs == sorted(epochs), (instance_id, epochs)
-    records = store.read(instance_id)
-    assert len(records) == len(epochs), instance_id
-    runners: dict[int, set[tuple[int, str]]] = defaultdict(set)
-    for epoch, record in zip(epochs, records, strict=True):
-        if isinstance(record, RunStarted):
-            runners[epoch].add((record.pid, record.host))
-    for epoch, owners in runners.items():
-        assert len(owners) == 1, (instance_id, epoch, owners)
+@dataclass
+class History:
+    """What an instance's journal says each worker process did with each attempt."""
+
+    journal: list[tuple[int, Record]]
+    runner: dict[int, int] = field(default_factory=dict)  # epoch -> the PID that ran it
+    started: set[tuple[int, int, str, int]] = field(default_factory=set)  # epoch, pid, step, #
+    settled: set[tuple[int, str, int]] = field(default_factory=set)  # epoch, step, attempt
+    own_failures: set[tuple[int, str, int]] = field(default_factory=set)  # pid, step, attempt
+    completed: dict[str, tuple[int, int]] = field(default_factory=dict)  # step -> pid, attempt
+
+    def __post_init__(self) -> None:
+        for epoch, record in self.journal:
+            if isinstance(record, RunStarted):
+                self.runner[epoch] = record.pid
+            pid = self.runner.get(epoch, 0)
+            if isinstance(record, AttemptStarted):
+                self.started.add((epoch, pid, record.step, record.attempt))
+            elif isinstance(record, StepCompleted) and record.kind == "do":
+                self.settled.add((epoch, record.step, record.attempt))
+                self.completed[record.step] = (pid, record.attempt)
+            elif isinstance(record, AttemptFailed):
+                self.settled.add((epoch, record.step, record.attempt))
+                if record.error.name != "AttemptLostError":  # the step's own error
+                    self.own_failures.add((pid, record.step, record.attempt))
+
+    def in_flight(self, pid: int, step: str, attempt: int) -> bool:
+        """Whether ``pid`` started the attempt (in the journal) and never settled it in
+        that lease."""
+        return any(
+            (epoch, step, attempt) not in self.settled
+            for epoch, who, name, number in self.started
+            if (who, name, number) == (pid, step, attempt)
+        )
+
+    def repeats(
+        self, step: str, made: list[tuple[int, int]], killed: set[int], failed: set[int]
+    ) -> list[str]:
+        """Check every callback call of ``step`` against the journal and say why each
+        repeat happened: one call is the journaled result; every other failed on its
+        own in the journal, or was in flight (started in the journal, never settled in
+        that lease) in a process that was then killed, or in one that lost its lease
+        (a start sent as the lease went may be refused: then the journal lacks it)."""
+        rest = list(made)
+        if step in self.completed:
+            assert self.completed[step] in rest, (step, made, self.completed[step])
+            del rest[len(rest) - 1 - rest[::-1].index(self.completed[step])]
+        causes = []
+        for pid, attempt in rest:
+            if (pid, step, attempt) in self.own_failures:
+                continue
+            if pid in killed and self.in_flight(pid, step, attempt):
+                causes.append("kill")
+            else:
+                assert pid in failed, ("a repeat not in flight at a kill", step, pid, made)
+                causes.append("lease")
+        return causes

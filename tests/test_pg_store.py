@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import pytest
 from tests.postgres_support import PgServer, require_driver
 from tests.workflows_for_tests import WORKFLOWS
 from wfcli import FakeClock, FileStore, WorkflowClient
+from wfcli.core.codec import AttemptFailed
 from wfcli.errors import InstanceBusyError, LeaseLostError, StoreFaultError
 from wfcli.store.contract import JournalStore, Lease, ListQuery
 from wfcli.testing.store_contract import (
@@ -162,6 +164,100 @@ def test_processes_migrating_a_fresh_schema_at_once_all_succeed(pg_server: PgSer
     store = PgStore(url)
     assert store.instance_ids() == [f"p{n}" for n in range(6)]
     store.close()
+
+
+def test_a_lease_whose_idle_connection_the_server_closed_appends_on_a_new_one(
+    pg: PgStore,
+) -> None:
+    # A database restart between two steps (here: its backend terminated) costs nothing:
+    # nothing was waiting on that connection, so the next append opens another.
+    pg.create(created("reconnects"))
+    with pg.acquire("reconnects", OWNER) as lease:
+        first, second = step_records(2)
+        lease.append([first])
+        backends = pg.run(
+            lambda conn: conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND query LIKE '%%wf_journal%%'"
+            ).fetchall()
+        )
+        assert backends
+        for (backend,) in backends:
+            pg.run(lambda conn, b=backend: conn.execute("SELECT pg_terminate_backend(%s)", (b,)))
+        while pg.run(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", ([b for (b,) in backends],)
+            ).fetchone()
+        ):
+            time.sleep(0.01)  # until the backends are gone (their sockets closed)
+        lease.append([second])
+    assert pg.read("reconnects") == [created("reconnects"), first, second]
+
+
+_KILLED_MID_CALLBACK = """
+import os, signal, sys
+from pathlib import Path
+from wfcli import WorkflowClient, WorkflowEntrypoint
+from wfcli.store.postgres import PgStore
+
+marker = Path(sys.argv[2])
+
+def effect():
+    if not marker.exists():  # the first process dies inside its callback
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "done"
+
+class Once(WorkflowEntrypoint):
+    def run(self, event, step):
+        return step.do("effect", effect)
+
+store = PgStore(sys.argv[1])
+client = WorkflowClient(store, {"once": Once})
+if sys.argv[3] == "create":
+    client.create("once", instance_id="victim")
+print(client.execute("victim").status)
+store.close()
+"""
+
+
+def test_a_process_killed_inside_a_callback_has_its_attempt_counted(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    # The step's start is sent without waiting for it and the callback runs at once:
+    # it must be committed even though its process dies before the step's result.
+    url = pg_server.store_url()
+    marker = tmp_path / "ran"
+    first = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_CALLBACK, url, str(marker), "create"],
+        check=False,
+        timeout=60,
+    )
+    assert first.returncode == -signal.SIGKILL
+    assert marker.exists()
+    store = PgStore(url)
+    try:
+        assert [type(r).__name__ for r in store.read("victim")][-1] == "AttemptStarted"
+        store.expire_lease("victim")  # the dead process's lease, without waiting it out
+        second = subprocess.run(
+            [sys.executable, "-c", _KILLED_MID_CALLBACK, url, str(marker), "run"],
+            check=False,
+            timeout=60,
+            capture_output=True,
+            text=True,
+        )
+        assert (second.returncode, second.stdout.strip()) == (0, "complete")
+        steps = [r for r in store.read("victim") if getattr(r, "step", None) == "effect"]
+        assert [(type(r).__name__, getattr(r, "attempt", None)) for r in steps] == [
+            ("AttemptStarted", 1),
+            ("AttemptFailed", 1),
+            ("AttemptStarted", 2),
+            ("StepCompleted", 2),
+        ]
+        assert isinstance(steps[1], AttemptFailed)
+        assert steps[1].error.name == "AttemptLostError"
+    finally:
+        store.close()
 
 
 def test_wait_for_work_wakes_on_a_new_instance_and_a_posted_message(pg: PgStore) -> None:

@@ -14,6 +14,7 @@ Set-up, schema, guarantees and failure modes are in ``docs/postgres.md``. In sho
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import select
@@ -21,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
 
@@ -66,6 +67,10 @@ _Connection = psycopg.Connection[tuple[Any, ...]]
 # Records that change no listed field while the instance is not waiting (they touch
 # its steps only), so an append of nothing else leaves the summary columns alone.
 _STEP_ONLY = (AttemptStarted, StepCompleted, AttemptFailed, StepFailed, WaitStarted)
+_SUMMARY_SET = (
+    ", status = %(status)s, wait_until = %(wait_until)s,"
+    " event_ready = %(event_ready)s, summary = %(summary)s"
+)
 
 # What is due (InstanceSummary.is_due) as SQL over wf_instance ``i`` and a time
 # %(due)s; the IN narrows the scan to active instances and those with mail.
@@ -83,25 +88,36 @@ _SHOWN_STATUS = (
     " THEN 'waitingForPause' ELSE i.status END"
 )
 
-_APPEND = """
+
+@functools.cache
+def _append_statement(*, lines: int, summary: bool, synced: bool) -> str:
+    """The fenced append of ``lines`` journal lines: one statement that bumps the
+    instance row's line number (only if the lease and the next line number are still
+    the caller's, and its expiry not passed), inserts the lines, and returns a row
+    only if it wrote; ``summary`` also sets the listing columns. A ``synced`` one
+    returns whether the inbox has messages; an unsynced one returns NULL and has its
+    transaction commit without waiting for the WAL flush."""
+    values = (
+        "SELECT %(id)s, %(first)s, %(epoch)s, %(line)s FROM fence"
+        if lines == 1
+        else "SELECT %(id)s, l.n, %(epoch)s, l.line FROM fence,"
+        " unnest(%(numbers)s::bigint[], %(lines)s::text[]) AS l(n, line)"
+    )
+    returned = (
+        "EXISTS (SELECT 1 FROM wf_inbox WHERE instance_id = %(id)s)"
+        if synced
+        else "NULL::boolean, set_config('synchronous_commit', 'off', true)"
+    )
+    return f"""
 WITH fence AS (
     UPDATE wf_instance SET next_line = next_line + %(count)s,
-        lease_expires = now() + %(ttl)s * interval '1 second' {summary}
+        lease_expires = now() + %(ttl)s * interval '1 second' {_SUMMARY_SET if summary else ""}
     WHERE instance_id = %(id)s AND lease_epoch = %(epoch)s AND lease_worker = %(worker)s
         AND lease_expires > now() AND next_line = %(first)s
-    RETURNING EXISTS (SELECT 1 FROM wf_inbox WHERE instance_id = %(id)s) AS mail),
-lines AS (
-    INSERT INTO wf_journal (instance_id, line_no, epoch, line)
-    SELECT %(id)s, l.n, %(epoch)s, l.line
-    FROM fence, unnest(%(numbers)s::bigint[], %(lines)s::text[]) AS l(n, line))
-SELECT mail FROM fence
+    RETURNING 1),
+lines AS (INSERT INTO wf_journal (instance_id, line_no, epoch, line) {values})
+SELECT {returned} FROM fence
 """
-_SUMMARY_SET = (
-    ", status = %(status)s, wait_until = %(wait_until)s,"
-    " event_ready = %(event_ready)s, summary = %(summary)s"
-)
-_APPEND_STEP = _APPEND.format(summary="")
-_APPEND_SUMMARY = _APPEND.format(summary=_SUMMARY_SET)
 
 
 def summary_columns(state: InstanceState) -> dict[str, object]:
@@ -167,8 +183,8 @@ class _Pool:
         self._idle: list[_Connection] = []
         self._mutex = threading.Lock()
 
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[_Connection]:
+    def take(self) -> _Connection:
+        """An idle connection that may still work, or a new one."""
         with self._mutex:
             conn = self._idle.pop() if self._idle else None
         while conn is not None and not _alive(conn):
@@ -179,19 +195,98 @@ class _Pool:
             conn = psycopg.connect(self._conninfo, autocommit=True)
             if not self._synchronous:
                 conn.execute("SET synchronous_commit = off")
+        return conn
+
+    def give(self, conn: _Connection) -> None:
+        """Return a connection :meth:`take` gave, in a known state, for reuse."""
+        with self._mutex:
+            self._idle.append(conn)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[_Connection]:
+        conn = self.take()
         try:
             yield conn
         except BaseException:
             conn.close()  # its state is unknown (a broken link, a statement cut short)
             raise
-        with self._mutex:
-            self._idle.append(conn)
+        self.give(conn)
 
     def close(self) -> None:
         with self._mutex:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+class _AppendPipeline:
+    """A lease's own connection in pipeline mode, for its appends.
+
+    An unsynced append is sent as a transaction of its own (``BEGIN``, the append,
+    ``COMMIT``), which commits without waiting for the WAL flush, and is not waited
+    for: the server runs and commits it while the caller goes on (a step's callback
+    runs), even if the caller's process dies meanwhile. A synced append is sent behind
+    it and one ``Sync`` collects every outstanding result: one round trip per step.
+    """
+
+    def __init__(self, pool: _Pool) -> None:
+        self._pool = pool
+        self._conn: _Connection | None = None
+        self._pipeline: psycopg.Pipeline | None = None
+        self._mode = contextlib.ExitStack()  # leaves pipeline mode
+        self._sent: list[psycopg.Cursor[tuple[Any, ...]]] = []
+
+    def _open(self) -> tuple[_Connection, psycopg.Pipeline]:
+        if self._conn is not None and not self._sent and not _alive(self._conn):
+            self.close(reuse=False)  # the server closed it while idle (it restarted, say)
+        if self._conn is None or self._pipeline is None:
+            conn = self._pool.take()
+            try:
+                self._pipeline = self._mode.enter_context(conn.pipeline())
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn, self._pipeline
+
+    def send(self, statement: str, parameters: dict[str, object]) -> None:
+        """Send an unsynced append; its row comes with the next :meth:`call` or :meth:`settle`."""
+        conn, _ = self._open()
+        conn.execute("BEGIN")
+        self._sent.append(conn.execute(statement, parameters))
+        conn.execute("COMMIT")
+
+    def call(self, statement: str, parameters: dict[str, object]) -> list[tuple[Any, ...] | None]:
+        """Send a synced append and wait: the rows of every append sent since the last
+        call (or settle), this one's last."""
+        conn, _ = self._open()
+        self._sent.append(conn.execute(statement, parameters))
+        return self.settle()
+
+    def settle(self) -> list[tuple[Any, ...] | None]:
+        """Wait for the appends sent and not yet answered; their rows, in order."""
+        if not self._sent:
+            return []
+        _, pipeline = self._open()
+        sent, self._sent = self._sent, []
+        pipeline.sync()
+        return [cursor.fetchone() for cursor in sent]
+
+    def close(self, *, reuse: bool) -> None:
+        """Give the connection back to the pool (``reuse``) or close it (its state is
+        unknown after an error)."""
+        conn, self._conn, self._pipeline, self._sent = self._conn, None, None, []
+        if conn is None:
+            return
+        if not reuse:
+            conn.close()  # first: leaving pipeline mode then fails at once, not waiting
+        try:
+            self._mode.close()
+        except psycopg.Error:
+            conn.close()
+            return
+        if reuse:
+            self._pool.give(conn)
 
 
 class _PgLease(Lease):
@@ -209,6 +304,7 @@ class _PgLease(Lease):
         self._rules: JournalRules | None = None
         """The rules the journal was read with, from line 1 on (appends go on with them)."""
         self._mail_known_empty = False
+        self._pipeline = _AppendPipeline(store._pool)
 
     def _check(self) -> None:
         if self._lost is not None:
@@ -219,6 +315,7 @@ class _PgLease(Lease):
 
     def read(self) -> list[Record]:
         with self._mutex:
+            self._settle()
             return list(self._read())
 
     def _read(self) -> list[Record]:
@@ -243,7 +340,6 @@ class _PgLease(Lease):
             assert state is not None
             assert rules is not None
             first = self._next_line
-            numbers = list(range(first, first + len(records)))
             for line_no, record in enumerate(records, start=first):
                 rules.check(record, line_no)
             lines = [encode_record(record, n) for n, record in enumerate(records, start=first)]
@@ -251,37 +347,67 @@ class _PgLease(Lease):
             step_only = state.waiting is None and all(isinstance(r, _STEP_ONLY) for r in records)
             for record in records:
                 state.apply(record)
-            parameters = {
+            parameters: dict[str, object] = {
                 **self._fence(),
                 "count": len(records),
                 "ttl": self._store.lease_seconds,
                 "first": first,
-                "numbers": numbers,
-                "lines": lines,
             }
+            if len(records) == 1:
+                parameters["line"] = lines[0]
+            else:
+                parameters.update(numbers=list(range(first, first + len(records))), lines=lines)
             summary = self._summary if step_only else summary_columns(state)
-            statement = _APPEND_STEP
             if summary != self._summary:
-                statement = _APPEND_SUMMARY
                 parameters.update(summary or {})
-            pool = self._store._pool if sync or not self._store.durable else self._store._async
+            statement = _append_statement(
+                lines=len(records), summary=summary != self._summary, synced=sync
+            )
+            rows: list[tuple[Any, ...] | None] = []
             try:
-                row = self._store.run(
-                    lambda conn: conn.execute(statement, parameters).fetchone(), pool
-                )
-            except StoreFaultError as error:
-                self._lose(f"the database failed, whether the write happened is unknown: {error}")
-                raise
-            if row is None:
-                self._lose("it expired or another worker took it over")
-                self._check()
-            assert row is not None
+                if sync:
+                    rows = self._pipeline.call(statement, parameters)
+                else:
+                    self._pipeline.send(statement, parameters)
+            except psycopg.Error as error:
+                self._fail(error)
+            self._confirm(rows)
             self._state, self._summary = state, summary
             self._next_line = first + len(records)
-            self._mail_known_empty = not row[0]
+            # Only a synced append says whether there is mail (the engine asks after a
+            # step's result, not between its start and its callback).
+            last = rows[-1] if rows else None
+            self._mail_known_empty = last is not None and not last[0]
 
-    def _lose(self, reason: str) -> None:
+    def _confirm(self, rows: Sequence[tuple[Any, ...] | None]) -> None:
+        """Check the rows of appends sent: one missing was refused (and so was every
+        later one, whose line numbers followed it)."""
+        if any(row is None for row in rows):
+            self._lose("it expired or another worker took it over")
+            self._check()
+
+    def _settle(self) -> None:
+        """Wait for the unsynced appends sent; raises if one was refused."""
+        try:
+            self._confirm(self._pipeline.settle())
+        except psycopg.Error as error:
+            self._fail(error)
+
+    def _fail(self, error: psycopg.Error) -> NoReturn:
+        fault = self._store._failure(error)
+        self._lose(
+            f"the database failed, whether the write happened is unknown: {fault}", broken=True
+        )
+        raise fault from None
+
+    def close_connection(self) -> None:
+        """Close the connection this lease appends on (its store is closing)."""
+        with self._mutex:
+            self._pipeline.close(reuse=False)
+
+    def _lose(self, reason: str, *, broken: bool = False) -> None:
         self._lost = reason
+        self._pipeline.close(reuse=not broken)
         self._store._forget(self)
 
     def pending(self) -> list[InboxMessage]:
@@ -295,6 +421,7 @@ class _PgLease(Lease):
     def discard(self, message_ids: Sequence[str]) -> None:
         with self._mutex:
             self._check()
+            self._settle()
             row = self._store.run(
                 lambda conn: conn.execute(
                     """
@@ -317,6 +444,7 @@ class _PgLease(Lease):
     def delete_instance(self) -> None:
         with self._mutex:
             self._check()
+            self._settle()
             row = self._store.run(
                 lambda conn: conn.execute(
                     """
@@ -338,6 +466,11 @@ class _PgLease(Lease):
 
     def release(self) -> None:
         with self._mutex:
+            if self._lost is not None:
+                return
+            # What was sent lands before the lease goes (an attempt started counts).
+            with contextlib.suppress(StoreFaultError, LeaseLostError):
+                self._settle()
             if self._lost is not None:
                 return
             self._lose("it was released")
@@ -380,9 +513,6 @@ class PgStore(JournalStore):
         self.lease_seconds = lease_seconds
         self._conninfo = conninfo
         self._pool = _Pool(conninfo, synchronous=durable)
-        # Appends without sync commit without waiting for the WAL flush: they may be
-        # lost in a crash of the server, never reordered after a later synced one.
-        self._async = _Pool(conninfo, synchronous=False) if durable else self._pool
         self._ready = False
         self._ready_mutex = threading.Lock()
         self._leases: dict[int, _PgLease] = {}
@@ -440,11 +570,14 @@ class PgStore(JournalStore):
         self._closed.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
+        with self._leases_mutex:
+            held = list(self._leases.values())
+        for lease in held:
+            lease.close_connection()
         with contextlib.suppress(psycopg.Error):
             if self._listener is not None:
                 self._listener.close()
         self._pool.close()
-        self._async.close()
 
     # leases ----------------------------------------------------------------------------
 
