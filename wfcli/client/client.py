@@ -92,6 +92,7 @@ class WorkflowClient:
     ``variables`` are the ``[vars]``; ``versions`` maps workflow names to the
     ``version`` recorded on each new instance (display only, never a gate);
     ``sensitive_params`` maps workflow names to the params keys views redact.
+    ``timeouts`` to how long after creation each new instance's deadline is.
     """
 
     def __init__(
@@ -105,8 +106,10 @@ class WorkflowClient:
         settings: Settings | None = None,
         versions: Mapping[str, str] | None = None,
         sensitive_params: Mapping[str, Sequence[str]] | None = None,
+        timeouts: Mapping[str, timedelta] | None = None,
     ) -> None:
         self.store = store
+        self.timeouts = dict(timeouts or {})
         self.workflows = dict(workflows)
         self.versions = dict(versions or {})
         self.sensitive_params = {
@@ -145,6 +148,7 @@ class WorkflowClient:
         params: object = None,
         instance_id: str | None = None,
         sensitive: bool = False,
+        timeout: timedelta | None = None,
     ) -> InstanceHandle:
         """Create a ``queued`` instance; nothing is written if any input is bad. No
         ``params`` (None) means ``{}``.
@@ -152,21 +156,41 @@ class WorkflowClient:
         Views redact the params keys the workflow's ``sensitive_params`` name, or
         all of the params if ``sensitive``.
 
-        Raises :class:`UnknownWorkflowError`, :class:`WorkflowInputError` (bad ID
-        or params) or :class:`InstanceExistsError`.
+        ``timeout`` (else the workflow's ``timeout``) sets its deadline, journaled
+        with it. Created inside a step callback of another instance, that one is
+        recorded as its parent; created by workflow code outside a step, it is
+        refused (a resumed run would create it again).
+
+        Raises :class:`UnknownWorkflowError`, :class:`WorkflowInputError` (bad ID,
+        params or timeout, or outside a step) or :class:`InstanceExistsError`.
         """
+        from wfcli.engine.callbacks import running_workflow, step_instance
+
+        parent = step_instance()
+        if parent is None and running_workflow() is not None:
+            raise WorkflowInputError(
+                "create",
+                "workflow code creates instances inside a step.do callback, so that a "
+                "resumed run does not create them again",
+            )
         self._resolve(workflow)
         keys = self.sensitive_params.get(workflow)
         chosen = new_instance_id() if instance_id is None else validate_instance_id(instance_id)
         given = {} if params is None else params
         encoded = check_json(given, "params", self.settings.max_value_bytes)
+        limit = self.timeouts.get(workflow) if timeout is None else timeout
+        if limit is not None and limit <= timedelta(0):
+            raise WorkflowInputError("timeout", "must be longer than zero")
+        now = self.clock.now()
         record = Created(
-            at=self.clock.now(),
+            at=now,
             instance_id=chosen,
             workflow=workflow,
             params=json.loads(encoded),
             version=self.versions.get(workflow),
             sensitive_params=[""] if sensitive else param_pointers(keys) if keys else None,
+            deadline=None if limit is None else now + limit,
+            parent=parent,
         )
         self.store.create(record)
         return InstanceHandle(self, chosen)
@@ -335,10 +359,14 @@ class WorkflowClient:
             return snapshot
         return self._post(instance_id, "resume")
 
-    def terminate(self, instance_id: str) -> InstanceStatus:
-        """Terminate: nothing more runs (a step in flight finishes first)."""
+    def terminate(self, instance_id: str, *, rollback: bool = False) -> InstanceStatus:
+        """Terminate: nothing more runs (a step in flight finishes first).
+
+        With ``rollback``, the rollbacks of its started steps run first (the
+        instance is then due: :meth:`execute` runs them), and it ends ``terminated``.
+        """
         self._require_live(instance_id, "terminate")
-        return self._post(instance_id, "terminate")
+        return self._post(instance_id, "terminate", rollback=True if rollback else None)
 
     def restart(self, instance_id: str, *, from_step: str | None = None) -> InstanceStatus:
         """Start the instance over with the same ID and params; history is kept.
@@ -483,8 +511,8 @@ class InstanceHandle:
     def resume(self) -> InstanceStatus:
         return self.client.resume(self.id)
 
-    def terminate(self) -> InstanceStatus:
-        return self.client.terminate(self.id)
+    def terminate(self, *, rollback: bool = False) -> InstanceStatus:
+        return self.client.terminate(self.id, rollback=rollback)
 
     def restart(self, *, from_step: str | None = None) -> InstanceStatus:
         return self.client.restart(self.id, from_step=from_step)

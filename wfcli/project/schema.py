@@ -57,7 +57,15 @@ _MAX_VALUE_BYTES_LIMIT = DEFAULT_MAX_LINE_BYTES // 2
 
 _TOP_KEYS = ("defaults", "limits", "main", "name", "store", "vars", "workflows")
 _MAX_VERSION = 100
-_WORKFLOW_KEYS = ("binding", "class_name", "main", "name", "sensitive_params", "version")
+_WORKFLOW_KEYS = (
+    "binding",
+    "class_name",
+    "main",
+    "name",
+    "sensitive_params",
+    "timeout",
+    "version",
+)
 _STORE_KEYS = ("dir", "fsync", "url")
 _STORE_SCHEMES = ("file", "postgres", "postgresql")
 _DEFAULTS_KEYS = ("max_inline_wait", "retries", "timeout")
@@ -89,6 +97,7 @@ class WorkflowConfig:
 
     ``version`` is recorded on each instance created (shown, never a gate);
     ``sensitive_params`` are the params keys every view shows as ``"[REDACTED]"``.
+    ``timeout`` gives each instance a deadline that long after its creation.
     """
 
     name: str
@@ -97,6 +106,7 @@ class WorkflowConfig:
     main: str | None
     version: str | None = None
     sensitive_params: tuple[str, ...] = ()
+    timeout: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +339,7 @@ class _ProjectReader:
                     main=self.main(entry, (*at, "main")),
                     version=self.version(entry, (*at, "version")),
                     sensitive_params=self.key_names(entry, (*at, "sensitive_params")),
+                    timeout=self.workflow_timeout(entry, (*at, "timeout")),
                 )
             )
         return tuple(workflows)
@@ -394,6 +405,16 @@ class _ProjectReader:
             ),
             max_value_bytes=max_bytes,
         )
+
+    def workflow_timeout(self, table: Mapping[str, object], key: KeyPath) -> timedelta | None:
+        if key[-1] not in table:
+            return None
+        timeout = self.converted(
+            key[:-1], lambda: parse_duration(table[str(key[-1])], str(key[-1]))
+        )
+        if timeout <= timedelta(0):
+            raise self.error(key, "must be longer than zero")
+        return timeout
 
     def duration(self, table: Mapping[str, object], key: KeyPath, default: timedelta) -> timedelta:
         if key[-1] not in table:
