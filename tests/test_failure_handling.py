@@ -644,3 +644,31 @@ def test_a_parent_killed_while_it_waits_for_its_child_finishes_on_the_next_run(
     assert status["status"] == "errored"
     assert status["error"]["name"] == "Terminated"
     assert effects.count("work") == 0
+
+
+def test_the_timeline_draws_each_rollback_in_a_row_of_its_own(
+    store_dir: Path, effects: Effects
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from wfcli.core.timeline import Timeline
+    from wfcli.ui.timeline import timeline_view
+
+    client = make_client(store_dir)
+    client.execute(saga(client, effects, fail="ship"))
+
+    timeline = Timeline.of(FileStore(store_dir).read("s"))
+    rows = {name: row for name, row in timeline.rows.items() if row.kind == "rollback"}
+    assert list(rows) == ["rollback ship", "rollback charge", "rollback reserve"]
+    for row in rows.values():
+        assert [(span.kind, span.outcome) for span in row.spans] == [("rollback", "ok")]
+        assert row.spans[0].end is not None
+    console = Console(width=120, file=io.StringIO(), color_system=None)
+    console.print(timeline_view(timeline, timeline.end(client.clock.now()), 120, plain=True))
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    (charge,) = [line for line in lines if line.startswith("rollback charge")]
+    assert charge.split()[2:4] == ["undo", "1"]
+    assert "▚" in charge
+    assert any("▚ rollback" in line for line in lines)  # the legend
