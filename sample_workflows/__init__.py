@@ -8,5 +8,12 @@ from .approval import ApprovalWorkflow
 from .brief import BriefAnalysisWorkflow
 from .order import OrderWorkflow
 from .report import ReportWorkflow
+from .trip import TripWorkflow
 
-__all__ = ["ApprovalWorkflow", "BriefAnalysisWorkflow", "OrderWorkflow", "ReportWorkflow"]
+__all__ = [
+    "ApprovalWorkflow",
+    "BriefAnalysisWorkflow",
+    "OrderWorkflow",
+    "ReportWorkflow",
+    "TripWorkflow",
+]

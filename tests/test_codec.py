@@ -35,6 +35,7 @@ from wfcli.core.codec import (
     Record,
     RecordError,
     Resumed,
+    RollbackStarted,
     StepCompleted,
     StepFailed,
     WaitStarted,
@@ -94,8 +95,8 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "event_type": st.none() | st.text(),
     "message_id": st.text(),
     "payload": json_values,
-    "wait": st.sampled_from(["sleep", "retry", "event"]),
-    "kind": st.sampled_from(["do", "sleep", "event"]),
+    "wait": st.sampled_from(["sleep", "retry", "event", "instance"]),
+    "kind": st.sampled_from(["do", "sleep", "event", "instance"]),
     "from_step": st.none() | st.text(),
     "kept_steps": st.lists(st.text(), max_size=4),
     "message": st.text(),
@@ -111,15 +112,26 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "expected": st.text(),
     "found": st.text(),
     "source": st.text(),
+    "deadline": st.none() | moments,
+    "parent": st.none() | st.text(),
+    "reason": st.sampled_from(["errored", "terminated"]),
+    "plan": st.lists(st.text(), max_size=4),
+    "status": st.sampled_from(["complete", "failed"]),
+    "completed": counts,
+    "total": counts,
+    "rollback": st.none() | st.booleans(),
 }
 FIELD_OVERRIDES: dict[tuple[type[Record], str], st.SearchStrategy[Any]] = {
     (Warned, "step"): st.none() | st.text(),
     (EventReceived, "event_type"): st.text(),
-    (WaitStarted, "kind"): st.sampled_from(["sleep", "event"]),
-    (StepFailed, "kind"): st.sampled_from(["do", "event"]),
+    (WaitStarted, "kind"): st.sampled_from(["sleep", "event", "instance"]),
+    (WaitStarted, "instance_id"): st.none() | st.text(),
+    (StepFailed, "kind"): st.sampled_from(["do", "event", "instance"]),
     (Diverged, "kind"): st.text(),
     (Diverged, "step"): st.none() | st.text(),
     (Forked, "from_step"): st.text(),
+    (RollbackStarted, "message_id"): st.none() | st.text(),
+    (RollbackStarted, "error"): st.none() | st.builds(ErrorInfo, name=st.text(), message=st.text()),
 }
 RECORD_TYPES = sorted(
     (
@@ -200,6 +212,12 @@ def test_the_record_types_are_those_the_format_documents() -> None:
             "terminated",
             "wait_started",
             "warning",
+            "rollback_started",
+            "rollback_attempt_started",
+            "rollback_attempt_failed",
+            "rollback_completed",
+            "rollback_failed",
+            "rollback_finished",
         ]
     )
 
@@ -468,8 +486,14 @@ STEP_COMPLETED = {
         ({"at": 5}, "step_completed.at: expected text, got int"),
         ({"at": "soon"}, "step_completed.at: bad timestamp 'soon'"),
         ({"step": None}, "step_completed.step: expected text, got NoneType"),
-        ({"kind": "loop"}, "step_completed.kind: expected one of do, sleep, event, got 'loop'"),
-        ({"kind": ["do"]}, "step_completed.kind: expected one of do, sleep, event, got ['do']"),
+        (
+            {"kind": "loop"},
+            "step_completed.kind: expected one of do, sleep, event, instance, got 'loop'",
+        ),
+        (
+            {"kind": ["do"]},
+            "step_completed.kind: expected one of do, sleep, event, instance, got ['do']",
+        ),
         ({"attempt": -1}, "step_completed.attempt: expected a non-negative integer, got -1"),
         ({"attempt": True}, "step_completed.attempt: expected a non-negative integer, got True"),
         ({"attempt": 2.0}, "step_completed.attempt: expected a non-negative integer, got 2.0"),
@@ -610,14 +634,21 @@ def test_parse_line_agrees_with_json_loads_on_odd_lines(line: bytes) -> None:
 
 
 @given(
-    action=st.sampled_from(["event", "pause", "resume", "terminate", "restart"]),
+    action=st.sampled_from(["event", "pause", "resume", "terminate", "restart", "wake"]),
     sent_at=moments,
     event_type=st.none() | st.text(),
     payload=json_values,
     from_step=st.none() | st.text(),
+    rollback=st.none() | st.booleans(),
 )
 def test_inbox_messages_round_trip(
-    action: Any, sent_at: datetime, event_type: str | None, payload: Any, from_step: str | None
+    *,
+    action: Any,
+    sent_at: datetime,
+    event_type: str | None,
+    payload: Any,
+    from_step: str | None,
+    rollback: bool | None,
 ) -> None:
     message = InboxMessage(
         message_id="m1",
@@ -626,21 +657,14 @@ def test_inbox_messages_round_trip(
         event_type=event_type,
         payload=payload,
         from_step=from_step,
+        rollback=rollback,
     )
     assert InboxMessage.decode(message.encode()) == message
-    assert message.encode() == json.dumps(
-        {  # a field left out when None (sensitive) is not written
-            "v": 1,
-            **{
-                k: v
-                for k, v in dataclasses.asdict(message).items()
-                if v is not None or k != "sensitive"
-            },
-            "sent_at": format_time(sent_at),
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    fields = {"v": 1, **dataclasses.asdict(message), "sent_at": format_time(sent_at)}
+    for optional in ("sensitive", "rollback"):  # left out when None, so older lines read the same
+        if fields[optional] is None:
+            del fields[optional]
+    assert message.encode() == json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
 def test_an_inbox_message_may_leave_out_the_fields_with_defaults() -> None:
@@ -658,7 +682,8 @@ def test_an_inbox_message_may_leave_out_the_fields_with_defaults() -> None:
         ('{"v": 2, "action": "pause"}', "not a version 1 inbox message"),
         (
             '{"v": 1, "action": "explode", "message_id": "m", "sent_at": "x"}',
-            r"^message\.action: expected one of event, pause, resume, terminate, restart, got 'exp",
+            r"^message\.action: expected one of event, pause, resume, terminate, restart, wake, "
+            "got 'exp",
         ),
         ('{"v": 1, "action": "pause", "sent_at": "x"}', "^inbox message lacks field 'message_id'$"),
         (
@@ -683,18 +708,28 @@ CREATED = Created(at=AT, instance_id="i", workflow="w", params={"p": 1})
 
 
 def is_journalable(record: Record) -> bool:
-    """Any record but ``created`` (line 1 only) and an event step's result not shaped
-    like an event (the store refuses it on reading)."""
-    return not isinstance(record, Created) and not (
+    """Any record but ``created`` (line 1 only), an event step's result not shaped
+    like an event (the store refuses it on reading), and a rollback's records, which
+    must follow their ``rollback_started`` (the store contract suite has those)."""
+    return not isinstance(record, PLACED_TYPES) and not (
         isinstance(record, StepCompleted) and record.kind == "event"
     )
+
+
+# Records that only stand in certain places: line 1, or after their rollback_started.
+PLACED_TYPES = (
+    Created,
+    *(cls for cls in RECORD_TYPES if cls.TYPE.startswith("rollback_")),
+)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     batches=st.lists(
         st.lists(
-            st.one_of([records_of(cls) for cls in RECORD_TYPES]).filter(is_journalable),
+            st.one_of([records_of(cls) for cls in RECORD_TYPES if cls not in PLACED_TYPES]).filter(
+                is_journalable
+            ),
             min_size=1,
             max_size=4,
         ),
@@ -724,7 +759,10 @@ def test_records_appended_to_a_file_journal_are_the_documented_lines_and_read_ba
     [
         ({"attempt": -1}, "step_completed.attempt: expected a non-negative integer, got -1"),
         ({"at": "2030-01-01T00:00:00"}, "step_completed.at: timestamp '2030-01-01T00:00:00' has"),
-        ({"kind": "loop"}, "step_completed.kind: expected one of do, sleep, event, got 'loop'"),
+        (
+            {"kind": "loop"},
+            "step_completed.kind: expected one of do, sleep, event, instance, got 'loop'",
+        ),
         ({"output": deeply_nested(MAX_NESTING + 1)}, "step_completed.output: nested deeper"),
         ({"n": 5}, "record number 5 where 3 belongs"),
         ({"type": "attempt_started"}, "attempt_started record has unexpected field 'kind'"),

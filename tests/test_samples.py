@@ -83,6 +83,7 @@ def test_workflows_toml_binds_every_sample(project: Project) -> None:
         "report-flow": "ReportWorkflow",
         "brief-analysis": "BriefAnalysisWorkflow",
         "approval-flow": "ApprovalWorkflow",
+        "trip-booking": "TripWorkflow",
     }
     assert sorted(cls.__name__ for cls in classes.values()) == sorted(sample_workflows.__all__)
     assert {w.binding: w.name for w in project.workflows} == {
@@ -90,6 +91,7 @@ def test_workflows_toml_binds_every_sample(project: Project) -> None:
         "REPORT_FLOW": "report-flow",
         "BRIEF_ANALYSIS": "brief-analysis",
         "APPROVAL_FLOW": "approval-flow",
+        "TRIP_BOOKING": "trip-booking",
     }
     assert project.variables == {"REPORTS_DIR": "reports"}
 
@@ -366,3 +368,35 @@ def test_approval_flow_expires_when_nobody_answers(
     assert status.status == "complete", status.error
     assert status.output == {"status": "expired", "request_id": "refund-A-1001"}
     assert status.state.steps["wait-for-approval"].status == "failed"
+
+
+# --- trip-booking (a saga) ------------------------------------------------------------------
+
+
+def test_trip_booking_rolls_back_every_booking_last_first(client: WorkflowClient) -> None:
+    status = run(client, "trip-booking", {"trip_id": "T-1", "fail_at": "car"}, "trip-1")
+
+    assert status.status == "errored"
+    assert status.error is not None
+    assert (status.error.name, status.error.message) == (
+        "NonRetryableError",
+        "no car available for T-1",
+    )
+    rollback = status.state.rollback
+    assert rollback is not None
+    assert (rollback.status, rollback.plan) == (
+        "complete",
+        ["book-car", "book-hotel", "book-flight"],
+    )
+    assert status.state.deadline == status.state.created + timedelta(hours=1)
+
+
+def test_trip_booking_completes_with_no_rollback(client: WorkflowClient) -> None:
+    status = run(client, "trip-booking", {"trip_id": "T-2"}, "trip-2")
+
+    assert output_of(status) == {
+        "flight": {"booking": "flight-T-2"},
+        "hotel": {"booking": "hotel-T-2"},
+        "car": {"booking": "car-T-2"},
+    }
+    assert status.state.rollback is None

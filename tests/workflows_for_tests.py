@@ -21,7 +21,10 @@ from typing import Any
 
 from wfcli import (
     FileStore,
+    NonRetryableError,
+    RollbackContext,
     Settings,
+    StepContext,
     WorkflowClient,
     WorkflowEntrypoint,
     WorkflowEvent,
@@ -39,6 +42,7 @@ from wfcli.core.codec import (
 )
 
 __all__ = [
+    "BINDINGS",
     "BLOCK_ENV",
     "PATIENCE_SECONDS",
     "WORKFLOWS",
@@ -186,6 +190,183 @@ class Flaky(WorkflowEntrypoint):
         return step.do("charge", charge, retries=retries)
 
 
+_QUICK_RETRY = {"limit": 2, "delay": "0.01 seconds", "backoff": "constant"}
+
+
+class Saga(WorkflowEntrypoint):
+    """``reserve``, ``charge`` and ``ship``, each with a rollback (``undo-<step>``).
+
+    Params: ``fail`` names the step that fails for good (else the saga completes,
+    unless ``wait`` makes it wait for an ``approval`` event after ``charge``);
+    ``broken`` names a rollback that fails for good, ``flaky`` one whose first
+    call fails. Each rollback returns what it was given, to the effects folder.
+    """
+
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        effects = Effects(event.payload["dir"])
+        fail = event.payload.get("fail")
+
+        def forward(name: str, value: Any) -> Callable[[], Any]:
+            def call() -> Any:
+                effects.call(name, value)
+                if fail == name:
+                    raise NonRetryableError(f"{name} is out of order")
+                return value
+
+            return call
+
+        def undo(name: str) -> Callable[[RollbackContext], None]:
+            def call(rollback: RollbackContext) -> None:
+                effects.call(f"undo-{name}", None)
+                given = {
+                    "output": rollback.output,
+                    "error": None if rollback.error is None else rollback.error.error_message,
+                    "attempt": rollback.attempt,
+                    "limit": rollback.config.retries.limit,
+                }
+                (effects.folder / f"undo-{name}.given").write_text(json.dumps(given))
+                if event.payload.get("broken") == name:
+                    raise NonRetryableError(f"cannot undo {name}")
+                if event.payload.get("flaky") == name and effects.count(f"undo-{name}") == 1:
+                    raise ConnectionError("refund service busy")
+
+            return call
+
+        config = {"retries": _QUICK_RETRY, "timeout": "10 seconds"}
+        order = step.do("reserve", forward("reserve", "R-1"), rollback=undo("reserve"))
+        charge = step.do(
+            "charge",
+            forward("charge", {"id": "C-1", "order": order}),
+            rollback=undo("charge"),
+            rollback_config=config,
+        )
+        if event.payload.get("wait"):
+            step.wait_for_event("approval", type="approve", timeout="1 hour")
+        shipped = step.do("ship", forward("ship", "S-1"), rollback=undo("ship"))
+        return {"order": order, "charge": charge["id"], "shipped": shipped}
+
+
+class ParallelSaga(WorkflowEntrypoint):
+    """Three parallel steps with rollbacks, then ``settle`` fails."""
+
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        effects = Effects(event.payload["dir"])
+        names = ("p1", "p2", "p3")
+        step.parallel(
+            {name: (lambda name=name: effects.call(name, name)) for name in names},
+            rollbacks={
+                name: (lambda name=name: effects.call(f"undo-{name}", None)) for name in names
+            },
+        )
+
+        def settle() -> None:
+            raise NonRetryableError("settlement refused")
+
+        step.do("settle", settle)
+
+
+class Deadline(WorkflowEntrypoint):
+    """``book`` (with a rollback), then per ``wait``: a ``sleep``, an ``event`` wait, or
+    a ``slow`` step; then ``late``. Its deadline comes from ``--timeout``/``timeout``."""
+
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        effects = Effects(event.payload["dir"])
+        step.do(
+            "book",
+            lambda: effects.call("book", 1),
+            rollback=lambda: effects.call("undo-book", None),
+        )
+        wait = event.payload["wait"]
+        if wait == "sleep":
+            step.sleep("nap", "1 hour")
+        elif wait == "event":
+            step.wait_for_event("approval", type="approve", timeout="1 hour")
+        else:
+            step.do("slow", lambda: time.sleep(event.payload.get("seconds", 0.3)))
+        return step.do("late", lambda: effects.call("late", 2))
+
+
+class Parent(WorkflowEntrypoint):
+    """Creates instance ``child`` (params ``child``) in a step and waits for its output."""
+
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        child_id = event.payload["child_id"]
+        step.do(
+            "spawn",
+            lambda: self.env.CHILD.create(params=event.payload["child"], id=child_id).id,
+        )
+        result = step.wait_for_instance("join", child_id, timeout="1 hour")
+        return {"child said": result}
+
+
+class Child(WorkflowEntrypoint):
+    """``work`` (fails for good with ``fail``), after a ``sleep`` of ``nap`` seconds."""
+
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        effects = Effects(event.payload["dir"])
+        if event.payload.get("nap"):
+            step.sleep("nap", event.payload["nap"])
+
+        def work() -> str:
+            effects.call("work", None)
+            if event.payload.get("fail"):
+                raise NonRetryableError("child broke")
+            return "hello"
+
+        return step.do("work", work)
+
+
+class Careless(WorkflowEntrypoint):
+    """Creates an instance outside a step (refused)."""
+
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        return self.env.CHILD.create(params={"dir": event.payload["dir"]}).id
+
+
+class AsyncSteps(WorkflowEntrypoint):
+    """An ``async def`` step, one that times out on its first attempt, and an async
+    rollback (whose first attempt times out with ``slow_undo``)."""
+
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        import asyncio
+
+        effects = Effects(event.payload["dir"])
+
+        async def fetch(ctx: StepContext) -> Any:
+            await asyncio.sleep(0.01)
+            return {"attempt": ctx.attempt, "timeout": ctx.config.timeout.total_seconds()}
+
+        async def slow_then_quick(ctx: StepContext) -> int:
+            effects.call("slow", None)
+            if ctx.attempt == 1:
+                try:
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:
+                    effects.call("cancelled", None)
+                    raise
+            return ctx.attempt
+
+        async def undo(rollback: RollbackContext) -> None:
+            effects.call("undo-fetch", None)
+            if event.payload.get("slow_undo") and rollback.attempt == 1:
+                try:
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:
+                    effects.call("undo-cancelled", None)
+                    raise
+
+        fetched = step.do(
+            "fetch",
+            fetch,
+            rollback=undo,
+            rollback_config={"timeout": "0.3 seconds", "retries": _QUICK_RETRY},
+        )
+        attempts = step.do("slow", slow_then_quick, timeout="0.3 seconds", retries=_QUICK_RETRY)
+        if event.payload.get("fail"):
+            step.do("boom", lambda: (_ for _ in ()).throw(NonRetryableError("boom")))
+        return {"fetched": fetched, "attempts": attempts}
+
+
 WORKFLOWS: dict[str, type[WorkflowEntrypoint]] = {
     "pipeline": Pipeline,
     "fan-out": FanOut,
@@ -193,14 +374,24 @@ WORKFLOWS: dict[str, type[WorkflowEntrypoint]] = {
     "collector": Collector,
     "sleeper": Sleeper,
     "flaky": Flaky,
+    "saga": Saga,
+    "parallel-saga": ParallelSaga,
+    "deadline": Deadline,
+    "parent": Parent,
+    "child": Child,
+    "careless": Careless,
+    "async-steps": AsyncSteps,
 }
+BINDINGS = {"CHILD": "child"}
 
 
 def make_client(
     store_dir: str | Path, *, clock: Clock | None = None, settings: Settings | None = None
 ) -> WorkflowClient:
     """A client over a file store in ``store_dir`` that knows :data:`WORKFLOWS`."""
-    return WorkflowClient(FileStore(store_dir), WORKFLOWS, clock=clock, settings=settings)
+    return WorkflowClient(
+        FileStore(store_dir), WORKFLOWS, bindings=BINDINGS, clock=clock, settings=settings
+    )
 
 
 # --- helpers for the tests themselves ---------------------------------------------------

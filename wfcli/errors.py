@@ -17,6 +17,7 @@ __all__ = [
     "JournalCorruptError",
     "LeaseLostError",
     "NonRetryableError",
+    "RollbackMissingError",
     "StepFailedError",
     "StepTimeoutError",
     "StoreFaultError",
@@ -83,12 +84,45 @@ class StepFailedError(WorkflowError):
 
 
 class WorkflowTimeoutError(WorkflowError):
-    """``step.wait_for_event`` reached its timeout without a matching event."""
+    """A wait or the whole instance ran out of time.
 
-    def __init__(self, step: str, event_type: str) -> None:
+    ``step.wait_for_event`` reached its timeout without a matching event
+    (``event_type``), ``step.wait_for_instance`` without the other instance
+    finishing (``instance_id``), or the instance passed its workflow ``deadline``
+    (``timeout`` in workflows.toml, ``wf run --timeout``) at ``step``.
+    """
+
+    def __init__(
+        self,
+        step: str,
+        event_type: str | None = None,
+        *,
+        instance_id: str | None = None,
+        deadline: str | None = None,
+    ) -> None:
         self.step = step
         self.event_type = event_type
-        super().__init__(f"step {step!r} timed out waiting for an event of type {event_type!r}")
+        self.instance_id = instance_id
+        self.deadline = deadline
+        if deadline is not None:
+            message = f"the instance passed its deadline {deadline} at step {step!r}"
+        elif instance_id is not None:
+            message = f"step {step!r} timed out waiting for instance {instance_id!r}"
+        else:
+            message = f"step {step!r} timed out waiting for an event of type {event_type!r}"
+        super().__init__(message)
+
+
+class RollbackMissingError(WorkflowError):
+    """A rollback to run after a restart of the process has no callback: the code no
+    longer passes ``rollback=`` to step ``step``, or no longer reaches it."""
+
+    def __init__(self, step: str) -> None:
+        self.step = step
+        super().__init__(
+            f"step {step!r} was journaled with a rollback, and the code no longer "
+            "gives it one (rollback= of step.do) where it reaches the step"
+        )
 
 
 class InstanceNotFoundError(WorkflowError):

@@ -86,6 +86,15 @@ def run(
         ),
     ] = "fail",
     max_wait: MaxWaitOption = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            metavar="DUR",
+            show_default=False,
+            help="Deadline of the instance, from now (else the workflow's timeout).",
+        ),
+    ] = None,
     json_output: JsonFlag = False,
     config: ConfigOption = None,
     store: StoreOption = None,
@@ -99,6 +108,7 @@ def run(
     session = open_session(config, store, load=True, creates=True)
     value = parse_json_input(params, "--params")
     wait = None if max_wait is None else parse_duration_option(max_wait, "--max-wait")
+    limit = None if timeout is None else parse_duration_option(timeout, "--timeout")
     try:
         handle = session.client.create(
             workflow,
@@ -106,6 +116,7 @@ def run(
             instance_id=instance_id,
             priority=priority,
             sensitive=sensitive,
+            timeout=limit,
         )
     except InstanceExistsError:
         if if_exists == "fail" or instance_id is None:
@@ -420,18 +431,25 @@ def pause(
 def terminate(
     *,
     instance_id: InstanceArgument,
+    rollback: Annotated[
+        bool,
+        typer.Option("--rollback", help="Run the rollbacks of its started steps first."),
+    ] = False,
     json_output: JsonFlag = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
     """Terminate an instance: nothing more runs (a step in flight finishes first)."""
+    from wfcli.ui.render import termination_line
+
     screen = Screen()
-    current = open_session(config, store, load=False).client.terminate(instance_id)
+    client = open_session(config, store, load=rollback).client
+    current = client.terminate(instance_id, rollback=rollback)
+    if rollback and current.state.rolling_back and current.holder is None:
+        current = execute_foreground(client, instance_id, screen, max_wait=None, quiet=json_output)
     if json_output:
         screen.json(current.to_json())
     else:
-        from wfcli.ui.render import termination_line
-
         screen.say(termination_line(current))
 
 

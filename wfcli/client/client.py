@@ -105,6 +105,7 @@ class WorkflowClient:
     ``limits`` are the workflows' concurrency and rate limits, which
     :meth:`claim_due` (a worker's) respects across every worker on the store;
     ``sensitive_params`` maps workflow names to the params keys views redact.
+    ``timeouts`` to how long after creation each new instance's deadline is.
     """
 
     def __init__(
@@ -119,9 +120,11 @@ class WorkflowClient:
         versions: Mapping[str, str] | None = None,
         limits: Mapping[str, ConcurrencyLimit] | None = None,
         sensitive_params: Mapping[str, Sequence[str]] | None = None,
+        timeouts: Mapping[str, timedelta] | None = None,
     ) -> None:
         self.store = store
         self.limits = dict(limits or {})
+        self.timeouts = dict(timeouts or {})
         self.workflows = dict(workflows)
         self.versions = dict(versions or {})
         self.sensitive_params = {
@@ -162,6 +165,7 @@ class WorkflowClient:
         priority: int = 0,
         schedule: Mapping[str, JsonValue] | None = None,
         sensitive: bool = False,
+        timeout: timedelta | None = None,
     ) -> InstanceHandle:
         """Create a ``queued`` instance; nothing is written if any input is bad. No
         ``params`` (None) means ``{}``.
@@ -170,10 +174,24 @@ class WorkflowClient:
         all of the params if ``sensitive``.
 
         ``priority``: workers admit higher numbers first (0 to 1000). ``schedule``
-        is ``event.schedule`` for an instance a schedule starts.
+        is ``event.schedule`` for an instance a schedule starts. ``timeout`` (else
+        the workflow's ``timeout``) sets its deadline, journaled with it. Created
+        inside a step callback of another instance, that one is recorded as its
+        parent; created by workflow code outside a step, it is refused (a resumed
+        run would create it again).
+
         Raises :class:`UnknownWorkflowError`, :class:`WorkflowInputError` (bad ID,
-        params or priority) or :class:`InstanceExistsError`.
+        params, priority or timeout, or outside a step) or :class:`InstanceExistsError`.
         """
+        from wfcli.engine.callbacks import running_workflow, step_instance
+
+        parent = step_instance()
+        if parent is None and running_workflow() is not None:
+            raise WorkflowInputError(
+                "create",
+                "workflow code creates instances inside a step.do callback, so that a "
+                "resumed run does not create them again",
+            )
         self._resolve(workflow)
         if isinstance(priority, bool) or not 0 <= priority <= MAX_PRIORITY:
             raise WorkflowInputError(
@@ -183,8 +201,12 @@ class WorkflowClient:
         chosen = new_instance_id() if instance_id is None else validate_instance_id(instance_id)
         given = {} if params is None else params
         encoded = check_json(given, "params", self.settings.max_value_bytes)
+        limit = self.timeouts.get(workflow) if timeout is None else timeout
+        if limit is not None and limit <= timedelta(0):
+            raise WorkflowInputError("timeout", "must be longer than zero")
+        now = self.clock.now()
         record = Created(
-            at=self.clock.now(),
+            at=now,
             instance_id=chosen,
             workflow=workflow,
             params=json.loads(encoded),
@@ -192,6 +214,8 @@ class WorkflowClient:
             priority=priority or None,
             schedule=None if schedule is None else dict(schedule),
             sensitive_params=[""] if sensitive else param_pointers(keys) if keys else None,
+            deadline=None if limit is None else now + limit,
+            parent=parent,
         )
         self.store.create(record)
         return InstanceHandle(self, chosen)
@@ -374,10 +398,14 @@ class WorkflowClient:
             return snapshot
         return self._post(instance_id, "resume")
 
-    def terminate(self, instance_id: str) -> InstanceStatus:
-        """Terminate: nothing more runs (a step in flight finishes first)."""
+    def terminate(self, instance_id: str, *, rollback: bool = False) -> InstanceStatus:
+        """Terminate: nothing more runs (a step in flight finishes first).
+
+        With ``rollback``, the rollbacks of its started steps run first (the
+        instance is then due: :meth:`execute` runs them), and it ends ``terminated``.
+        """
         self._require_live(instance_id, "terminate")
-        return self._post(instance_id, "terminate")
+        return self._post(instance_id, "terminate", rollback=True if rollback else None)
 
     def restart(self, instance_id: str, *, from_step: str | None = None) -> InstanceStatus:
         """Start the instance over with the same ID and params; history is kept.
@@ -522,8 +550,8 @@ class InstanceHandle:
     def resume(self) -> InstanceStatus:
         return self.client.resume(self.id)
 
-    def terminate(self) -> InstanceStatus:
-        return self.client.terminate(self.id)
+    def terminate(self, *, rollback: bool = False) -> InstanceStatus:
+        return self.client.terminate(self.id, rollback=rollback)
 
     def restart(self, *, from_step: str | None = None) -> InstanceStatus:
         return self.client.restart(self.id, from_step=from_step)

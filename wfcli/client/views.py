@@ -41,6 +41,7 @@ def _step_json(step: StepState) -> dict[str, JsonValue]:
         "retry_at": format_optional_time(step.retry_at),
         "until": format_optional_time(step.until),
         "event_type": step.event_type,
+        **({"instance_id": step.instance_id} if step.kind == "instance" else {}),
     }
 
 
@@ -91,6 +92,15 @@ class InstanceStatus:
     def finished(self) -> bool:
         return self.state.terminal
 
+    @property
+    def children(self) -> list[str]:
+        """The instances its ``wait_for_instance`` steps wait or waited for."""
+        return [
+            step.instance_id
+            for step in self.steps
+            if step.kind == "instance" and step.instance_id is not None
+        ]
+
     @classmethod
     def of(
         cls, state: InstanceState, holder: Owner | None, pending: tuple[str, ...]
@@ -108,15 +118,24 @@ class InstanceStatus:
         """The document of ``wf status --json`` (schema in ``docs/cli-json.md``):
         :meth:`InstanceSummary.to_json`, where a fork came from, and the steps."""
         document = self.summary().to_json()
-        stopped = self.state.stopped
+        state = self.state
+        stopped = state.stopped
         if stopped is not None:
             document["stopped"] = {
                 "at": format_time(stopped.at),
                 "pid": stopped.pid,
                 "host": stopped.host,
             }
-        if self.state.forked_from is not None:
-            source, step = self.state.forked_from
+        if state.deadline is not None:
+            document["deadline"] = format_optional_time(state.deadline)
+        if state.parent is not None:
+            document["parent"] = state.parent
+        if self.children:
+            document["children"] = list(self.children)
+        if state.rollback is not None:
+            document["rollback"] = state.rollback.to_json()
+        if state.forked_from is not None:
+            source, step = state.forked_from
             document["forked_from"] = {"id": source, "step": step}
         if steps:
             document["steps"] = [_step_json(step) for step in self.steps]

@@ -49,6 +49,13 @@ __all__ = [
     "RecordError",
     "Restarted",
     "Resumed",
+    "RollbackAttemptFailed",
+    "RollbackAttemptStarted",
+    "RollbackCompleted",
+    "RollbackFailed",
+    "RollbackFinished",
+    "RollbackReason",
+    "RollbackStarted",
     "RunStarted",
     "StepCompleted",
     "StepFailed",
@@ -91,7 +98,7 @@ MAX_TRACEBACK_FRAMES = 20
 JsonValue: TypeAlias = Union[  # noqa: UP007
     bool, int, float, str, list["JsonValue"], dict[str, "JsonValue"], None
 ]
-StepKind = Literal["do", "sleep", "event"]
+StepKind = Literal["do", "sleep", "event", "instance"]
 _DUMPS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
@@ -347,6 +354,10 @@ class Created(Record):
     sensitive_params: list[str] | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
     """The parts of ``params`` views redact, as JSON Pointers (``""``: all of them,
     ``"/card"``: the key ``card``); the line leaves it out when None."""
+    deadline: datetime | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """When the instance times out (``WorkflowTimeoutError``); left out when it has none."""
+    parent: str | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """The instance whose step created this one; left out when none did."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -365,6 +376,9 @@ class AttemptStarted(Record):
     TYPE: ClassVar[str] = "attempt_started"
     step: str
     attempt: int
+    rollback: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """True when the step has a rollback (it then joins a rollback's plan); left out
+    otherwise."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -397,7 +411,7 @@ class StepFailed(Record):
 
     TYPE: ClassVar[str] = "step_failed"
     step: str
-    kind: Literal["do", "event"]
+    kind: Literal["do", "event", "instance"]
     attempts: int
     error: ErrorInfo
 
@@ -408,9 +422,11 @@ class WaitStarted(Record):
 
     TYPE: ClassVar[str] = "wait_started"
     step: str
-    kind: Literal["sleep", "event"]
+    kind: Literal["sleep", "event", "instance"]
     until: datetime
     event_type: str | None
+    instance_id: str | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """The instance a ``wait_for_instance`` step waits for; left out for other waits."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -430,7 +446,7 @@ class Suspended(Record):
     """The run stopped to wait: for a sleep, a retry delay or an event."""
 
     TYPE: ClassVar[str] = "suspended"
-    wait: Literal["sleep", "retry", "event"]
+    wait: Literal["sleep", "retry", "event", "instance"]
     step: str
     until: datetime
     event_type: str | None
@@ -546,7 +562,74 @@ class Warned(Record):
     message: str
 
 
-MessageAction = Literal["event", "pause", "resume", "terminate", "restart"]
+RollbackReason = Literal["errored", "terminated"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class RollbackStarted(Record):
+    """The instance rolls back: ``plan`` is the steps whose rollbacks run, in order.
+
+    ``reason`` is how it ends afterwards; ``error`` is the original error (``errored``).
+    """
+
+    TYPE: ClassVar[str] = "rollback_started"
+    reason: RollbackReason
+    plan: list[str]
+    error: ErrorInfo | None
+    message_id: str | None
+    """The ``terminate`` request that asked for it (``terminated``), else None."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class RollbackAttemptStarted(Record):
+    """An attempt of step ``step``'s rollback is about to call it."""
+
+    TYPE: ClassVar[str] = "rollback_attempt_started"
+    step: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class RollbackAttemptFailed(Record):
+    """An attempt of a rollback failed; ``retry_at`` is when the next one runs, if any."""
+
+    TYPE: ClassVar[str] = "rollback_attempt_failed"
+    step: str
+    attempt: int
+    error: ErrorInfo
+    retry_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class RollbackCompleted(Record):
+    """Step ``step``'s rollback returned: it never runs again."""
+
+    TYPE: ClassVar[str] = "rollback_completed"
+    step: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class RollbackFailed(Record):
+    """Step ``step``'s rollback failed for good; the rollbacks after it do not run."""
+
+    TYPE: ClassVar[str] = "rollback_failed"
+    step: str
+    attempts: int
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class RollbackFinished(Record):
+    """The rollback is over: ``completed`` of the plan's ``total`` rollbacks ran."""
+
+    TYPE: ClassVar[str] = "rollback_finished"
+    status: Literal["complete", "failed"]
+    completed: int
+    total: int
+
+
+MessageAction = Literal["event", "pause", "resume", "terminate", "restart", "wake"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -561,6 +644,8 @@ class InboxMessage:
     from_step: str | None = None
     sensitive: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
     """True for an event whose payload views redact; else left out."""
+    rollback: bool | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """For ``terminate``: run the rollbacks first (left out unless asked for)."""
 
     def encode(self) -> str:
         """The message file's JSON: ``{"v":1, <fields in order>}`` (no checksum)."""
@@ -729,27 +814,33 @@ class _Layout(Generic[_T]):
     open_template: str
     """The version 2 line up to its checksum tail, with the same ``%s``."""
     optional: tuple[int, ...]
-    """The indexes of the fields left out of a line when None."""
+    """The indexes of the fields left out of a line when None (the last ones)."""
+    bare_templates: tuple[str, str]
+    """The version 1 and 2 templates of a line that leaves out every optional field."""
     head: str
     """The line's ``type`` part (empty for an inbox message)."""
     values: Callable[[object], tuple[object, ...]]
     """An object's field values, in order."""
 
-    variants: dict[tuple[int, tuple[int, ...]], str] = field(default_factory=dict)
-    """Templates of lines that leave optional fields out, by version and fields kept."""
+    variants: dict[tuple[int, tuple[bool, ...]], tuple[str, tuple[int, ...]]] = field(
+        default_factory=dict
+    )
+    """Templates of lines that leave optional fields out, by version and which are None."""
 
-    def short_template(self, values: tuple[object, ...], version: int) -> tuple[str, list[int]]:
+    def short_template(
+        self, values: tuple[object, ...], version: int
+    ) -> tuple[str, tuple[int, ...]]:
         """The template of a line that leaves out the optional fields that are None,
         and the indexes of the fields it keeps."""
-        kept = [
-            i for i in range(len(self.names)) if i not in self.optional or values[i] is not None
-        ]
-        key = (version, tuple(kept))
-        template = self.variants.get(key)
-        if template is None:
-            body = f"%s{self.head}" + "".join(f",{_DUMPS(self.names[i])}:%s" for i in kept)
-            template = f'{{"v":1{body}}}' if version == 1 else f'{{"v":2{body}'
-            self.variants[key] = template
+        left_out = tuple(values[index] is None for index in self.optional)
+        known = self.variants.get((version, left_out))
+        if known is not None:
+            return known
+        dropped = {index for index, out in zip(self.optional, left_out, strict=True) if out}
+        kept = tuple(index for index in range(len(self.names)) if index not in dropped)
+        body = f"%s{self.head}" + "".join(f",{_DUMPS(self.names[i])}:%s" for i in kept)
+        template = f'{{"v":1{body}}}' if version == 1 else f'{{"v":2{body}'
+        self.variants[(version, left_out)] = (template, kept)
         return template, kept
 
     @classmethod
@@ -762,6 +853,13 @@ class _Layout(Generic[_T]):
         keys = frozenset({"v", *names} if tag is None else {"v", "n", "type", *names})
         parts = [f",{_DUMPS(n)}:%s" for n in names]
         body = f"%s{head}" + "".join(parts)
+        optional = tuple(
+            index for index, f in enumerate(declared) if f.metadata.get(_LEFT_OUT_WHEN_NONE)
+        )
+        assert optional == tuple(range(len(names) - len(optional), len(names))), (
+            "optional fields come last"
+        )
+        bare = f"%s{head}" + "".join(parts[: len(names) - len(optional)])
         return cls(
             target=target,
             name=name,
@@ -780,9 +878,8 @@ class _Layout(Generic[_T]):
             checked_keys=keys | {_CHECKSUM_KEY},
             template=f'{{"v":1{body}}}',
             open_template=f'{{"v":2{body}',
-            optional=tuple(
-                index for index, f in enumerate(declared) if f.metadata.get(_LEFT_OUT_WHEN_NONE)
-            ),
+            optional=optional,
+            bare_templates=(f'{{"v":1{bare}}}', f'{{"v":2{bare}'),
             head=head,
             values=attrgetter(*names),
         )
@@ -811,6 +908,12 @@ _LAYOUTS: dict[type[Record], _Layout[Record]] = {
         Warned,
         PatchMarked,
         Diverged,
+        RollbackStarted,
+        RollbackAttemptStarted,
+        RollbackAttemptFailed,
+        RollbackCompleted,
+        RollbackFailed,
+        RollbackFinished,
     )
 }
 _BY_TAG = {layout.name: layout for layout in _LAYOUTS.values()}
@@ -841,9 +944,15 @@ def _encode_value(value: object) -> str:
 def _encode(layout: _Layout[_T], item: _T, number_part: str, version: int = 1) -> str:
     """A line of ``item`` in ``version`` (a version 2 line without its checksum tail)."""
     values = layout.values(item)
-    if layout.optional and any(values[index] is None for index in layout.optional):
-        short, kept = layout.short_template(values, version)
-        return short % (number_part, *(_encode_value(values[index]) for index in kept))
+    if layout.optional:
+        required = layout.optional[0]  # optional fields come last
+        tail = values[required:]
+        if tail.count(None) == len(tail):  # the common case: all left out
+            bare = layout.bare_templates[version - 1]
+            return bare % (number_part, *map(_encode_value, values[:required]))
+        if None in tail:
+            short, kept = layout.short_template(values, version)
+            return short % (number_part, *(_encode_value(values[index]) for index in kept))
     template = layout.template if version == 1 else layout.open_template
     return template % (number_part, *map(_encode_value, values))
 

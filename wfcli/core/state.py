@@ -28,6 +28,13 @@ from wfcli.core.codec import (
     Record,
     Restarted,
     Resumed,
+    RollbackAttemptFailed,
+    RollbackAttemptStarted,
+    RollbackCompleted,
+    RollbackFailed,
+    RollbackFinished,
+    RollbackReason,
+    RollbackStarted,
     RunStarted,
     StepCompleted,
     StepFailed,
@@ -48,6 +55,8 @@ __all__ = [
     "BufferedEvent",
     "InstanceState",
     "PatchDecision",
+    "RollbackState",
+    "RollbackStepState",
     "Status",
     "StepState",
     "WaitInfo",
@@ -96,6 +105,10 @@ class StepState:
     """Attempts that never finished because their process died (``AttemptLostError``)."""
     sensitive: bool = False
     """Views show its output redacted (an event step's: its payload)."""
+    has_rollback: bool = False
+    """It was started with a rollback, so a rollback of the instance undoes it."""
+    instance_id: str | None = None
+    """The instance a ``wait_for_instance`` step waits for."""
 
     @property
     def shown_output(self) -> JsonValue:
@@ -105,11 +118,76 @@ class StepState:
         return redacted_event(self.output) if self.kind == "event" else REDACTED
 
 
+@dataclass(slots=True)
+class RollbackStepState:
+    """What the journal says about the rollback of one step."""
+
+    step: str
+    status: Literal["pending", "running", "waiting", "completed", "failed"] = "pending"
+    attempts: int = 0
+    started: datetime | None = None
+    ended: datetime | None = None
+    error: ErrorInfo | None = None
+    retry_at: datetime | None = None
+    lost_attempts: int = 0
+
+
+@dataclass(slots=True)
+class RollbackState:
+    """A rollback of the instance: its plan (steps, in the order they roll back) and
+    how far it got; ``status`` is ``running`` until ``rollback_finished``."""
+
+    reason: RollbackReason
+    error: ErrorInfo | None
+    message_id: str | None
+    started: datetime
+    steps: dict[str, RollbackStepState]
+    status: Literal["running", "complete", "failed"] = "running"
+    ended: datetime | None = None
+
+    @property
+    def plan(self) -> list[str]:
+        return list(self.steps)
+
+    @property
+    def completed(self) -> int:
+        return sum(1 for step in self.steps.values() if step.status == "completed")
+
+    @property
+    def failed_step(self) -> RollbackStepState | None:
+        return next((step for step in self.steps.values() if step.status == "failed"), None)
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """The ``rollback`` object of ``wf status --json``."""
+        failed = self.failed_step
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "completed": self.completed,
+            "total": len(self.steps),
+            "failed_step": None if failed is None else failed.step,
+            "error": None if failed is None or failed.error is None else failed.error.to_json(),
+            "started": format_time(self.started),
+            "ended": None if self.ended is None else format_time(self.ended),
+            "steps": [
+                {
+                    "name": step.step,
+                    "status": step.status,
+                    "attempts": step.attempts,
+                    "started": None if step.started is None else format_time(step.started),
+                    "ended": None if step.ended is None else format_time(step.ended),
+                    "error": None if step.error is None else step.error.to_json(),
+                }
+                for step in self.steps.values()
+            ],
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class WaitInfo:
     """What a waiting instance waits for and until when."""
 
-    kind: Literal["sleep", "retry", "event"]
+    kind: Literal["sleep", "retry", "event", "instance"]
     step: str
     until: datetime
     event_type: str | None
@@ -177,6 +255,11 @@ class InstanceState:
     """JSON Pointers of the parts of ``params`` views redact."""
     forked_from: tuple[str, str] | None = None
     """``(source instance, step)`` when the instance is a fork (a ``forked`` record)."""
+    deadline: datetime | None = None
+    """When the instance times out (``timeout`` of its workflow, ``wf run --timeout``)."""
+    parent: str | None = None
+    """The instance whose step created this one."""
+    rollback: RollbackState | None = None
     runs: int = 0
     runner: tuple[int, str] | None = None
     record_count: int = 0
@@ -193,6 +276,8 @@ class InstanceState:
             priority=record.priority or 0,
             schedule=record.schedule,
             sensitive_params=tuple(record.sensitive_params or ()),
+            deadline=record.deadline,
+            parent=record.parent,
             record_count=1,
         )
 
@@ -212,6 +297,29 @@ class InstanceState:
             for event in self.events
             if event.event_type == event_type and event.message_id not in self.consumed_events
         ]
+
+    @property
+    def timed_out(self) -> bool:
+        """Whether it errored because it passed its deadline."""
+        return (
+            self.status == "errored"
+            and self.deadline is not None
+            and self.ended is not None
+            and self.ended >= self.deadline
+            and self.error is not None
+            and self.error.name == "WorkflowTimeoutError"
+        )
+
+    @property
+    def rolling_back(self) -> bool:
+        """Whether a rollback is under way (started and not finished)."""
+        return self.rollback is not None and self.rollback.status == "running"
+
+    def rollback_plan(self) -> list[str]:
+        """The steps a rollback starting now undoes: every started step with a
+        rollback, the last started first."""
+        started = [step for step in self.steps.values() if step.has_rollback]
+        return [step.name for step in sorted(started, key=lambda s: s.position, reverse=True)]
 
     def ordered_steps(self) -> list[StepState]:
         """Steps in the order they first appeared in the journal."""
@@ -243,6 +351,7 @@ class InstanceState:
         self.ended = None
         self.waiting = None
         self.warnings = []
+        self.rollback = None
 
     def apply(self, record: Record) -> None:
         """Fold one record into the state."""
@@ -252,6 +361,8 @@ class InstanceState:
             step.status = "running"
             step.attempts = max(step.attempts, record.attempt)
             step.retry_at = None
+            if record.rollback:
+                step.has_rollback = True
         elif isinstance(record, StepCompleted):
             step = self._step(record.step, record.kind, record.at)
             step.status = "completed"
@@ -285,6 +396,7 @@ class InstanceState:
             step.status = "waiting"
             step.until = record.until
             step.event_type = record.event_type
+            step.instance_id = record.instance_id
         elif isinstance(record, RunStarted):
             self.status = "running"
             self.runs += 1
@@ -350,8 +462,76 @@ class InstanceState:
         elif isinstance(record, Diverged):
             self.status = "paused"
             self.divergence = record
+        elif isinstance(
+            record,
+            (
+                RollbackStarted,
+                RollbackAttemptStarted,
+                RollbackAttemptFailed,
+                RollbackCompleted,
+                RollbackFailed,
+                RollbackFinished,
+            ),
+        ):
+            self._apply_rollback(record)
         elif isinstance(record, Created):
             raise TypeError("a journal has one 'created' record, first")
+
+    def _apply_rollback(
+        self,
+        record: RollbackStarted
+        | RollbackAttemptStarted
+        | RollbackAttemptFailed
+        | RollbackCompleted
+        | RollbackFailed
+        | RollbackFinished,
+    ) -> None:
+        if isinstance(record, RollbackStarted):
+            if record.message_id is not None:
+                self.applied_messages.add(record.message_id)
+            self.rollback = RollbackState(
+                reason=record.reason,
+                error=record.error,
+                message_id=record.message_id,
+                started=record.at,
+                steps={name: RollbackStepState(name) for name in record.plan},
+            )
+            if self.status != "running":  # asked for while idle: due, for whoever runs it
+                self.status = "queued"
+                self.waiting = None
+            return
+        rollback = self.rollback
+        if rollback is None:
+            raise TypeError(f"a {record.TYPE!r} record before 'rollback_started'")
+        if isinstance(record, RollbackFinished):
+            rollback.status = record.status
+            rollback.ended = record.at
+            return
+        step = rollback.steps.get(record.step)
+        if step is None:
+            raise TypeError(f"a {record.TYPE!r} record for step {record.step!r}, not in the plan")
+        if isinstance(record, RollbackAttemptStarted):
+            step.status = "running"
+            step.attempts = max(step.attempts, record.attempt)
+            step.started = step.started or record.at
+            step.retry_at = None
+        elif isinstance(record, RollbackAttemptFailed):
+            step.status = "waiting" if record.retry_at is not None else "running"
+            step.attempts = max(step.attempts, record.attempt)
+            step.error = record.error
+            step.retry_at = record.retry_at
+            if record.error.name == LOST_ATTEMPT:
+                step.lost_attempts += 1
+        elif isinstance(record, RollbackCompleted):
+            step.status = "completed"
+            step.attempts = max(step.attempts, record.attempt)
+            step.error = None
+            step.ended = record.at
+        else:
+            step.status = "failed"
+            step.attempts = max(step.attempts, record.attempts)
+            step.error = record.error
+            step.ended = record.at
 
 
 def fold(records: Iterable[Record]) -> InstanceState:
@@ -432,5 +612,18 @@ def records_for_message(state: InstanceState, message: InboxMessage, now: dateti
     if action == "resume" and state.status == "paused":
         return [Resumed(at=now, message_id=message.message_id)]
     if action == "terminate":
+        plan = state.rollback_plan() if message.rollback and state.rollback is None else []
+        if plan:
+            return [
+                RollbackStarted(
+                    at=now,
+                    reason="terminated",
+                    plan=plan,
+                    error=None,
+                    message_id=message.message_id,
+                )
+            ]
         return [Terminated(at=now, message_id=message.message_id)]
+    if action == "wake":
+        return []  # a child finished: the run that follows looks at it
     return []

@@ -3,7 +3,9 @@
 :class:`Timeline` reads the journal records in order (the fold keeps only each step's
 latest state, a timeline needs every attempt) and keeps one :class:`StepRow` per step
 name, in the order the steps first appeared. Each row holds :class:`Span` objects:
-attempts, the retry delays between them, sleeps and event waits. A span still open
+attempts, the retry delays between them, sleeps, event waits and waits for a child
+instance; a step's rollback has a row of its own (``rollback NAME``) with its attempts
+and their retry delays. A span still open
 (the instance is running or waiting) has no ``end``; its ``until`` says when a wait is
 due to end. ``docs/cli-json.md`` section 12 documents the spans' JSON.
 """
@@ -24,6 +26,9 @@ from wfcli.core.codec import (
     JsonValue,
     Record,
     Restarted,
+    RollbackAttemptFailed,
+    RollbackAttemptStarted,
+    RollbackCompleted,
     RunStarted,
     StepCompleted,
     StepFailed,
@@ -37,8 +42,15 @@ from wfcli.core.state import LOST_ATTEMPT, InstanceState, WaitInfo
 
 __all__ = ["SPAN_KINDS", "Span", "SpanKind", "SpanOutcome", "StepRow", "Timeline"]
 
-SpanKind = Literal["attempt", "retry_delay", "sleep", "event_wait", "rollback"]
-SPAN_KINDS: tuple[SpanKind, ...] = ("attempt", "retry_delay", "sleep", "event_wait", "rollback")
+SpanKind = Literal["attempt", "retry_delay", "sleep", "event_wait", "child_wait", "rollback"]
+SPAN_KINDS: tuple[SpanKind, ...] = (
+    "attempt",
+    "retry_delay",
+    "sleep",
+    "event_wait",
+    "child_wait",
+    "rollback",
+)
 SpanOutcome = Literal["ok", "failed", "lost", "open", "cancelled"]
 """``ok`` and ``failed`` as the step said; ``lost`` an attempt whose process died;
 ``open`` not over yet; ``cancelled`` cut short by a restart or by the instance ending."""
@@ -82,10 +94,17 @@ class StepRow:
 
     @property
     def attempts(self) -> int:
-        return sum(1 for span in self.spans if span.kind == "attempt")
+        return sum(1 for span in self.spans if span.kind in ("attempt", "rollback"))
 
     def to_json(self) -> dict[str, JsonValue]:
         return {"name": self.name, "type": self.kind, "spans": [s.to_json() for s in self.spans]}
+
+
+_WAIT_KINDS: dict[str, SpanKind] = {
+    "sleep": "sleep",
+    "event": "event_wait",
+    "instance": "child_wait",
+}
 
 
 def _error_text(name: str, message: str) -> str:
@@ -189,10 +208,34 @@ class Timeline:
             if record.kind == "event":
                 self._close(record.step, at, "failed", record.error.name)
         elif isinstance(record, WaitStarted):
-            kind: SpanKind = "sleep" if record.kind == "sleep" else "event_wait"
+            kind: SpanKind = _WAIT_KINDS[record.kind]
+            detail = record.event_type if record.instance_id is None else record.instance_id
             self._row(record.step, record.kind).spans.append(
-                Span(kind, at, None, "open", until=record.until, detail=record.event_type)
+                Span(kind, at, None, "open", until=record.until, detail=detail)
             )
+        elif isinstance(record, RollbackAttemptStarted):
+            name = f"rollback {record.step}"
+            self._close(name, at, "ok", only="retry_delay")
+            self._row(name, "rollback").spans.append(
+                Span("rollback", at, None, "open", attempt=record.attempt)
+            )
+        elif isinstance(record, RollbackAttemptFailed):
+            name = f"rollback {record.step}"
+            error = _error_text(record.error.name, record.error.message)
+            self._close(name, at, "failed", error, only="rollback")
+            if record.retry_at is not None:
+                self._row(name, "rollback").spans.append(
+                    Span(
+                        "retry_delay",
+                        at,
+                        None,
+                        "open",
+                        attempt=record.attempt,
+                        until=record.retry_at,
+                    )
+                )
+        elif isinstance(record, RollbackCompleted):
+            self._close(f"rollback {record.step}", at, "ok", only="rollback")
         elif isinstance(record, (Restarted, Terminated, Finished, Errored)):
             self._close_all(at)
         elif isinstance(record, (RunStarted, Suspended)):

@@ -5,15 +5,19 @@ workflow and posts the attempt's deadline to a watcher on another thread, which
 abandons that whole thread if the deadline passes (no handoff per step);
 :class:`CallbackRunner` hands each callback to a thread of its own that can be
 abandoned alone (a ``parallel`` branch, whose siblings go on).
+
+An ``async def`` callback is awaited on the thread that calls it, in an event loop
+of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +28,10 @@ __all__ = [
     "CallbackRunner",
     "InlineRunner",
     "in_step_callback",
+    "running_workflow",
+    "step_instance",
     "wants_context",
+    "workflow_code",
 ]
 
 Callback = Callable[..., Any]
@@ -35,6 +42,8 @@ class _ThreadFlags(threading.local):
     attribute of a ``threading.local`` costs an exception on every look)."""
 
     active = False  # this thread is running a step callback
+    instance_id: str | None = None  # the instance whose step it runs
+    running: str | None = None  # the instance whose workflow code this thread runs
 
 
 _callback_thread = _ThreadFlags()
@@ -45,23 +54,73 @@ def in_step_callback() -> bool:
     return _callback_thread.active
 
 
+def step_instance() -> str | None:
+    """The instance whose step callback the calling thread runs, if any."""
+    return _callback_thread.instance_id if _callback_thread.active else None
+
+
+def running_workflow() -> str | None:
+    """The instance whose workflow code (outside a step callback) the calling thread runs."""
+    return _callback_thread.running
+
+
+@contextlib.contextmanager
+def workflow_code(instance_id: str) -> Iterator[None]:
+    """Marks the calling thread as running ``instance_id``'s workflow code."""
+    outer = _callback_thread.running
+    _callback_thread.running = instance_id
+    try:
+        yield
+    finally:
+        _callback_thread.running = outer
+
+
+def _invoke(
+    function: Callback, args: tuple[object, ...], on_cancel: Callable[[Callable[[], object]], None]
+) -> object:
+    """``function(*args)``, an ``async def`` one awaited in an event loop of its own on
+    this thread; ``on_cancel`` is given a way to cancel that coroutine's task (from any
+    thread) while it runs."""
+    result = function(*args)
+    if not inspect.iscoroutine(result):
+        return result
+    import asyncio  # only for async callbacks: it costs every run's start
+
+    async def awaited(coroutine: Coroutine[object, object, object]) -> object:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        on_cancel(lambda: loop.call_soon_threadsafe(task.cancel))
+        return await coroutine
+
+    return asyncio.run(awaited(result))
+
+
 @dataclass(slots=True)
 class _Call:
     function: Callback
     args: tuple[object, ...]
     done: threading.Event
+    instance_id: str | None
     result: object = None
     error: BaseException | None = None
+    cancel: Callable[[], object] | None = None
+    """Cancels an ``async`` callback's task (set while it runs)."""
 
     def run(self) -> None:
         _callback_thread.active = True
+        _callback_thread.instance_id = self.instance_id
         try:
-            self.result = self.function(*self.args)
+            self.result = _invoke(self.function, self.args, self._cancellable)
         except BaseException as error:  # handed to the waiting thread, which decides
             self.error = error
         finally:
             _callback_thread.active = False
+            _callback_thread.instance_id = None
             self.done.set()
+
+    def _cancellable(self, cancel: Callable[[], object]) -> None:
+        self.cancel = cancel
 
 
 class _CallbackWorker:
@@ -112,17 +171,23 @@ class CallbackRunner:
     is discarded) and a fresh thread takes the next call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, instance_id: str | None = None) -> None:
         self._worker: _CallbackWorker | None = None
+        self.instance_id = instance_id
 
     def call(self, function: Callback, args: tuple[object, ...], timeout: float) -> object:
+        """``function(*args)`` on the runner's thread (awaited if it is ``async def``);
+        raises :class:`AttemptTimedOut` after ``timeout`` seconds."""
         if self._worker is None:
             self._worker = _CallbackWorker()
-        call = _Call(function, args, threading.Event())
+        call = _Call(function, args, threading.Event(), self.instance_id)
         self._worker.calls.put(call)
         if not self._wait(call.done, timeout):
             self._worker.calls.put(None)  # the thread exits once the callback returns
             self._worker = None
+            if call.cancel is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    call.cancel()
             raise AttemptTimedOut
         return _outcome(call.error, call.result)
 
@@ -157,8 +222,12 @@ class InlineRunner:
     :class:`CallbackRunner`.
     """
 
-    def __init__(self, abandoned: Callable[[], BaseException]) -> None:
+    def __init__(
+        self, abandoned: Callable[[], BaseException], instance_id: str | None = None
+    ) -> None:
         self._abandoned = abandoned
+        self.instance_id = instance_id
+        self._cancel: Callable[[], object] | None = None  # an async callback's task's
         self._lock = threading.Lock()
         self._deadline: float | None = None  # time.monotonic() of the running attempt's end
         self._next_look = float("inf")  # when the watcher looks next, unless woken
@@ -174,16 +243,19 @@ class InlineRunner:
         if sooner:
             self.wake.set()
         _callback_thread.active = True
+        _callback_thread.instance_id = self.instance_id
         error: BaseException | None = None
         result: object = None
         try:
-            result = function(*args)
+            result = _invoke(function, args, self._cancellable)
         except BaseException as raised:  # decided below, once the watcher cannot expire it
             error = raised
         finally:
             _callback_thread.active = False
+            _callback_thread.instance_id = None
         with self._lock:
             self._deadline = None
+            self._cancel = None
             expired = self._expired
         if expired:
             raise self._abandoned()
@@ -199,10 +271,17 @@ class InlineRunner:
             deadline = self._deadline
             if deadline is not None and now >= deadline:
                 self._expired = True
+                if self._cancel is not None:
+                    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                        self._cancel()
                 return True
             left = _WAKE_SECONDS if deadline is None else min(_WAKE_SECONDS, deadline - now)
             self._next_look = now + left
             return False
+
+    def _cancellable(self, cancel: Callable[[], object]) -> None:
+        with self._lock:
+            self._cancel = cancel
 
     def watch(self, ended: Callable[[], bool]) -> bool:
         """Wait until ``ended()`` (True) or the running attempt expires (False).

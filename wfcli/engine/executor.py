@@ -9,10 +9,12 @@ errored, terminated, paused or waiting, and that ending is journaled.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import json
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -22,23 +24,40 @@ from wfcli.core.codec import (
     Errored,
     ErrorInfo,
     Finished,
+    InboxMessage,
+    RollbackStarted,
     RunStarted,
     Stopped,
     Suspended,
+    Terminated,
     check_json,
+    format_time,
     traceback_of,
 )
 from wfcli.core.settings import Settings
 from wfcli.core.state import InstanceState, fold
-from wfcli.engine.signals import Abandoned, Cancelled, Restart, Stop, StoreFailed, Suspend
+from wfcli.engine.callbacks import workflow_code
+from wfcli.engine.rollback import roll_back
+from wfcli.engine.signals import (
+    Abandoned,
+    Cancelled,
+    DeadlinePassed,
+    Restart,
+    RollingBack,
+    Stop,
+    StoreFailed,
+    Suspend,
+)
 from wfcli.engine.step import NullObserver, RunObserver, StepInterceptor, StepRun, WorkflowStep
 from wfcli.engine.workflow import Env, WorkflowEntrypoint, WorkflowEvent, freeze
 from wfcli.errors import (
     InstanceBusyError,
     InstanceNotFoundError,
+    JournalCorruptError,
     LeaseLostError,
     StepFailedError,
     StoreFaultError,
+    WorkflowTimeoutError,
 )
 from wfcli.store.contract import JournalStore, Lease, Owner
 
@@ -145,7 +164,14 @@ class Executor:
     ) -> InstanceState:
         state = fold(lease.read())
         run = StepRun(
-            lease, state, self.clock, settings, observer, cancel=cancel, interceptor=interceptor
+            lease,
+            state,
+            self.clock,
+            settings,
+            observer,
+            cancel=cancel,
+            interceptor=interceptor,
+            instances=_Instances(self, settings, cancel),
         )
         run.apply_inbox()
         if state.terminal or state.status == "paused":
@@ -189,9 +215,16 @@ class Executor:
             workflow_name=state.workflow,
             schedule=freeze(state.schedule),
         )
+
+        def code(step: WorkflowStep) -> object:
+            with workflow_code(state.instance_id):
+                return workflow(self.env()).run(event, step)
+
         try:
-            output = workflow(self.env()).run(event, WorkflowStep(run))
-            encoded = check_json(output, "workflow output", run.settings.max_value_bytes)
+            if state.rolling_back:  # after a crash, a wait or a terminate --rollback
+                self._roll_back(run, code)
+            else:
+                self._run_code(run, code)
         except Suspend as signal:
             wait = signal.wait
             run.record(
@@ -207,18 +240,29 @@ class Executor:
             pass  # a pause or termination is journaled already
         except Cancelled:
             run.record(Stopped(at=self.clock.now(), pid=owner.pid, host=owner.host))
-        except (Restart, StoreFailed):
-            raise
         except (StoreFaultError, LeaseLostError) as error:  # from a binding, say: not the run's
             raise StoreFailed(error) from None
+
+    def _run_code(self, run: StepRun, code: Callable[[WorkflowStep], object]) -> None:
+        """Run the workflow's code and journal how it ended (rolling back if it must)."""
+        try:
+            output = code(WorkflowStep(run))
+            encoded = check_json(output, "workflow output", run.settings.max_value_bytes)
+        except RollingBack:
+            self._roll_back(run, code)
+        except DeadlinePassed as passed:
+            timeout = WorkflowTimeoutError(passed.step, deadline=format_time(passed.deadline))
+            self._fail(run, code, ErrorInfo.of(timeout))
+        except (StoreFaultError, LeaseLostError):
+            raise  # from a binding, say: not the run's error
         except Exception as error:
             if not run.diverged:  # the code caught the Stop of a divergence: nothing ends
                 info = (
-                    self._step_failure(state, error)
+                    self._step_failure(run.state, error)
                     if isinstance(error, StepFailedError)
                     else ErrorInfo.of(error)
                 )
-                run.record(Errored(at=self.clock.now(), error=info))
+                self._fail(run, code, info)
         else:
             if not run.diverged:
                 run.record(Finished(at=self.clock.now(), output=json.loads(encoded)))
@@ -231,6 +275,37 @@ class Executor:
         inner = None if step is None or step.error is None else step.error.traceback
         return ErrorInfo(error.error_name, error.error_message, traceback_of(error, inner))
 
+    def _fail(self, run: StepRun, code: Callable[[WorkflowStep], object], error: ErrorInfo) -> None:
+        """The instance fails for good with ``error``: roll back, then journal ``errored``."""
+        plan = run.state.rollback_plan()
+        if not plan:
+            run.record(Errored(at=self.clock.now(), error=error))
+            return
+        run.record(
+            RollbackStarted(
+                at=self.clock.now(), reason="errored", plan=plan, error=error, message_id=None
+            )
+        )
+        self._roll_back(run, code)
+
+    def _roll_back(self, run: StepRun, code: Callable[[WorkflowStep], object]) -> None:
+        """Run what is left of the instance's rollback, then journal how the instance ends.
+
+        The code runs first with every step served from the journal, so that each
+        step it reaches hands over its rollback (callbacks are not journaled).
+        """
+        run.collect_rollbacks(code)
+        roll_back(run)
+        rollback = run.state.rollback
+        assert rollback is not None
+        now = self.clock.now()
+        if rollback.reason == "terminated":
+            assert rollback.message_id is not None
+            run.record(Terminated(at=now, message_id=rollback.message_id))
+        else:
+            assert rollback.error is not None
+            run.record(Errored(at=now, error=rollback.error))
+
     def apply_inbox(self, instance_id: str) -> InstanceState:
         """Apply pending messages now if no process executes the instance.
 
@@ -239,7 +314,14 @@ class Executor:
         with self.store.acquire(instance_id, Owner.current()) as lease:
             state = fold(lease.read())
             try:
-                StepRun(lease, state, self.clock, self.settings, NullObserver()).apply_inbox()
+                StepRun(
+                    lease,
+                    state,
+                    self.clock,
+                    self.settings,
+                    NullObserver(),
+                    instances=_Instances(self, self.settings),
+                ).apply_inbox()
             except StoreFailed as failure:
                 raise failure.error from None
             return state
@@ -258,3 +340,39 @@ class Executor:
             except (InstanceBusyError, InstanceNotFoundError):
                 break
         return state
+
+
+class _Instances:
+    """The other instances of the executor's store, as a run sees them (children)."""
+
+    def __init__(
+        self, executor: Executor, settings: Settings, cancel: Callable[[], bool] | None = None
+    ) -> None:
+        self.executor = executor
+        self.settings = settings
+        self.cancel = cancel
+
+    def state(self, instance_id: str) -> InstanceState | None:
+        try:
+            return fold(self.executor.store.read(instance_id))
+        except InstanceNotFoundError:
+            return None
+        except (StoreFaultError, LeaseLostError, JournalCorruptError) as error:
+            raise StoreFailed(error) from None
+
+    def run(self, instance_id: str) -> None:
+        with contextlib.suppress(InstanceBusyError, InstanceNotFoundError):
+            try:
+                self.executor.execute(
+                    instance_id, max_inline_wait=self.settings.max_inline_wait, cancel=self.cancel
+                )
+            except (StoreFaultError, LeaseLostError, JournalCorruptError) as error:
+                raise StoreFailed(error) from None
+
+    def wake(self, instance_id: str) -> None:
+        message = InboxMessage(
+            message_id=uuid.uuid4().hex, action="wake", sent_at=self.executor.clock.now()
+        )
+        # The parent also looks by itself (CHILD_POLL): a failed post only delays it.
+        with contextlib.suppress(StoreFaultError, InstanceNotFoundError, JournalCorruptError):
+            self.executor.store.post(instance_id, message)

@@ -31,6 +31,7 @@ FindingKind = Literal[
     "changed_event_type",
     "changed_timeout",
     "changed_patch",
+    "changed_rollback",
     "duplicate_step",
     "unreached_step",
     "changed_outcome",
@@ -45,6 +46,7 @@ _TITLES: dict[str, str] = {
     "changed_event_type": "event type changed",
     "changed_timeout": "event timeout changed",
     "changed_patch": "patch taken differently",
+    "changed_rollback": "rollback removed",
     "duplicate_step": "duplicate step name",
     "unreached_step": "recorded step not reached",
     "changed_outcome": "different outcome",
@@ -128,7 +130,8 @@ class HistoryMatcher:
         self.state = state
         self.history = state.ordered_steps()
         self.index_of = {step.name: index for index, step in enumerate(self.history)}
-        self.finished = state.status in ("complete", "errored")
+        # An instance that passed its deadline ended wherever it was: its code may go on.
+        self.finished = state.status in ("complete", "errored") and not state.timed_out
         self.warned = {warning.step for warning in state.warnings}
         self.matched = 0
         self.findings: list[Finding] = []
@@ -325,6 +328,23 @@ class HistoryMatcher:
         return True
 
     # patches ----------------------------------------------------------------------------
+
+    def rollback(self, name: str, has_rollback: bool) -> bool:
+        """The code calls recorded step ``name`` with a rollback or without; False
+        (a divergence) if the history started it with one and the code has none now:
+        a rollback of the instance would find nothing to run."""
+        step = self.state.steps.get(name)
+        if step is None or not step.has_rollback or has_rollback:
+            return True
+        self._note(
+            "changed_rollback",
+            name,
+            self.index_of[name] + 1,
+            f"step {name!r} with a rollback",
+            "the step without one",
+        )
+        self._verdict = "divergence"
+        return False
 
     def patch(self, name: str) -> bool:
         """``step.patched(name)``: the recorded answer, else True only where the code is

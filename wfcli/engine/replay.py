@@ -31,6 +31,7 @@ from wfcli.core.settings import Settings
 from wfcli.core.state import TERMINAL_STATUSES, InstanceState, StepState
 from wfcli.engine.callbacks import Callback, CallbackRunner
 from wfcli.engine.history import Finding, FindingKind, HistoryMatcher
+from wfcli.engine.rollback import Rollback
 from wfcli.engine.signals import RunSignal
 from wfcli.engine.step import SETTLED, WorkflowStep, check_step_kind, served
 from wfcli.engine.workflow import Env, ReceivedEvent, WorkflowEvent, freeze
@@ -227,8 +228,15 @@ class _ReplaySource:
         count: int,
         runner: CallbackRunner | None = None,
         sensitive: bool = False,
+        rollback: Rollback | None = None,
     ) -> Any:
-        return served(self._recorded(name))
+        step = self._recorded(name, settled=False)
+        with self._lock:
+            if count == 1 and not self.matcher.rollback(name, rollback is not None):
+                raise self._halt("divergence")
+        if step.status not in SETTLED:
+            raise self._halt("end_of_history")  # a step in flight: history ends here
+        return served(step)
 
     def sleep(self, name: str, until: Callable[[datetime], datetime]) -> None:
         served(self._recorded(name))
@@ -242,6 +250,13 @@ class _ReplaySource:
             raise self._halt("end_of_history")  # a wait in flight: history ends here
         event: ReceivedEvent = served(step, event_type)
         return event
+
+    def wait_for_instance(self, name: str, instance_id: str, timeout: timedelta) -> Any:
+        return served(self._recorded(name))
+
+    @property
+    def instance_id(self) -> str:
+        return self.state.instance_id
 
     def patched(self, name: str) -> bool:
         with self._lock:

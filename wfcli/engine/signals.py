@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Union
 
 from wfcli.core.codec import format_time
@@ -12,7 +13,10 @@ from wfcli.errors import JournalCorruptError, LeaseLostError, StoreFaultError
 __all__ = [
     "Abandoned",
     "Cancelled",
+    "DeadlinePassed",
+    "RegistrationDone",
     "Restart",
+    "RollingBack",
     "RunSignal",
     "Stop",
     "StoreFailed",
@@ -68,3 +72,22 @@ class StoreFailed(RunSignal):
     def __init__(self, error: StoreFailure) -> None:
         self.error = error
         super().__init__(str(error))
+
+
+class DeadlinePassed(RunSignal):
+    """The instance reached its workflow deadline at step ``step``: it errors with
+    :class:`~wfcli.errors.WorkflowTimeoutError`, which workflow code cannot catch."""
+
+    def __init__(self, step: str, deadline: datetime) -> None:
+        self.step = step
+        self.deadline = deadline
+        super().__init__(f"deadline {format_time(deadline)} passed at step {step!r}")
+
+
+class RollingBack(RunSignal):
+    """``wf terminate --rollback`` was applied during the run: it rolls back now."""
+
+
+class RegistrationDone(RunSignal):
+    """A run that only collects rollbacks reached a step with no outcome: every
+    started step has been seen."""

@@ -42,10 +42,16 @@ from wfcli.core.codec import (
     parse_time,
 )
 from wfcli.core.durations import Duration, parse_duration
-from wfcli.core.ids import validate_event_type, validate_step_name
+from wfcli.core.ids import validate_event_type, validate_instance_id, validate_step_name
 from wfcli.core.retry import RetryPolicy, backoff_delay
 from wfcli.core.settings import Settings
-from wfcli.core.state import BufferedEvent, InstanceState, StepState, WaitInfo, records_for_message
+from wfcli.core.state import (
+    BufferedEvent,
+    InstanceState,
+    StepState,
+    WaitInfo,
+    records_for_message,
+)
 from wfcli.engine.callbacks import (
     AttemptTimedOut,
     Callback,
@@ -56,16 +62,20 @@ from wfcli.engine.callbacks import (
     wants_context,
 )
 from wfcli.engine.history import HistoryMatcher
+from wfcli.engine.rollback import Rollback
 from wfcli.engine.signals import (
     Abandoned,
     Cancelled,
+    DeadlinePassed,
+    RegistrationDone,
     Restart,
+    RollingBack,
     Stop,
     StoreFailed,
     StoreFailure,
     Suspend,
 )
-from wfcli.engine.workflow import ReceivedEvent, StepContext
+from wfcli.engine.workflow import ReceivedEvent, StepConfig, StepContext
 from wfcli.errors import (
     AttemptLostError,
     JournalCorruptError,
@@ -80,15 +90,19 @@ from wfcli.errors import (
 from wfcli.store.contract import Lease
 
 __all__ = [
+    "CHILD_POLL",
     "SETTLED",
     "Callback",
+    "Instances",
     "RunObserver",
     "StepInterceptor",
     "StepRun",
     "StepSource",
     "WorkflowStep",
     "check_step_kind",
+    "copy_json",
     "served",
+    "step_failure",
 ]
 
 
@@ -150,16 +164,35 @@ class NullObserver:
         pass
 
 
+class Instances(Protocol):
+    """What a run needs of other instances of its store (children it waits for)."""
+
+    def state(self, instance_id: str) -> InstanceState | None:
+        """The instance's state, None if there is no such instance."""
+
+    def run(self, instance_id: str) -> None:
+        """Execute the instance here if it is due and nobody else does."""
+
+    def wake(self, instance_id: str) -> None:
+        """Make the instance due (it waits for one that just finished)."""
+
+
+CHILD_POLL = timedelta(minutes=1)
+"""How often a parent waiting for an instance looks at it when nothing wakes it sooner
+(a finished child wakes the parent that created it through its inbox)."""
+
 # A step whose journal says "completed" or "failed" is replayed, not run.
 SETTLED = ("completed", "failed")
 _NO_TIME = timedelta(0)
+_TIMED_OUT = WorkflowTimeoutError.__name__
 
 
-def _copy_json(value: JsonValue) -> Any:
+def copy_json(value: JsonValue) -> Any:
+    """A fresh copy of a JSON value (what a step hands back is never the journal's)."""
     if isinstance(value, dict):
-        return {key: _copy_json(item) for key, item in value.items()}
+        return {key: copy_json(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_copy_json(item) for item in value]
+        return [copy_json(item) for item in value]
     return value
 
 
@@ -182,11 +215,12 @@ def _event_from_output(output: JsonValue) -> ReceivedEvent:
     assert isinstance(timestamp, str)
     assert isinstance(event_type, str)
     return ReceivedEvent(
-        type=event_type, payload=_copy_json(output.get("payload")), timestamp=parse_time(timestamp)
+        type=event_type, payload=copy_json(output.get("payload")), timestamp=parse_time(timestamp)
     )
 
 
-def _failure(step: StepState) -> StepFailedError:
+def step_failure(step: StepState) -> StepFailedError:
+    """The :class:`StepFailedError` of a step that failed for good."""
     assert step.error is not None
     return StepFailedError(step.name, step.error.name, step.error.message, step.attempts)
 
@@ -199,12 +233,14 @@ def served(step: StepState, event_type: str = "") -> Any:
     ``event_type``, the type the code waits for), None for a finished sleep.
     """
     if step.status == "completed":
-        if step.kind == "do":
-            return _copy_json(step.output)
+        if step.kind in ("do", "instance"):
+            return copy_json(step.output)
         return _event_from_output(step.output) if step.kind == "event" else None
     if step.kind == "event":
         raise WorkflowTimeoutError(step.name, event_type)
-    raise _failure(step)
+    if step.kind == "instance" and step.error is not None and step.error.name == _TIMED_OUT:
+        raise WorkflowTimeoutError(step.name, instance_id=step.instance_id)
+    raise step_failure(step)
 
 
 def check_step_kind(state: InstanceState, name: str, kind: StepKind) -> None:
@@ -230,6 +266,10 @@ class StepSource(Protocol):
     def settings(self) -> Settings:
         """The defaults of step options and the limits on values."""
 
+    @property
+    def instance_id(self) -> str:
+        """The instance whose run this is."""
+
     def enter(self, name: str, kind: StepKind) -> int:
         """Before a step: take note of the call; returns how often ``name`` was called."""
 
@@ -246,6 +286,7 @@ class StepSource(Protocol):
         count: int,
         runner: CallbackRunner | None = None,
         sensitive: bool = False,
+        rollback: Rollback | None = None,
     ) -> Any:
         """The result of step ``name``; ``runner`` is a ``parallel`` branch's own (its
         callbacks run on threads of their own, abandoned alone on a timeout);
@@ -256,6 +297,9 @@ class StepSource(Protocol):
 
     def wait_for_event(self, name: str, event_type: str, timeout: timedelta) -> ReceivedEvent:
         """The event step ``name`` waits for."""
+
+    def wait_for_instance(self, name: str, instance_id: str, timeout: timedelta) -> Any:
+        """The output of the instance step ``name`` waits for."""
 
     def patched(self, name: str) -> bool:
         """The instance's answer to patch ``name``, decided once."""
@@ -294,8 +338,10 @@ class StepRun:
         cancel: Callable[[], bool] | None = None,
         interceptor: StepInterceptor | None = None,
         timed_out: tuple[str, int] | None = None,
+        instances: Instances | None = None,
     ) -> None:
         self.lease = lease
+        self.instances = instances
         self.cancel = cancel
         self.interceptor = interceptor
         self.state = state
@@ -303,7 +349,7 @@ class StepRun:
         self.settings = settings
         self.observer = observer
         self.calls: dict[str, int] = {}
-        self.runner = InlineRunner(Abandoned)
+        self.runner = InlineRunner(Abandoned, state.instance_id)
         self.running_attempt: tuple[str, int] | None = None
         """The step and attempt whose callback ``runner`` runs or ran last."""
         self.timed_out = timed_out
@@ -312,6 +358,10 @@ class StepRun:
         self.carries_on = timed_out is not None
         """Whether the code's next run goes on with the abandoned one's (no ``run_started``)."""
         self._abandoned = False
+        self.rollbacks: dict[str, Rollback] = {}
+        """The rollbacks of the steps the code has reached, by step name."""
+        self.registering = False
+        """Whether the code runs only to collect rollbacks (every step served or halted)."""
         self.store_failure: StoreFailure | None = None
         self.matcher = HistoryMatcher(state)
         self.following = False
@@ -319,6 +369,10 @@ class StepRun:
         self.diverged = False
         self._mutex = threading.RLock()
         self._main_thread = threading.get_ident()
+
+    @property
+    def instance_id(self) -> str:
+        return self.state.instance_id
 
     def begin(self) -> None:
         """Before each run of the workflow's code: match it against the history anew."""
@@ -348,6 +402,7 @@ class StepRun:
             cancel=self.cancel,
             interceptor=self.interceptor,
             timed_out=self.running_attempt,
+            instances=self.instances,
         )
 
     # journal --------------------------------------------------------------------
@@ -369,8 +424,14 @@ class StepRun:
             except (StoreFaultError, LeaseLostError, JournalCorruptError) as error:
                 self.store_failure = error
                 raise StoreFailed(error) from None
+            was_terminal = self.state.terminal
             for record in records:
                 self.state.apply(record)
+        # The end of a child wakes its parent (a crash first leaves the parent to its poll).
+        parent = self.state.parent
+        ended = self.state.terminal and not was_terminal
+        if ended and parent is not None and self.instances is not None:
+            self.instances.wake(parent)
 
     def _pending(self) -> list[InboxMessage]:
         """The inbox, as the lease sees it; a store that fails stops the run."""
@@ -412,6 +473,7 @@ class StepRun:
         if self.cancel is not None and self.cancel():
             raise Cancelled
         records_before = self.state.record_count
+        rolling_back = self.state.rolling_back
         restarted = False
         for message in self._pending():
             if self._apply_message(message) and message.action == "restart":
@@ -422,6 +484,8 @@ class StepRun:
             raise Restart
         if self.state.status in ("paused", "terminated"):
             raise Stop
+        if self.state.rolling_back and not rolling_back:
+            raise RollingBack
         if self.state.status == "queued":  # paused and resumed in one go: carry on
             self.record(
                 RunStarted(
@@ -442,9 +506,12 @@ class StepRun:
         during a long replay still takes effect before anything new happens, and
         replaying costs no folder listing per step.
         """
+        if self.registering:
+            return self._count(name)
         step = self.state.steps.get(name)  # replays(name), inlined: this path is hot
         if step is None or step.status not in SETTLED:
             self.checkpoint()
+            self._check_deadline(name)
         count = self._count(name)
         if self.following:
             if count == 1 and not self.diverged and self.matcher.takes(name, kind):
@@ -455,14 +522,22 @@ class StepRun:
         return count
 
     def enter_parallel(self, names: Sequence[str]) -> list[int]:
+        if self.registering:
+            return [self._count(name) for name in names]
         if not all(self.replays(name) for name in names):
             self.checkpoint()
+            self._check_deadline(names[0] if names else "parallel")
         counts = [self._count(name) for name in names]
         if self.following:
             self._follow([(name, "do", count) for name, count in zip(names, counts, strict=True)])
         for name, count in zip(names, counts, strict=True):
             self._check_call(name, "do", count)
         return counts
+
+    def _check_deadline(self, name: str) -> None:
+        deadline = self.state.deadline
+        if deadline is not None and self.clock.now() >= deadline:
+            raise DeadlinePassed(name, deadline)
 
     def _count(self, name: str) -> int:
         with self._mutex:
@@ -518,6 +593,11 @@ class StepRun:
         raise Stop
 
     def patched(self, name: str) -> bool:
+        if self.registering:
+            decision = self.state.patches.get(name)
+            if decision is None:
+                raise RegistrationDone
+            return decision.applied
         if self.diverged:
             raise Stop
         applied = self.matcher.patch(name)
@@ -529,6 +609,8 @@ class StepRun:
         return applied
 
     def deprecate_patch(self, name: str) -> None:
+        if self.registering:
+            return
         if self.diverged:
             raise Stop
         if not self.matcher.deprecated(name):
@@ -539,16 +621,41 @@ class StepRun:
     def wait(
         self,
         name: str,
-        kind: Literal["sleep", "retry", "event"],
+        kind: Literal["sleep", "retry", "event", "instance"],
         until: datetime,
         event_type: str | None = None,
         ready: Callable[[], bool] | None = None,
     ) -> None:
-        """Wait inline until ``until`` (or until ``ready()``), or raise :class:`Suspend`."""
+        """Wait inline until ``until`` (or until ``ready()``), or raise :class:`Suspend`.
+
+        A wait that goes past the instance's deadline ends there with
+        :class:`DeadlinePassed` (a suspended one is due at the deadline); rollbacks
+        are not bound by it.
+        """
+        deadline = None if self.state.rolling_back else self.state.deadline
+        if deadline is None or until <= deadline:
+            self._wait(name, kind, until, event_type, ready)
+            return
+        self._wait(name, kind, deadline, event_type, ready)
+        if ready is None or not ready():
+            raise DeadlinePassed(name, deadline)
+
+    def _wait(
+        self,
+        name: str,
+        kind: Literal["sleep", "retry", "event", "instance"],
+        until: datetime,
+        event_type: str | None,
+        ready: Callable[[], bool] | None,
+    ) -> None:
         now = self.clock.now()
         if now >= until or (ready is not None and ready()):
             return
-        if self.interceptor is not None and self.interceptor.end_wait(name, kind, until):
+        if (
+            self.interceptor is not None
+            and kind != "instance"
+            and self.interceptor.end_wait(name, kind, until)
+        ):
             return
         if until - now > self.settings.max_inline_wait:
             raise Suspend(WaitInfo(kind, name, until, event_type))
@@ -579,8 +686,16 @@ class StepRun:
         count: int,
         runner: CallbackRunner | None = None,
         sensitive: bool = False,
+        rollback: Rollback | None = None,
     ) -> Any:
         step = self.state.steps.get(name)
+        if rollback is not None and count == 1:
+            with self._mutex:
+                self.rollbacks.setdefault(name, rollback)
+        if self.registering:
+            if step is not None and step.status in SETTLED:
+                return served(step)
+            raise RegistrationDone
         if step is not None and step.status in SETTLED:
             if step.status == "completed" and self._announce_replays:
                 self.observer.step_finished(name, "do", ok=True, replayed=True)
@@ -601,10 +716,21 @@ class StepRun:
             elif step.retry_at is not None:
                 self.wait(name, "retry", step.retry_at)
         takes_context = wants_context(callback)
+        config = StepConfig(policy, timeout)
+        has_rollback = True if rollback is not None else None
         while True:
-            self.record(AttemptStarted(at=self.clock.now(), step=name, attempt=attempt), sync=False)
+            self.record(
+                AttemptStarted(
+                    at=self.clock.now(), step=name, attempt=attempt, rollback=has_rollback
+                ),
+                sync=False,
+            )
             self.observer.step_started(name, "do", attempt)
-            args = (StepContext(attempt=attempt, name=name, count=count),) if takes_context else ()
+            args = (
+                (StepContext(attempt=attempt, name=name, count=count, config=config),)
+                if takes_context
+                else ()
+            )
             function = callback
             if self.interceptor is not None:
                 stand_in = self.interceptor.stand_in(name, attempt, timeout)
@@ -657,7 +783,7 @@ class StepRun:
             )
             self.observer.attempt_failed(name, attempt, info, None, retryable=not final)
             self.observer.step_finished(name, "do", ok=False, replayed=False)
-            raise _failure(self.state.steps[name])
+            raise step_failure(self.state.steps[name])
         retry_at = (
             now if isinstance(error, AttemptLostError) else now + backoff_delay(policy, attempt)
         )
@@ -673,7 +799,17 @@ class StepRun:
             self.observer.step_finished(step.name, step.kind, ok=True, replayed=True)
         return served(step, event_type)
 
+    def _registered(self, name: str, event_type: str = "") -> Any:
+        """While collecting rollbacks: a settled step's outcome, or the end of it."""
+        step = self.state.steps.get(name)
+        if step is not None and step.status in SETTLED:
+            return served(step, event_type)
+        raise RegistrationDone
+
     def sleep(self, name: str, until: Callable[[datetime], datetime]) -> None:
+        if self.registering:
+            self._registered(name)
+            return
         step = self.state.steps.get(name)
         if step is not None and step.status in SETTLED:
             self._served(step)
@@ -693,6 +829,9 @@ class StepRun:
         self.observer.step_finished(name, "sleep", ok=True, replayed=False)
 
     def wait_for_event(self, name: str, event_type: str, timeout: timedelta) -> ReceivedEvent:
+        if self.registering:
+            registered: ReceivedEvent = self._registered(name, event_type)
+            return registered
         step = self.state.steps.get(name)
         if step is not None and step.status in SETTLED:
             received: ReceivedEvent = self._served(step, event_type)
@@ -753,6 +892,97 @@ class StepRun:
         self.observer.step_finished(name, "event", ok=True, replayed=False)
         return _event_from_output(output)
 
+    def wait_for_instance(self, name: str, instance_id: str, timeout: timedelta) -> Any:
+        if self.registering:
+            return self._registered(name)
+        step = self.state.steps.get(name)
+        if step is not None and step.status in SETTLED:
+            return self._served(step)
+        if step is None or step.until is None:
+            now = self.clock.now()
+            self.record(
+                WaitStarted(
+                    at=now,
+                    step=name,
+                    kind="instance",
+                    until=now + timeout,
+                    event_type=None,
+                    instance_id=instance_id,
+                )
+            )
+            step = self.state.steps[name]
+        assert step.until is not None
+        waited_for = step.instance_id or instance_id
+        self.observer.step_started(name, "instance", 1)
+        while True:
+            child = self._instance(waited_for)
+            if child is not None and not child.terminal and self.instances is not None:
+                self._run_instance(waited_for, child)
+                child = self._instance(waited_for)
+            if child is None or child.terminal:
+                return self._instance_finished(name, waited_for, child)
+            now = self.clock.now()
+            if now >= step.until:
+                error = WorkflowTimeoutError(name, instance_id=waited_for)
+                self.record(
+                    StepFailed(
+                        at=now, step=name, kind="instance", attempts=1, error=ErrorInfo.of(error)
+                    )
+                )
+                self.observer.step_finished(name, "instance", ok=False, replayed=False)
+                raise error
+
+            def finished() -> bool:
+                state = self._instance(waited_for)
+                return state is None or state.terminal
+
+            self.wait(name, "instance", min(step.until, now + CHILD_POLL), ready=finished)
+
+    def _instance(self, instance_id: str) -> InstanceState | None:
+        if self.instances is None:
+            raise WorkflowInputError("wait_for_instance", "this run cannot see other instances")
+        return self.instances.state(instance_id)
+
+    def _run_instance(self, instance_id: str, child: InstanceState) -> None:
+        """Execute a child that is due here (a foreground ``wf run`` runs its children)."""
+        assert self.instances is not None
+        waiting = child.waiting
+        if child.status in ("queued", "running") or (
+            child.status == "waiting" and waiting is not None and waiting.until <= self.clock.now()
+        ):
+            self.instances.run(instance_id)
+
+    def _instance_finished(self, name: str, instance_id: str, child: InstanceState | None) -> Any:
+        now = self.clock.now()
+        if child is not None and child.status == "complete":
+            output = child.output
+            self.record(StepCompleted(at=now, step=name, kind="instance", attempt=1, output=output))
+            self.observer.step_finished(name, "instance", ok=True, replayed=False)
+            return copy_json(output)
+        if child is None:
+            info = ErrorInfo("InstanceNotFoundError", f"no instance with ID {instance_id!r}")
+        elif child.status == "errored" and child.error is not None:
+            info = child.error
+        else:
+            info = ErrorInfo("Terminated", f"instance {instance_id!r} was terminated")
+        self.record(StepFailed(at=now, step=name, kind="instance", attempts=1, error=info))
+        self.observer.step_finished(name, "instance", ok=False, replayed=False)
+        raise step_failure(self.state.steps[name])
+
+    # rollbacks (run by wfcli.engine.rollback) -----------------------------------------
+
+    def collect_rollbacks(self, code: Callable[[WorkflowStep], object]) -> None:
+        """Run the workflow's ``code`` only to collect its rollbacks: every step is
+        served from the journal, and the first one without an outcome ends it."""
+        self.begin()
+        self.registering = True
+        try:
+            code(WorkflowStep(self))
+        except (RegistrationDone, Exception):
+            pass  # what it raises was journaled when it first ran
+        finally:
+            self.registering = False
+
 
 # --- the object workflows receive ------------------------------------------------------
 
@@ -778,6 +1008,25 @@ class WorkflowStep:
             raise WorkflowInputError("timeout", "must be longer than zero")
         return policy, limit
 
+    def _rollback(self, rollback: Callback | None, config: object) -> Rollback | None:
+        if rollback is None:
+            if config is not None:
+                raise WorkflowInputError("rollback_config", "given without a rollback")
+            return None
+        if not callable(rollback):
+            raise WorkflowInputError("rollback", f"{type(rollback).__name__} is not callable")
+        if config is None:
+            config = {}
+        if not isinstance(config, Mapping):
+            raise WorkflowInputError(
+                "rollback_config", f"expected a mapping, got {type(config).__name__}"
+            )
+        unknown = sorted(set(map(str, config)) - {"retries", "timeout"})
+        if unknown:
+            raise WorkflowInputError("rollback_config", f"unknown key {unknown[0]!r}")
+        policy, limit = self._options(config.get("retries"), config.get("timeout"))
+        return Rollback(rollback, policy, limit)
+
     def do(
         self,
         name: str,
@@ -786,24 +1035,40 @@ class WorkflowStep:
         retries: Mapping[str, object] | RetryPolicy | None = None,
         timeout: Duration | None = None,
         sensitive: bool = False,
+        rollback: Callback | None = None,
+        rollback_config: Mapping[str, object] | None = None,
     ) -> Any:
         """Run ``callback`` once, durably, and return its JSON result.
 
-        ``callback`` takes no argument or a :class:`StepContext`. ``retries``
-        (``limit``, ``delay``, ``backoff``) and ``timeout`` (per attempt) default
-        to the project's settings (5 retries, 10 seconds, exponential; 10 minutes).
-        On replay the journaled result is returned without calling ``callback``.
-        A step that fails for good raises :class:`StepFailedError`. With
-        ``sensitive=True`` every view shows its result as ``"[REDACTED]"``; the
+        ``callback`` (a function or ``async def``) takes no argument or a
+        :class:`StepContext`. ``retries`` (``limit``, ``delay``, ``backoff``) and
+        ``timeout`` (per attempt) default to the project's settings (5 retries, 10
+        seconds, exponential; 10 minutes). On replay the journaled result is
+        returned without calling ``callback``. A step that fails for good raises
+        :class:`StepFailedError`.
+
+        With ``sensitive=True`` every view shows its result as ``"[REDACTED]"``; the
         journal keeps it (replay and later steps get the real value), and its errors
         are shown as they are.
+
+        ``rollback`` undoes the step when the instance fails for good or is
+        terminated with ``--rollback``: it takes no argument or a
+        :class:`RollbackContext`; ``rollback_config`` (``retries``, ``timeout``)
+        gives its own options, with the same defaults.
         """
         policy, limit = self._options(retries, timeout)
         if not callable(callback):
             raise WorkflowInputError("callback", f"{type(callback).__name__} is not callable")
+        undo = self._rollback(rollback, rollback_config)
         checked, count = self._enter(name, "do")
         return self._source.do(
-            checked, callback, policy=policy, timeout=limit, count=count, sensitive=sensitive
+            checked,
+            callback,
+            policy=policy,
+            timeout=limit,
+            count=count,
+            sensitive=sensitive,
+            rollback=undo,
         )
 
     def parallel(
@@ -813,15 +1078,26 @@ class WorkflowStep:
         retries: Mapping[str, object] | RetryPolicy | None = None,
         timeout: Duration | None = None,
         sensitive: bool = False,
+        rollbacks: Mapping[str, Callback] | None = None,
+        rollback_config: Mapping[str, object] | None = None,
     ) -> list[Any]:
         """Run several ``do`` steps at once, each journaled under its own name.
 
         Returns their results in the order of ``calls``. On replay only the
         steps without a journaled result run. If any fails for good, the first
         failure in ``calls`` order is raised after all have finished. ``sensitive``
-        is as for :meth:`do`, for every one of them.
+        is as for :meth:`do`, for every one of them. ``rollbacks`` maps some of the
+        names to their rollbacks (see :meth:`do`); they roll back in the order the
+        steps started, the last first.
         """
         policy, limit = self._options(retries, timeout)
+        undo = {
+            name: self._rollback(callback, rollback_config)
+            for name, callback in (rollbacks or {}).items()
+        }
+        if not set(undo) <= set(calls):
+            extra = sorted(set(undo) - set(calls))[0]
+            raise WorkflowInputError("rollbacks", f"{extra!r} is not one of the steps")
         named = [(validate_step_name(name), callback) for name, callback in calls.items()]
         for name, callback in named:
             if not callable(callback):
@@ -835,7 +1111,7 @@ class WorkflowStep:
 
         def branch(index: int) -> None:
             name, callback = named[index]
-            runner = CallbackRunner()
+            runner = CallbackRunner(self._source.instance_id)
             try:
                 outcomes[index] = (
                     True,
@@ -847,6 +1123,7 @@ class WorkflowStep:
                         count=counts[index],
                         runner=runner,
                         sensitive=sensitive,
+                        rollback=undo.get(name),
                     ),
                 )
             except BaseException as error:
@@ -867,6 +1144,9 @@ class WorkflowStep:
         errors = [value for ok, value in outcomes if not ok]
         for error in errors:  # a failed store ends the run whatever else happened
             if isinstance(error, StoreFailed):
+                raise error
+        for error in errors:  # then the end of a deadline, or of collecting rollbacks
+            if isinstance(error, (DeadlinePassed, RegistrationDone)):
                 raise error
         suspends = [error for error in errors if isinstance(error, Suspend)]
         if suspends:
@@ -911,6 +1191,21 @@ class WorkflowStep:
         limit = parse_duration(timeout, "timeout")
         checked, _ = self._enter(name, "event")
         return self._source.wait_for_event(checked, event_type, limit)
+
+    def wait_for_instance(
+        self, name: str, instance_id: str, *, timeout: Duration = "24 hours"
+    ) -> Any:
+        """Wait for instance ``instance_id`` (a child) to finish; returns its output.
+
+        Raises :class:`StepFailedError` if it errored (with its error) or was
+        terminated, and :class:`WorkflowTimeoutError` if it is not finished within
+        ``timeout``. A child that this instance created wakes it when it finishes;
+        otherwise it looks every :data:`CHILD_POLL`.
+        """
+        child = validate_instance_id(instance_id)
+        limit = parse_duration(timeout, "timeout")
+        checked, _ = self._enter(name, "instance")
+        return self._source.wait_for_instance(checked, child, limit)
 
     def patched(self, name: str) -> bool:
         """Whether this instance takes the new branch of patch ``name``.

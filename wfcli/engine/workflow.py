@@ -5,15 +5,26 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from wfcli.core.codec import JsonValue
+from wfcli.core.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from wfcli.engine.step import WorkflowStep
+    from wfcli.errors import StepFailedError
 
-__all__ = ["Env", "ReceivedEvent", "StepContext", "WorkflowEntrypoint", "WorkflowEvent", "freeze"]
+__all__ = [
+    "Env",
+    "ReceivedEvent",
+    "RollbackContext",
+    "StepConfig",
+    "StepContext",
+    "WorkflowEntrypoint",
+    "WorkflowEvent",
+    "freeze",
+]
 
 
 def _refuse(self: object, *args: object, **kwargs: object) -> NoReturn:
@@ -71,12 +82,38 @@ class ReceivedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class StepConfig:
+    """A step's resolved options: its retry policy and its per-attempt timeout."""
+
+    retries: RetryPolicy
+    timeout: timedelta
+
+
+@dataclass(frozen=True, slots=True)
 class StepContext:
     """Handed to a step callback that takes one argument."""
 
     attempt: int
     name: str
     count: int
+    config: StepConfig
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackContext:
+    """Handed to a rollback callback that takes one argument.
+
+    ``output`` is the step's result (None if it failed or never finished),
+    ``error`` its failure (None if it completed), ``name`` the step's name,
+    ``attempt`` the rollback's attempt (1-based) and ``config`` the rollback's
+    resolved retries and timeout.
+    """
+
+    output: Any
+    error: StepFailedError | None
+    name: str
+    attempt: int
+    config: StepConfig
 
 
 class Env:

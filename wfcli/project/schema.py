@@ -73,6 +73,7 @@ _WORKFLOW_KEYS = (
     "rate",
     "schedules",
     "sensitive_params",
+    "timeout",
     "version",
 )
 _CONCURRENCY_KEYS = ("key", "limit")
@@ -111,6 +112,7 @@ class WorkflowConfig:
     ``sensitive_params`` are the params keys every view shows as ``"[REDACTED]"``.
     ``schedules`` start instances from ``wf worker``; ``concurrency`` (with
     ``rate``) limits how many run at once across every worker.
+    ``timeout`` gives each instance a deadline that long after its creation.
     """
 
     name: str
@@ -121,6 +123,7 @@ class WorkflowConfig:
     schedules: tuple[Schedule, ...] = ()
     concurrency: ConcurrencyLimit | None = None
     sensitive_params: tuple[str, ...] = ()
+    timeout: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +379,7 @@ class _ProjectReader:
                     schedules=self.schedules(entry, at, name),
                     concurrency=self.concurrency(entry, at),
                     sensitive_params=self.key_names(entry, (*at, "sensitive_params")),
+                    timeout=self.workflow_timeout(entry, (*at, "timeout")),
                 )
             )
         return tuple(workflows)
@@ -511,6 +515,16 @@ class _ProjectReader:
             ),
             max_value_bytes=max_bytes,
         )
+
+    def workflow_timeout(self, table: Mapping[str, object], key: KeyPath) -> timedelta | None:
+        if key[-1] not in table:
+            return None
+        timeout = self.converted(
+            key[:-1], lambda: parse_duration(table[str(key[-1])], str(key[-1]))
+        )
+        if timeout <= timedelta(0):
+            raise self.error(key, "must be longer than zero")
+        return timeout
 
     def duration(self, table: Mapping[str, object], key: KeyPath, default: timedelta) -> timedelta:
         if key[-1] not in table:

@@ -93,4 +93,5 @@ def open_client(
         versions={w.name: w.version for w in project.workflows if w.version is not None},
         limits=project.limits(),
         sensitive_params={w.name: w.sensitive_params for w in project.workflows},
+        timeouts={w.name: w.timeout for w in project.workflows if w.timeout is not None},
     )

@@ -33,6 +33,8 @@ __all__ = ["MemoryStore"]
 @dataclass
 class _MemoryInstance:
     records: list[Record]
+    rules: JournalRules
+    """The rules its records were checked with, from line 1 on (appends go on with them)."""
     inbox: list[InboxMessage] = field(default_factory=list)
     owner: Owner | None = None
     lease: int = 0
@@ -62,9 +64,8 @@ class _MemoryLease(Lease):
             decode_record(json.loads(encode_record(record)))
         with self._store._mutex:
             instance = self._instance()
-            rules = JournalRules(self.instance_id, self._store.location())
             for line_no, record in enumerate(records, start=len(instance.records) + 1):
-                rules.check(record, line_no)
+                instance.rules.check(record, line_no)
             instance.records.extend(records)
 
     def pending(self) -> list[InboxMessage]:
@@ -116,11 +117,12 @@ class MemoryStore(JournalStore):
 
     def create(self, record: Created) -> None:
         validate_instance_id(record.instance_id)
-        JournalRules(record.instance_id, self.location()).check(record, 1)
+        rules = JournalRules(record.instance_id, self.location())
+        rules.check(record, 1)
         with self._mutex:
             if record.instance_id in self._instances:
                 raise InstanceExistsError(record.instance_id)
-            self._instances[record.instance_id] = _MemoryInstance(records=[record])
+            self._instances[record.instance_id] = _MemoryInstance(records=[record], rules=rules)
 
     def import_journal(self, records: Sequence[Record]) -> None:
         """The whole journal at once, checked as appends check it."""
@@ -135,7 +137,7 @@ class MemoryStore(JournalStore):
         with self._mutex:
             if first.instance_id in self._instances:
                 raise InstanceExistsError(first.instance_id)
-            self._instances[first.instance_id] = _MemoryInstance(records=list(records))
+            self._instances[first.instance_id] = _MemoryInstance(records=list(records), rules=rules)
 
     def read(self, instance_id: str) -> list[Record]:
         with self._mutex:

@@ -18,6 +18,13 @@ from wfcli.core.codec import (
     FormatVersion,
     Record,
     RecordError,
+    Restarted,
+    RollbackAttemptFailed,
+    RollbackAttemptStarted,
+    RollbackCompleted,
+    RollbackFailed,
+    RollbackFinished,
+    RollbackStarted,
     StepCompleted,
     check_event_output,
     checksum_matches,
@@ -39,9 +46,21 @@ class JournalRules:
         self.instance_id = instance_id
         self.where = where
         self.version: FormatVersion = FORMAT_VERSION
+        self._rollback_plan: frozenset[str] | None = None
+        self._from_line_one = False
 
     def check(self, record: Record, line_no: int) -> None:
-        """Raise :class:`JournalCorruptError` if ``record`` may not stand at ``line_no``."""
+        """Raise :class:`JournalCorruptError` if ``record`` may not stand at ``line_no``.
+
+        The rules that depend on earlier records (a rollback's) apply only when these
+        rules have seen the journal from line 1: not to an append checked on its own.
+        """
+        if line_no == 1:
+            self._from_line_one = True
+        if isinstance(record, _ROLLBACK_RECORDS) and self._from_line_one:
+            self._check_rollback(record, line_no)
+        elif isinstance(record, Restarted):
+            self._rollback_plan = None
         if isinstance(record, StepCompleted) and record.kind == "event":
             try:
                 check_event_output(record.output)  # replay hands it back as the event
@@ -56,6 +75,33 @@ class JournalRules:
             raise JournalCorruptError(
                 self.where, line_no, f"journal is for instance {record.instance_id!r}"
             )
+
+    def _check_rollback(self, record: Record, line_no: int) -> None:
+        """A rollback's records follow its ``rollback_started`` and name steps of its plan."""
+        if isinstance(record, RollbackStarted):
+            if self._rollback_plan is not None:
+                raise JournalCorruptError(self.where, line_no, "a second 'rollback_started'")
+            self._rollback_plan = frozenset(record.plan)
+            return
+        if self._rollback_plan is None:
+            raise JournalCorruptError(
+                self.where, line_no, f"a {record.TYPE!r} record before 'rollback_started'"
+            )
+        step = getattr(record, "step", None)
+        if step is not None and step not in self._rollback_plan:
+            raise JournalCorruptError(
+                self.where, line_no, f"a {record.TYPE!r} record for step {step!r}, not in the plan"
+            )
+
+
+_ROLLBACK_RECORDS = (
+    RollbackStarted,
+    RollbackAttemptStarted,
+    RollbackAttemptFailed,
+    RollbackCompleted,
+    RollbackFailed,
+    RollbackFinished,
+)
 
 
 def decode_journal_line(raw: bytes, line_no: int, rules: JournalRules) -> Record:

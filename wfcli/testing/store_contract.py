@@ -27,13 +27,21 @@ from wfcli.core.admission import ConcurrencyLimit, Rate
 from wfcli.core.codec import (
     AttemptStarted,
     Created,
+    Errored,
+    ErrorInfo,
     Finished,
     InboxMessage,
     JsonValue,
     Paused,
     Record,
+    RollbackAttemptStarted,
+    RollbackCompleted,
+    RollbackFailed,
+    RollbackFinished,
+    RollbackStarted,
     RunStarted,
     StepCompleted,
+    StepFailed,
     Suspended,
 )
 from wfcli.core.state import fold, fork_journal
@@ -220,6 +228,89 @@ class StoreContract:
             with pytest.raises(JournalCorruptError, match="an event step's result"):
                 lease.append([StepCompleted(at=START, step="e", kind="event", attempt=1, output=1)])
         assert store.read("order-1") == [created("order-1")]
+
+    def test_a_rollback_with_a_deadline_and_a_parent_reads_back_across_leases(
+        self, store: JournalStore
+    ) -> None:
+        error = ErrorInfo("NonRetryableError", "no truck")
+        first = Created(
+            at=START,
+            instance_id="saga",
+            workflow="wf",
+            params=None,
+            deadline=START + timedelta(hours=1),
+            parent="mom",
+        )
+        store.create(first)
+        forward: list[Record] = [
+            RunStarted(at=START, pid=1, host="h"),
+            AttemptStarted(at=START, step="a", attempt=1, rollback=True),
+            StepCompleted(at=START, step="a", kind="do", attempt=1, output="A"),
+            AttemptStarted(at=START, step="b", attempt=1, rollback=True),
+            StepFailed(at=START, step="b", kind="do", attempts=1, error=error),
+            RollbackStarted(
+                at=START, reason="errored", plan=["b", "a"], error=error, message_id=None
+            ),
+        ]
+        backward: list[Record] = [
+            RollbackAttemptStarted(at=START, step="b", attempt=1),
+            RollbackCompleted(at=START, step="b", attempt=1),
+            RollbackAttemptStarted(at=START, step="a", attempt=1),
+            RollbackFailed(at=START, step="a", attempts=1, error=error),
+            RollbackFinished(at=START, status="failed", completed=1, total=2),
+            Errored(at=START, error=error),
+        ]
+        with store.acquire("saga", OWNER) as lease:
+            lease.append(forward)
+        with store.acquire("saga", OWNER) as lease:  # a later lease goes on with the rollback
+            lease.append(backward[:1])
+            lease.append(backward[1:])
+        assert store.read("saga") == [first, *forward, *backward]
+
+    def test_a_rollback_record_out_of_place_is_refused_and_nothing_is_written(
+        self, store: JournalStore
+    ) -> None:
+        store.create(created("order-1"))
+        started = RollbackStarted(
+            at=START, reason="terminated", plan=["a"], error=None, message_id="m"
+        )
+        with store.acquire("order-1", OWNER) as lease:
+            with pytest.raises(JournalCorruptError, match="before 'rollback_started'"):
+                lease.append([RollbackCompleted(at=START, step="a", attempt=1)])
+            lease.append([started])
+        with store.acquire("order-1", OWNER) as lease:
+            with pytest.raises(JournalCorruptError, match="not in the plan"):
+                lease.append([RollbackAttemptStarted(at=START, step="b", attempt=1)])
+            with pytest.raises(JournalCorruptError, match="a second 'rollback_started'"):
+                lease.append([started])
+        assert store.read("order-1") == [created("order-1"), started]
+
+    def test_a_wake_message_makes_a_waiting_instance_due_at_once(self, store: JournalStore) -> None:
+        store.create(created("mom"))
+        with store.acquire("mom", OWNER) as lease:
+            lease.append(
+                [
+                    RunStarted(at=START, pid=1, host="h"),
+                    Suspended(
+                        at=START,
+                        wait="instance",
+                        step="join",
+                        until=START + timedelta(minutes=1),
+                        event_type=None,
+                    ),
+                ]
+            )
+
+        def due() -> list[str]:
+            return [s.id for s in store.list_instances(ListQuery(due_at=START)).instances]
+
+        assert due() == []
+        store.post("mom", InboxMessage(message_id="w1", action="wake", sent_at=START))
+        assert due() == ["mom"]
+        claim = store.claim_due(START, OWNER, limit=5)
+        assert [lease.instance_id for lease in claim.leases] == ["mom"]
+        for lease in claim.leases:
+            lease.release()
 
     def test_the_holder_is_the_lease_owner_until_release(self, store: JournalStore) -> None:
         store.create(created("order-1"))

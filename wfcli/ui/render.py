@@ -214,6 +214,10 @@ def _waiting_text(status: InstanceStatus, now: datetime) -> str | None:
         return None
     if wait.kind == "event":
         return f"event {wait.event_type!r} (step {wait.step!r}) until {_until(wait.until, now)}"
+    step = status.state.steps.get(wait.step)
+    if wait.kind == "instance" and step is not None:
+        again = _until(wait.until, now)
+        return f"instance {step.instance_id!r} (step {wait.step!r}), looks again {again}"
     return f"{wait.kind} (step {wait.step!r}) until {_until(wait.until, now)}"
 
 
@@ -226,6 +230,8 @@ def _step_detail(step: StepState, now: datetime) -> str:
         return _shorten(f"retry at {_until(step.retry_at, now)} after {_error_text(step.error)}")
     if step.until is not None:
         what = f"event {step.event_type!r} " if step.kind == "event" else ""
+        if step.kind == "instance":
+            what = f"instance {step.instance_id!r} "
         return f"{what}until {_until(step.until, now)}"
     return ""
 
@@ -264,6 +270,20 @@ def status_view(status: InstanceStatus, now: datetime, plain: bool) -> Renderabl
         pairs.append(("pending", ", ".join(status.pending_messages)))
     if status.state.patches:
         pairs.append(("patches", _patches_text(status.state.patches)))
+    state = status.state
+    if state.deadline is not None:
+        pairs.append(("deadline", _when(state.deadline)))
+    if state.parent is not None:
+        pairs.append(("parent", state.parent))
+    if status.children:
+        pairs.append(("children", ", ".join(status.children)))
+    if state.rollback is not None:
+        rollback = state.rollback
+        failed = rollback.failed_step
+        text = f"{rollback.status}: {rollback.completed} of {len(rollback.steps)} rolled back"
+        if failed is not None:
+            text += f"; {failed.step!r} failed: {_error_text(failed.error)}"
+        pairs.append(("rollback", text))
     pairs.extend(("warning", warning.message) for warning in status.state.warnings)
     rows = [
         [
@@ -277,6 +297,21 @@ def status_view(status: InstanceStatus, now: datetime, plain: bool) -> Renderabl
         ]
         for step in status.steps
     ]
+    if state.rollback is not None:
+        rows += [
+            [
+                f"rollback {entry.step}",
+                "rollback",
+                _status_cell(entry.status, plain),
+                str(entry.attempts),
+                _cell_time(entry.started, now, plain),
+                _NONE
+                if entry.started is None or entry.ended is None
+                else format_duration(entry.ended - entry.started),
+                _shorten(_error_text(entry.error)) if entry.error is not None else "",
+            ]
+            for entry in state.rollback.steps.values()
+        ]
     header = _fields(pairs, plain)
     if not rows:
         return Group(header, Text(""), Text("no steps yet"))
@@ -327,6 +362,12 @@ def continuation_hint(status: InstanceStatus) -> str | None:
         return (
             f"waiting for event {wait.event_type!r} until {_when(wait.until)}: "
             f"send it with `wf send-event {instance} --type {wait.event_type}`"
+        )
+    step = None if wait is None else status.state.steps.get(wait.step)
+    if wait is not None and wait.kind == "instance" and step is not None:
+        return (
+            f"waiting for instance {step.instance_id!r}: a `wf worker` runs both, or "
+            f"`wf resume --due` runs what is due (the child, then {instance} once it ends)"
         )
     if wait is not None:
         return (
@@ -568,7 +609,12 @@ class LineRunLog:
         self.flush()
 
     def waiting(self, name: str, kind: str, until: datetime) -> None:
-        what = {"sleep": "sleeping", "retry": "waiting to retry", "event": "waiting for an event"}
+        what = {
+            "sleep": "sleeping",
+            "retry": "waiting to retry",
+            "event": "waiting for an event",
+            "instance": "waiting for an instance",
+        }
         left = format_duration(max(until - self.now(), timedelta(0)))
         self._say(f"{name!r}: {what.get(kind, kind)} until {_clock_time(until)} ({left})")
         self.flush()
@@ -648,9 +694,16 @@ class LiveRunView:
 
     def waiting(self, name: str, kind: str, until: datetime) -> None:
         with self._mutex:
-            row = self._row(
-                name, "event" if kind == "event" else "do" if kind == "retry" else "sleep"
+            shown: StepKind = (
+                "event"
+                if kind == "event"
+                else "instance"
+                if kind == "instance"
+                else "do"
+                if kind == "retry"
+                else "sleep"
             )
+            row = self._row(name, shown)
             row.until = until
             if kind != "retry":
                 row.state = "waiting"

@@ -54,10 +54,19 @@ _LOOKS = {
     "retry_delay": _Look("░", "grey62", "retry delay"),
     "sleep": _Look("▃", "blue", "sleep"),
     "event_wait": _Look("▅", "magenta", "event wait"),
+    "child_wait": _Look("▄", "cyan", "child wait"),
     "rollback": _Look("▚", "dark_orange", "rollback"),
 }
+_KIND_LABELS = {"instance": "child", "rollback": "undo"}  # the kind column is 5 cells wide
 _GAP = _Look("╌", "", "break (not to scale)")
-_PAINT_ORDER = {"retry_delay": 0, "sleep": 0, "event_wait": 0, "attempt": 1, "rollback": 2}
+_PAINT_ORDER = {
+    "retry_delay": 0,
+    "sleep": 0,
+    "event_wait": 0,
+    "child_wait": 0,
+    "attempt": 1,
+    "rollback": 2,
+}
 _STATUS_STYLES = {"complete": "green", "errored": "red", "terminated": "magenta"}
 
 
@@ -250,9 +259,10 @@ def timeline_view(
     )
     lines.append(Text(heading.rstrip(), style="" if plain else "bold"))
     for row in rows:
-        attempts = str(row.attempts) if row.kind == "do" else "-"
+        attempts = str(row.attempts) if row.kind in ("do", "rollback") else "-"
+        kind = _KIND_LABELS.get(row.kind, row.kind)
         line = Text(
-            f"{_clip_name(row.name).ljust(name_cells)} {row.kind.ljust(kind_cells)} "
+            f"{_clip_name(row.name).ljust(name_cells)} {kind.ljust(kind_cells)} "
             f"{attempts:>{attempt_cells}} "
         )
         line.append_text(_bar(row, axis, cells, plain))

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["INDEX_NAME", "InstanceIndex"]
 
 INDEX_NAME = "instances-v1.json"
-_WAIT_KINDS = ("sleep", "retry", "event")
+_WAIT_KINDS = ("sleep", "retry", "event", "instance")
 
 
 _ENTRY_KEYS = frozenset({"workflow", "status", "waiting", "event_ready", *SHOWN_KEYS})

@@ -308,6 +308,8 @@ class _PgLease(Lease):
         self._state: InstanceState | None = None
         self._summary: dict[str, object] | None = None
         self._next_line = 0
+        self._rules: JournalRules | None = None
+        """The rules the journal was read with, from line 1 on (appends go on with them)."""
         self._mail_known_empty = False
         self._pipeline = _AppendPipeline(store._pool)
 
@@ -328,6 +330,9 @@ class _PgLease(Lease):
         self._state = fold(records)
         self._summary = summary_columns(self._state)
         self._next_line = len(records) + 1
+        self._rules = JournalRules(self.instance_id, self._store.where(self.instance_id))
+        for line_no, record in enumerate(records, start=1):
+            self._rules.check(record, line_no)
         return records
 
     def append(self, records: Sequence[Record], *, sync: bool = True) -> None:
@@ -338,9 +343,10 @@ class _PgLease(Lease):
             if self._state is None:
                 self._read()
             state = self._state
+            rules = self._rules
             assert state is not None
+            assert rules is not None
             first = self._next_line
-            rules = JournalRules(self.instance_id, self._store.where(self.instance_id))
             for line_no, record in enumerate(records, start=first):
                 rules.check(record, line_no)
             lines = [encode_record(record, n) for n, record in enumerate(records, start=first)]
