@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from .admission import admission_cost
 from .codec import codec_per_record
 from .coldstart import cold_start
 from .growth import growth, list_and_replay, run_memory
@@ -36,6 +37,7 @@ SECTIONS: dict[str, Section] = {
     "memory": run_memory,
     "codec": codec_per_record,
     "postgres": postgres,
+    "admission": admission_cost,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

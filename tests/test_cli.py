@@ -835,7 +835,7 @@ def test_worker_prints_each_run_its_outcome_and_what_it_cannot_run(project: Proj
     assert result.stderr.splitlines() == [
         f"worker: store {project.store}, up to 1 at a time",
         "error: g1: unknown workflow 'ghost' (known: approval, failing, flaky, pipeline, sleeper)",
-        "worker: stopped",
+        "worker: stopped: 1 run (1 complete); 1 failed",
     ]
 
 
@@ -927,3 +927,85 @@ def test_live_view_counts_down_to_retries_and_wake_times() -> None:
     assert "25s left" in text
     view.settle()
     assert "suspended" in drawn()
+
+
+# --- schedules, limits, priorities ---------------------------------------------------------
+
+
+def configure_pipeline(project: Project, *lines: str) -> None:
+    """Add ``lines`` to the pipeline workflow's entry in the project's workflows.toml."""
+    text = project.config.read_text(encoding="utf-8")
+    entry = 'name = "pipeline"\n'
+    assert entry in text
+    project.config.write_text(text.replace(entry, entry + "".join(f"{line}\n" for line in lines)))
+
+
+def test_run_priority_is_recorded_and_checked(project: Project) -> None:
+    detach(project, "pipeline", "plain", n=1)
+    result = ok(wf(project, "run", "pipeline", "--id", "p7", "--detach", "--priority", "7"))
+    assert result.stdout == "p7\n"
+    assert status_of(project, "p7")["priority"] == 7
+    assert "priority" not in status_of(project, "plain")
+    refused = wf(project, "run", "pipeline", "--priority", "1001")
+    assert refused.exit_code == 2
+    assert "'--priority': 1001 is not in the range 0<=x<=1000" in refused.stderr
+
+
+def test_status_says_why_a_queued_instance_over_its_limit_waits(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure_pipeline(project, "concurrency = { limit = 1 }")
+    detach(project, "pipeline", "first", n=1)
+    detach(project, "pipeline", "second", n=2)
+    with held_by_another_executor(project, "first", monkeypatch):
+        result = ok(wf(project, "status", "second"))
+        assert result.stderr.splitlines()[-1] == (
+            "queued: concurrency limit of 'pipeline' reached: 1 of 1 running;"
+            " a worker starts it when there is room"
+        )
+        reason = status_of(project, "second")["queued_reason"]
+        assert reason == "concurrency limit of 'pipeline' reached: 1 of 1 running"
+    assert "queued_reason" not in status_of(project, "second")  # room again
+
+
+def test_schedules_lists_next_and_last_fires_and_triggers_one(project: Project) -> None:
+    configure_pipeline(
+        project, 'schedules = [{ cron = "0 2 * * *", params = { dir = "x", n = 1 } }]'
+    )
+    listed = json.loads(ok(wf(project, "schedules", "--json")).stdout)["schedules"]
+    assert [(s["schedule"], s["cron"], s["last_fire"], s["skipped"]) for s in listed] == [
+        ("pipeline", "0 2 * * *", None, 0)
+    ]
+    assert listed[0]["next_fire"].endswith("T02:00:00.000000+00:00")
+    triggered = ok(wf(project, "schedules", "--trigger", "pipeline"))
+    instance_id = triggered.stdout.strip()
+    assert instance_id.startswith("cron-")
+    assert "-m" in instance_id
+    status = status_of(project, instance_id)
+    assert (status["status"], status["params"]) == ("queued", {"dir": "x", "n": 1})
+    assert status["schedule"]["manual"] is True
+    (after,) = json.loads(ok(wf(project, "schedules", "--json")).stdout)["schedules"]
+    assert (after["last_id"], after["last_status"]) == (instance_id, "queued")
+    table = ok(wf(project, "schedules")).stdout
+    assert "0 2 * * *" in table
+    assert instance_id in table
+    error = one_line_error(wf(project, "schedules", "--trigger", "nightly"))
+    assert "no schedule 'nightly' (schedules: pipeline)" in error
+
+
+def test_a_bad_cron_stops_the_worker_with_a_config_error(project: Project) -> None:
+    configure_pipeline(project, 'schedules = ["every night"]')
+    error = one_line_error(wf(project, "worker", "--once"))
+    assert "workflows[0].schedules[0]: 'every night': Wrong number of fields" in error
+    detach(project, "pipeline", "p1", n=1)  # commands that run no schedule never parse it
+
+
+def test_worker_once_suspends_a_wait_longer_than_its_poll_instead_of_sitting_in_it(
+    tmp_path: Path,
+) -> None:
+    patient = make_project(tmp_path / "patient", max_inline_wait="30 seconds")
+    detach(patient, "sleeper", "nap", seconds=20)  # wf run would sleep through it inline
+    detach(patient, "pipeline", "after", n=1)
+    ok(wf(patient, "worker", "--once", "--poll", "0.05"))
+    assert status_of(patient, "nap")["status"] == "waiting"  # its slot went to "after"
+    assert status_of(patient, "after")["status"] == "complete"

@@ -9,7 +9,11 @@ when*), or a value of another type fails here.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,8 +22,20 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.cli_support import Project, make_project
+from tests.cli_support import Project, make_project, wf_executable
+from tests.workflows_for_tests import (
+    BLOCK_ENV,
+    PATIENCE_SECONDS,
+    Effects,
+    Pipeline,
+    journal_path,
+    wait_until,
+)
+from wfcli import WorkflowClient
 from wfcli.cli import app
+from wfcli.core.codec import format_time
+from wfcli.core.schedule import Schedule
+from wfcli.store import open_store
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "cli-json.md"
 runner = CliRunner()
@@ -123,6 +139,22 @@ def check_status(document: object, *, steps: bool = True) -> None:
 
 LIST_LEAVES_OUT = ("steps", "forked_from")
 
+WORKER_EVENTS = (
+    "worker",
+    "started",
+    "finished",
+    "failed",
+    "skipped",
+    "fire",
+    "stopping",
+    "stopped",
+)
+"""The ``event`` of each table of section 13 after its first, in order."""
+
+
+def worker_line_schema(event: str) -> dict[str, Key]:
+    return schema("13. ", 1 + WORKER_EVENTS.index(event))
+
 
 # --- running the commands ---------------------------------------------------------------
 
@@ -140,8 +172,14 @@ def wf_json(project: Project, *args: str, code: int = 0) -> Any:
 
 
 def test_the_doc_has_a_table_for_every_document() -> None:
-    for section in ("2. ", "3. ", "4. ", "5. ", "7. ", "8. ", "9. ", "10. ", "11. ", "12. "):
+    sections = ("2. ", "3. ", "4. ", "5. ", "7. ", "8. ", "9. ", "10. ", "11. ", "12. ")
+    for section in (*sections, "13. ", "14. "):
         assert schema(section), section
+    (worker_heading,) = [h for h in TABLES if h.startswith("13. ")]
+    assert len(TABLES[worker_heading]) == 1 + len(WORKER_EVENTS)
+    assert set(schema("13. ")) == {"event", "at"}
+    for event in WORKER_EVENTS:
+        assert set(worker_line_schema(event)) >= {"event", "at"}, event
     assert "forked_from" in STATUS
     assert STATUS["forked_from"].optional
     assert not STATUS["id"].optional
@@ -234,6 +272,106 @@ def test_doctor_replay_and_workflows(project: Project) -> None:
     check(replayed, schema("11. "), {"instances": schema("11. ", 1), "summary": schema("11. ", 2)})
     workflows = wf_json(project, "workflows")
     check(workflows, schema("5. "), {"workflows": schema("5. ", 1)})
+
+
+HOURLY_PARAMS = {"n": 1}
+
+
+def add_hourly_schedule(project: Project) -> Schedule:
+    """Give the pipeline workflow an hourly schedule; the schedule as a worker reads it."""
+    params = {"dir": str(project.effects), **HOURLY_PARAMS}
+    text = project.config.read_text(encoding="utf-8")
+    entry = 'name = "pipeline"\n'
+    inline = ", ".join(f"{key} = {json.dumps(value)}" for key, value in params.items())
+    line = f'schedules = [{{ cron = "0 * * * *", params = {{ {inline} }} }}]\n'
+    project.config.write_text(text.replace(entry, entry + line), encoding="utf-8")
+    return Schedule(workflow="pipeline", name="pipeline", cron="0 * * * *", params=params)
+
+
+def test_worker_json_lines(project: Project) -> None:
+    schedule = add_hourly_schedule(project)
+    store = open_store(project.store)
+    evaluated = format_time(datetime.now().astimezone() - timedelta(hours=2))
+    store.update_schedule_state(schedule.key, lambda kept: {"evaluated": evaluated})
+    wf_json(project, "run", "pipeline", "--id", "q1", "--params", project.params(n=1), "--detach")
+    WorkflowClient(store, {"ghost": Pipeline}).create("ghost", instance_id="g1")
+    wf_json(project, "run", "pipeline", "--id", "broken", "--detach")
+    with journal_path(project.store, "broken").open("ab") as journal:
+        journal.write(b'{"v":1,"type":"run_started",garbage\n')
+    result = runner.invoke(
+        app, ["worker", "--once", "--json", "--poll", "0.05", *project.options()]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    for line in lines:
+        check(line, worker_line_schema(line["event"]))
+    events = [line["event"] for line in lines]
+    assert (events[0], events[-1]) == ("worker", "stopped")
+    assert set(events) == {"worker", "fire", "started", "finished", "failed", "skipped", "stopped"}
+    (fire,) = [line for line in lines if line["event"] == "fire"]
+    assert fire["result"] == "started"
+    finished = {line["id"]: line["status"] for line in lines if line["event"] == "finished"}
+    assert finished == {"q1": "complete", fire["id"]: "complete"}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals are POSIX")
+def test_a_stopped_worker_json_lines(project: Project) -> None:
+    effects = Effects(project.effects)
+    wf_json(project, "run", "pipeline", "--id", "w1", "--params", project.params(n=1), "--detach")
+    environment = {k: v for k, v in os.environ.items() if k not in ("WF_CONFIG", "WF_STORE")}
+    worker = subprocess.Popen(
+        [wf_executable(), "worker", "--json", "--poll", "0.05", *project.options()],
+        env={**environment, BLOCK_ENV: "b"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[dict[str, Any]] = []
+    assert worker.stdout is not None
+    stdout = worker.stdout
+    reader = threading.Thread(
+        target=lambda: lines.extend(json.loads(line) for line in stdout), daemon=True
+    )
+    reader.start()
+    try:
+        wait_until(effects.blocked_marker("b").exists, "the worker to block in step b", worker)
+        worker.send_signal(signal.SIGTERM)
+        wait_until(lambda: any(line["event"] == "stopping" for line in lines), "stopping")
+        effects.release_file("b").touch()
+        assert worker.wait(timeout=PATIENCE_SECONDS) == 0
+        reader.join(PATIENCE_SECONDS)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.communicate()
+    for line in lines:
+        check(line, worker_line_schema(line["event"]))
+    assert [line["event"] for line in lines] == [
+        "worker",
+        "started",
+        "stopping",
+        "finished",
+        "stopped",
+    ]
+    assert lines[2]["in_flight"] == ["w1"]
+    assert lines[3]["status"] == "queued"  # journaled as stopped, for the next worker
+    assert lines[4]["runs"] == {"queued": 1}
+    check_status(wf_json(project, "status", "w1"))
+
+
+def test_schedules_and_trigger(project: Project) -> None:
+    add_hourly_schedule(project)
+    listed = wf_json(project, "schedules")
+    check(listed, schema("14. "), {"schedules": schema("14. ", 1)})
+    assert [s["schedule"] for s in listed["schedules"]] == ["pipeline"]
+    triggered = wf_json(project, "schedules", "--trigger", "pipeline")
+    check(triggered, schema("14. ", 2))
+    assert triggered["result"] == "started"
+    check_status(wf_json(project, "status", triggered["id"]))
+    (after,) = wf_json(project, "schedules")["schedules"]
+    check(after, schema("14. ", 1))
+    assert (after["last_id"], after["last_status"]) == (triggered["id"], "queued")
 
 
 def test_a_document_with_an_undocumented_key_fails_the_check() -> None:

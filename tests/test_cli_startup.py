@@ -22,7 +22,7 @@ from wfcli.project import load_project, open_client
 
 WF = wf_executable()
 _IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", re.MULTILINE)
-_NEVER_AT_START = {"pydantic", "rich", "platformdirs", "psycopg"}
+_NEVER_AT_START = {"pydantic", "rich", "platformdirs", "psycopg", "cronsim"}
 
 
 def imports_of(*args: str, cwd: Path, **extra_env: str) -> set[str]:
@@ -123,6 +123,24 @@ def test_the_probe_sees_rich_for_human_output_and_platformdirs_for_the_default_s
     )
     imported = imports_of("list", "--json", cwd=unstored, XDG_DATA_HOME=str(tmp_path / "data"))
     assert "platformdirs" in imported
+
+
+def test_only_the_commands_that_run_schedules_load_the_cron_library(
+    project: Project, tmp_path: Path
+) -> None:
+    scheduled = tmp_path / "scheduled"
+    scheduled.mkdir()
+    text = project.config.read_text(encoding="utf-8").replace(
+        'dir = "store"', f'dir = "{project.store}"'
+    )
+    entry = 'name = "pipeline"\n'
+    (scheduled / "workflows.toml").write_text(
+        text.replace(entry, entry + 'schedules = ["0 2 * * *"]\n'), encoding="utf-8"
+    )
+    for command in (["list", "--json"], ["status", "p1", "--json"], ["--help"]):
+        imported = imports_of(*command, cwd=scheduled)
+        assert not imported & {"cronsim", "hashlib", "zoneinfo"}, (command, imported)
+    assert "cronsim" in imports_of("schedules", "--json", cwd=scheduled)
 
 
 def test_an_integer_too_long_for_python_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:

@@ -246,19 +246,78 @@ def test_a_stopped_worker_finishes_its_step_exits_0_and_leaves_valid_journals(
     wait_until(effects.blocked_marker("b").exists, "the worker to block in step b", worker)
     worker.send_signal(signum)
     notes = [read_line(worker.stderr), read_line(worker.stderr)]
-    assert notes[1] == "worker: stopping once the steps in flight end (w1)\n", notes
+    assert notes[1] == (
+        "worker: stopping once the steps in flight end (w1); a second Ctrl-C exits at once\n"
+    ), notes
     effects.release_file("b").touch()
-    code, _, stderr = finish(worker)
+    code, stdout, stderr = finish(worker)
     assert code == 0, stderr
-    assert stderr == "worker: stopped\n"
-    assert "Traceback" not in stderr
+    assert stderr == "worker: stopped: 1 run (1 queued)\n"
+    assert stdout.splitlines()[-1].startswith("w1: queued (its worker, process ")
     # the step in flight finished and was journaled; the next one never started
     assert_journal_sane(journal_path(project.store, "w1"))
     stopped = wf.status("w1")
     assert [s["name"] for s in stopped["steps"] if s["status"] == "completed"] == ["a", "b"]
-    assert stopped["interrupted"]
+    # the stop is journaled: queued for the next worker, not shown as a crash
+    assert (stopped["status"], stopped["interrupted"]) == ("queued", False)
+    assert stopped["stopped"]["pid"] == worker.pid
     assert wf.run("resume", "w1").returncode == 0
     assert [effects.count(step) for step in "abc"] == [1, 1, 1]
+
+
+def test_a_second_ctrl_c_stops_the_worker_at_once_and_the_step_in_flight_runs_again(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    create(project, "pipeline", "w2", n=1)
+    worker = wf.start("worker", "--poll", "0.05", block_at="b")
+    wait_until(effects.blocked_marker("b").exists, "the worker to block in step b", worker)
+    worker.send_signal(signal.SIGINT)
+    assert "a second Ctrl-C exits at once" in (read_line(worker.stderr) + read_line(worker.stderr))
+    worker.send_signal(signal.SIGINT)  # step b is still blocked: only an exit at once ends it
+    code, _, stderr = finish(worker)
+    assert code == 130, stderr
+    assert stderr.splitlines()[-1] == "worker: stopped at once (instances in flight resume later)"
+    assert "Traceback" not in stderr
+    assert_journal_sane(journal_path(project.store, "w2"))
+    cut = wf.status("w2")
+    assert (cut["status"], cut["interrupted"]) == ("running", True)
+    effects.release_file("b").touch()
+    assert wf.run("worker", "--once", "--poll", "0.05").returncode == 0
+    done = wf.status("w2")
+    assert done["status"] == "complete"
+    # a is served from the journal; b's attempt was cut short, so it runs again
+    assert [effects.count(step) for step in "abc"] == [1, 2, 1]
+
+
+def test_a_worker_with_one_slot_runs_other_instances_while_one_sleeps(
+    wf: Processes, project: Project, effects: Effects
+) -> None:
+    create(project, "sleeper", "slow", seconds=25)
+    worker = wf.start("worker", "--concurrency", "1", "--poll", "0.05")
+    wait_until(lambda: wf.status("slow")["status"] == "waiting", "slow to suspend", worker)
+    create(project, "pipeline", "quick", n=1)
+    wait_until(lambda: wf.status("quick")["status"] == "complete", "quick to run", worker)
+    assert wf.status("slow")["status"] == "waiting"  # its 25 s sleep holds no slot
+    worker.send_signal(signal.SIGTERM)
+    code, stdout, _ = finish(worker)
+    assert code == 0
+    assert stdout.index("slow: waiting") < stdout.index("quick: complete")
+
+
+def test_worker_json_lines_say_what_it_did(wf: Processes, project: Project) -> None:
+    create(project, "pipeline", "j1", n=1)
+    result = wf.run("worker", "--once", "--json", "--poll", "0.05")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(line["event"], line.get("id")) for line in lines] == [
+        ("worker", None),
+        ("started", "j1"),
+        ("finished", "j1"),
+        ("stopped", None),
+    ]
+    assert lines[2]["status"] == "complete"
+    assert lines[-1]["runs"] == {"complete": 1}
 
 
 def test_a_worker_reports_an_instance_it_cannot_run_once_and_runs_the_rest(
@@ -277,7 +336,7 @@ def test_a_worker_reports_an_instance_it_cannot_run_once_and_runs_the_rest(
     assert stderr.splitlines() == [
         f"worker: store {project.store}, up to 1 at a time",
         "error: g1: unknown workflow 'ghost' (known: approval, failing, flaky, pipeline, sleeper)",
-        "worker: stopped",
+        "worker: stopped: 2 runs (2 complete); 1 failed",
     ]
     assert stdout.splitlines()[-1] == "q2: complete"
     assert wf.status("g1")["status"] == "queued"

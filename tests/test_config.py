@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from wfcli import ConfigError, FakeClock, FileStore, RetryPolicy, Settings
+from wfcli.core.admission import ConcurrencyLimit, Rate
 from wfcli.project import (
     CONFIG_FILENAME,
     Project,
@@ -442,6 +443,55 @@ MISTAKES = [
         "from 1 to",
     ),
     (
+        "schedules not an array",
+        BASE + 'schedules = "0 2 * * *"\n',
+        "workflows[0].schedules",
+        "schedules",
+        "expected an array, got a string",
+    ),
+    (
+        "unknown schedule key",
+        BASE + 'schedules = [{ cron = "0 2 * * *", tz = "UTC" }]\n',
+        "workflows[0].schedules[0].tz",
+        "schedules",
+        "unknown key (expected one of",
+    ),
+    (
+        "bad catch-up policy",
+        BASE + 'schedules = [{ cron = "0 2 * * *", catchup = "every" }]\n',
+        "workflows[0].schedules[0].catchup",
+        "schedules",
+        "expected one of latest, none, all, got 'every'",
+    ),
+    (
+        "a schedule twice",
+        BASE + 'schedules = ["0 2 * * *", { cron = "0 2 * * *" }]\n',
+        "workflows[0].schedules[1]",
+        "schedules",
+        "the same schedule as schedules[0]",
+    ),
+    (
+        "concurrency limit zero",
+        BASE + "concurrency = { limit = 0 }\n",
+        "workflows[0].concurrency.limit",
+        "concurrency",
+        "at least 1, got 0",
+    ),
+    (
+        "unknown concurrency key",
+        BASE + "concurrency = { max = 3 }\n",
+        "workflows[0].concurrency.max",
+        "concurrency",
+        "unknown key",
+    ),
+    (
+        "bad rate",
+        BASE + 'rate = "10 per minute"\n',
+        "workflows[0].rate",
+        "rate",
+        "expected COUNT/PERIOD such as '10/minute'",
+    ),
+    (
         "fsync not a boolean",
         BASE + '[store]\nfsync = "yes"\n',
         "store.fsync",
@@ -470,6 +520,45 @@ def test_each_mistake_is_one_config_error_with_key_and_line(
     where = str(config) if expected_line is None else f"{config}:{expected_line}"
     assert str(error).startswith(f"{where}:")
     assert "\n" not in str(error)
+
+
+def test_schedules_and_limits_load_into_the_workflow(tmp_path: Path) -> None:
+    toml = BASE + (
+        'schedules = ["0 2 * * *", { cron = "*/15 9-17 * * MON-FRI", timezone = "Europe/Paris",'
+        ' params = { region = "eu" }, catchup = "all", catchup_window = "6 hours",'
+        ' overlap = "allow" }]\n'
+        'concurrency = { limit = 3, key = "customer" }\nrate = "10/minute"\n'
+    )
+    project = load_project(write_project(tmp_path, toml))
+    (workflow,) = project.workflows
+    nightly, office = project.schedules()
+    assert (nightly.name, nightly.cron, nightly.timezone, nightly.catchup, nightly.overlap) == (
+        "greeting#1",
+        "0 2 * * *",
+        "UTC",
+        "latest",
+        "skip",
+    )
+    assert (office.name, office.timezone, office.params, office.catchup_window) == (
+        "greeting#2",
+        "Europe/Paris",
+        {"region": "eu"},
+        timedelta(hours=6),
+    )
+    assert project.limits() == {
+        "greeting": ConcurrencyLimit(limit=3, key="customer", rate=Rate(10, timedelta(minutes=1)))
+    }
+    assert workflow.concurrency == project.limits()["greeting"]
+
+
+def test_a_bad_cron_is_a_config_error_when_schedules_are_read(tmp_path: Path) -> None:
+    toml = BASE + 'schedules = ["0 25 * * *"]\n'
+    project = load_project(write_project(tmp_path, toml))  # wf status, wf list: no cron parser
+    with pytest.raises(ConfigError) as raised:
+        project.schedules()
+    assert raised.value.key == "workflows[0].schedules[0]"
+    assert raised.value.line == line_of(toml, "schedules")
+    assert "Bad hour" in raised.value.reason
 
 
 def test_lines_are_found_past_values_that_look_like_keys_and_tables(tmp_path: Path) -> None:

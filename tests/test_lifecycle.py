@@ -192,6 +192,20 @@ def test_a_fork_keeps_the_steps_before_its_step_and_leaves_the_original_alone(
     assert final.state.started >= forked.at
 
 
+def test_a_fork_keeps_the_priority_and_the_redaction_of_its_source_not_its_schedule(
+    client: WorkflowClient, effects: Effects
+) -> None:
+    schedule = {"schedule": "nightly", "cron": "0 2 * * *", "scheduled_time": "t"}
+    params = {"dir": str(effects.folder), "n": 41}
+    handle = client.create("pipeline", params=params, priority=7, schedule=schedule, sensitive=True)
+    handle.execute()
+
+    fork = handle.fork(from_step="b", new_id="forked").status()
+    assert (fork.state.priority, fork.state.sensitive_params) == (7, ("",))
+    assert fork.state.schedule is None  # no schedule started the fork
+    assert fork.to_json()["params"] == "[REDACTED]"
+
+
 def test_a_fork_of_an_unknown_step_or_onto_a_taken_id_writes_nothing(
     client: WorkflowClient, effects: Effects, store_dir: Path
 ) -> None:

@@ -145,9 +145,11 @@ def test_many_stores_migrating_a_fresh_schema_at_once_all_succeed(pg_server: PgS
     assert outcomes == [None] * 8
     assert stores[0].instance_ids() == [f"m{n}" for n in range(8)]
     versions = stores[0].run(
-        lambda conn: conn.execute("SELECT version FROM wf_schema_version").fetchall()
+        lambda conn: conn.execute(
+            "SELECT version FROM wf_schema_version ORDER BY version"
+        ).fetchall()
     )
-    assert versions == [(SCHEMA_VERSION,)]
+    assert versions == [(version,) for version in range(1, SCHEMA_VERSION + 1)]  # each once
     for store in stores:
         store.close()
 

@@ -26,6 +26,7 @@ from wfcli import (
     WorkflowStep,
 )
 from wfcli.client import NullWorkerEvents, Worker
+from wfcli.client.replay import replay_instance
 from wfcli.core.codec import StepKind
 from wfcli.engine.step import NullObserver, RunObserver
 from wfcli.errors import JournalCorruptError, StoreFaultError, WorkflowError, WorkflowInputError
@@ -231,9 +232,16 @@ def test_stop_lets_the_step_in_flight_finish_and_starts_nothing_more(
     assert not thread.is_alive()
     stopped = memory.status("g1")
     assert [(s.name, s.status) for s in stopped.steps] == [("first", "completed")]
-    assert stopped.interrupted  # the next step never started; any worker goes on from here
+    # The next step never started; the stop is journaled, so it is queued, not interrupted.
+    assert (stopped.status, stopped.interrupted) == ("queued", False)
+    assert stopped.state.stopped is not None
+    assert type(memory.history("g1")[-1]).__name__ == "Stopped"
     assert memory.status("later").status == "queued"
-    assert events.of("finished") == [("g1", "running")]
+    assert events.of("finished") == [("g1", "queued")]
+    assert replay_instance(memory, "g1").compatible  # wf replay reads the stop as it reads a crash
+    rerun = memory.execute("g1")  # and any later run carries on from the step it reached
+    assert rerun.status == "complete"
+    assert rerun.state.stopped is None
 
 
 def test_a_failing_instance_is_reported_once_and_not_retried(memory: WorkflowClient) -> None:

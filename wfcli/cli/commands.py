@@ -65,6 +65,12 @@ def run(
     detach: Annotated[
         bool, typer.Option("--detach", help="Only create the instance (queued) and print its ID.")
     ] = False,
+    priority: Annotated[
+        int,
+        typer.Option(
+            min=0, max=1000, metavar="N", help="Workers start higher priorities first (0-1000)."
+        ),
+    ] = 0,
     sensitive: Annotated[
         bool,
         typer.Option("--sensitive", help='Every view shows the params as "[REDACTED]".'),
@@ -108,6 +114,7 @@ def run(
             workflow,
             params=value,
             instance_id=instance_id,
+            priority=priority,
             sensitive=sensitive,
             timeout=limit,
         )
@@ -206,12 +213,18 @@ def status(
         current = _follow(client, follower, current, screen, quiet=json_output)
         if not json_output and not screen.plain:
             return  # the live view's last picture stays on the screen
+    reason = client.queued_reason(current)
     if json_output:
-        screen.json(current.to_json())
+        document = current.to_json()
+        if reason is not None:
+            document["queued_reason"] = reason
+        screen.json(document)
     else:
         from wfcli.ui.render import status_view, tracebacks_view
 
         screen.show(status_view(current, client.clock.now(), screen.plain))
+        if reason is not None:
+            screen.note(f"queued: {reason}; a worker starts it when there is room")
         if verbose:
             screen.show(tracebacks_view(current))
 

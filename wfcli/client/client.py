@@ -21,6 +21,7 @@ from enum import Enum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from wfcli.core.admission import ConcurrencyLimit, blocked_reason
 from wfcli.core.clock import Clock, SystemClock
 from wfcli.core.codec import (
     Created,
@@ -55,10 +56,20 @@ if TYPE_CHECKING:  # the executor and the step engine load when something execut
     from wfcli.engine.workflow import Env, WorkflowEntrypoint
     from wfcli.store.exchange import ExportedInstance
 
-__all__ = ["EventDelivery", "EventFate", "InstanceHandle", "WorkflowBinding", "WorkflowClient"]
+__all__ = [
+    "MAX_PRIORITY",
+    "EventDelivery",
+    "EventFate",
+    "InstanceHandle",
+    "WorkflowBinding",
+    "WorkflowClient",
+]
+
 from wfcli.client.follow import JournalFollower
 from wfcli.client.views import InstanceStatus, snapshot
 from wfcli.core.summary import InstanceSummary
+
+MAX_PRIORITY = 1000
 
 
 class EventFate(Enum):
@@ -91,6 +102,8 @@ class WorkflowClient:
     names (``ORDER_FLOW``) to workflow names for ``self.env`` inside workflows;
     ``variables`` are the ``[vars]``; ``versions`` maps workflow names to the
     ``version`` recorded on each new instance (display only, never a gate);
+    ``limits`` are the workflows' concurrency and rate limits, which
+    :meth:`claim_due` (a worker's) respects across every worker on the store;
     ``sensitive_params`` maps workflow names to the params keys views redact.
     ``timeouts`` to how long after creation each new instance's deadline is.
     """
@@ -105,10 +118,12 @@ class WorkflowClient:
         clock: Clock | None = None,
         settings: Settings | None = None,
         versions: Mapping[str, str] | None = None,
+        limits: Mapping[str, ConcurrencyLimit] | None = None,
         sensitive_params: Mapping[str, Sequence[str]] | None = None,
         timeouts: Mapping[str, timedelta] | None = None,
     ) -> None:
         self.store = store
+        self.limits = dict(limits or {})
         self.timeouts = dict(timeouts or {})
         self.workflows = dict(workflows)
         self.versions = dict(versions or {})
@@ -147,6 +162,8 @@ class WorkflowClient:
         *,
         params: object = None,
         instance_id: str | None = None,
+        priority: int = 0,
+        schedule: Mapping[str, JsonValue] | None = None,
         sensitive: bool = False,
         timeout: timedelta | None = None,
     ) -> InstanceHandle:
@@ -156,13 +173,15 @@ class WorkflowClient:
         Views redact the params keys the workflow's ``sensitive_params`` name, or
         all of the params if ``sensitive``.
 
-        ``timeout`` (else the workflow's ``timeout``) sets its deadline, journaled
-        with it. Created inside a step callback of another instance, that one is
-        recorded as its parent; created by workflow code outside a step, it is
-        refused (a resumed run would create it again).
+        ``priority``: workers admit higher numbers first (0 to 1000). ``schedule``
+        is ``event.schedule`` for an instance a schedule starts. ``timeout`` (else
+        the workflow's ``timeout``) sets its deadline, journaled with it. Created
+        inside a step callback of another instance, that one is recorded as its
+        parent; created by workflow code outside a step, it is refused (a resumed
+        run would create it again).
 
         Raises :class:`UnknownWorkflowError`, :class:`WorkflowInputError` (bad ID,
-        params or timeout, or outside a step) or :class:`InstanceExistsError`.
+        params, priority or timeout, or outside a step) or :class:`InstanceExistsError`.
         """
         from wfcli.engine.callbacks import running_workflow, step_instance
 
@@ -174,6 +193,10 @@ class WorkflowClient:
                 "resumed run does not create them again",
             )
         self._resolve(workflow)
+        if isinstance(priority, bool) or not 0 <= priority <= MAX_PRIORITY:
+            raise WorkflowInputError(
+                "priority", f"must be a whole number from 0 to {MAX_PRIORITY}, got {priority!r}"
+            )
         keys = self.sensitive_params.get(workflow)
         chosen = new_instance_id() if instance_id is None else validate_instance_id(instance_id)
         given = {} if params is None else params
@@ -188,6 +211,8 @@ class WorkflowClient:
             workflow=workflow,
             params=json.loads(encoded),
             version=self.versions.get(workflow),
+            priority=priority or None,
+            schedule=None if schedule is None else dict(schedule),
             sensitive_params=[""] if sensitive else param_pointers(keys) if keys else None,
             deadline=None if limit is None else now + limit,
             parent=parent,
@@ -293,10 +318,24 @@ class WorkflowClient:
         return [summary.id for summary in self._listed(query, damaged)]
 
     def claim_due(self, limit: int, *, skip: Collection[str] = ()) -> Claim:
-        """Leases on up to ``limit`` instances due now, oldest first, for this process,
-        leaving out ``skip``; hand each lease to :meth:`execute`. Instances another
-        process takes first are left out."""
-        return self.store.claim_due(self.clock.now(), Owner.current(), limit, skip=skip)
+        """Leases on up to ``limit`` instances due now, for this process, within the
+        client's :attr:`limits`, leaving out ``skip``: higher priority first, then
+        oldest first; hand each lease to :meth:`execute`. Instances another process
+        takes first are left out."""
+        return self.store.claim_due(
+            self.clock.now(), Owner.current(), limit, skip=skip, limits=self.limits
+        )
+
+    def queued_reason(self, status: InstanceStatus) -> str | None:
+        """Why a worker does not start this queued instance now (a concurrency or rate
+        limit), or None."""
+        if status.status != "queued" or status.workflow not in self.limits:
+            return None
+        listing = self.store.list_instances(ListQuery(workflow=status.workflow))
+        summary = next((s for s in listing.instances if s.id == status.id), None)
+        if summary is None:
+            return None
+        return blocked_reason(summary, self.limits, listing.instances, self.clock.now())
 
     def _listed(self, query: ListQuery, damaged: list[Damage] | None) -> list[InstanceSummary]:
         listing = self.store.list_instances(query)

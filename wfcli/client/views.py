@@ -11,6 +11,7 @@ from wfcli.core.codec import (
     ErrorInfo,
     JsonValue,
     format_optional_time,
+    format_time,
 )
 from wfcli.core.owner import Owner
 from wfcli.core.state import InstanceState, StepState, WaitInfo
@@ -118,6 +119,13 @@ class InstanceStatus:
         :meth:`InstanceSummary.to_json`, where a fork came from, and the steps."""
         document = self.summary().to_json()
         state = self.state
+        stopped = state.stopped
+        if stopped is not None:
+            document["stopped"] = {
+                "at": format_time(stopped.at),
+                "pid": stopped.pid,
+                "host": stopped.host,
+            }
         if state.deadline is not None:
             document["deadline"] = format_optional_time(state.deadline)
         if state.parent is not None:

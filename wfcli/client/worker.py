@@ -21,13 +21,21 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from wfcli.errors import LeaseLostError, StoreFaultError, WorkflowError, WorkflowInputError
+from wfcli.errors import (
+    JournalCorruptError,
+    LeaseLostError,
+    StoreFaultError,
+    WorkflowError,
+    WorkflowInputError,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from wfcli.client.client import WorkflowClient
+    from wfcli.client.schedules import FireOutcome
     from wfcli.client.views import InstanceStatus
+    from wfcli.core.schedule import Schedule
     from wfcli.engine.step import RunObserver
     from wfcli.store.contract import Damage, Lease
 
@@ -64,6 +72,9 @@ class WorkerEvents(Protocol):
     def stopping(self, in_flight: Sequence[str]) -> None:
         """The worker was stopped while these instances run; it returns once their steps end."""
 
+    def fired(self, outcome: FireOutcome) -> None:
+        """A schedule's fire was evaluated: its instance started, found, or skipped."""
+
 
 class NullWorkerEvents:
     """Worker events that are ignored."""
@@ -83,6 +94,9 @@ class NullWorkerEvents:
     def stopping(self, in_flight: Sequence[str]) -> None:
         pass
 
+    def fired(self, outcome: FireOutcome) -> None:
+        pass
+
 
 class Worker:
     """Executes due instances of ``client``'s store until stopped.
@@ -90,6 +104,14 @@ class Worker:
     Up to ``concurrency`` instances run at once, each on its own thread; the store
     is scanned every ``poll_interval`` while there is room. With ``once``,
     :meth:`run` returns as soon as nothing is due and nothing runs.
+
+    A worker never holds a slot through a wait: a sleep, retry delay or event wait
+    longer than the poll interval (or the client's max inline wait, if shorter)
+    suspends its instance as ``waiting`` and frees the slot for other work; the
+    instance is claimed again once it is due, noticed within a poll.
+
+    ``schedules`` are evaluated at every poll (:class:`~wfcli.client.schedules.Scheduler`):
+    each due fire's instance is created, then claimed like any queued one.
     """
 
     def __init__(
@@ -100,6 +122,7 @@ class Worker:
         poll_interval: timedelta = timedelta(seconds=1),
         once: bool = False,
         events: WorkerEvents | None = None,
+        schedules: Sequence[Schedule] = (),
     ) -> None:
         if concurrency < 1:
             raise WorkflowInputError("concurrency", f"must be at least 1, got {concurrency}")
@@ -114,6 +137,12 @@ class Worker:
         self._held_off: dict[str, float] = {}
         self._store_failures: dict[str, int] = {}  # in a row, per instance
         self._reported: set[str] = set()  # damaged journals' problems, said once each
+        self._max_inline_wait = min(client.settings.max_inline_wait, poll_interval)
+        self._scheduler = None
+        if schedules:
+            from wfcli.client.schedules import Scheduler
+
+            self._scheduler = Scheduler(client, schedules)
 
     def stop(self) -> None:
         """Ask :meth:`run` to return: steps in flight finish, no next step or instance
@@ -140,6 +169,7 @@ class Worker:
         running: dict[Future[WorkflowError | OSError | None], str] = {}
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="wf-worker") as pool:
             while not self._stop.is_set():
+                self._fire_schedules()
                 free = self.concurrency - len(running)
                 if free:
                     for lease in self._claim(free):
@@ -154,6 +184,21 @@ class Worker:
                     self._wait_for_work(interval)
             if running:
                 self.events.stopping(sorted(running.values()))
+
+    def _fire_schedules(self) -> None:
+        """Start what the schedules have due; a store that fails is reported once and
+        the schedules are evaluated again at the next poll."""
+        if self._scheduler is None:
+            return
+        try:
+            outcomes = self._scheduler.tick()
+        except (StoreFaultError, JournalCorruptError) as error:
+            if self.once:
+                raise
+            self._report(error)
+            return
+        for outcome in outcomes:
+            self.events.fired(outcome)
 
     def _claim(self, free: int) -> list[Lease]:
         """Leases on up to ``free`` due instances that are not held off here."""
@@ -184,7 +229,11 @@ class Worker:
             try:
                 observer = self.events.started(instance_id)
                 outcome = self.client.execute(
-                    instance_id, observer=observer, cancel=self._stop.is_set, lease=lease
+                    instance_id,
+                    observer=observer,
+                    cancel=self._stop.is_set,
+                    lease=lease,
+                    max_inline_wait=self._max_inline_wait,
                 )
             except (WorkflowError, OSError) as error:
                 self.events.failed(instance_id, error)

@@ -60,6 +60,7 @@ __all__ = [
     "StepCompleted",
     "StepFailed",
     "StepKind",
+    "Stopped",
     "Suspended",
     "Terminated",
     "WaitStarted",
@@ -346,6 +347,10 @@ class Created(Record):
     params: JsonValue
     version: str | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
     """The workflow's ``version`` in workflows.toml; the line leaves it out when None."""
+    priority: int | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """``wf run --priority``: workers admit higher numbers first (None: 0)."""
+    schedule: JsonValue = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
+    """For an instance a schedule started: ``{"schedule", "cron", "scheduled_time"}``."""
     sensitive_params: list[str] | None = field(default=None, metadata={_LEFT_OUT_WHEN_NONE: True})
     """The parts of ``params`` views redact, as JSON Pointers (``""``: all of them,
     ``"/card"``: the key ``card``); the line leaves it out when None."""
@@ -445,6 +450,16 @@ class Suspended(Record):
     step: str
     until: datetime
     event_type: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class Stopped(Record):
+    """The worker executing the instance was stopped (SIGINT, SIGTERM) between steps;
+    the instance is ``queued`` again, for the next worker."""
+
+    TYPE: ClassVar[str] = "stopped"
+    pid: int
+    host: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
@@ -882,6 +897,7 @@ _LAYOUTS: dict[type[Record], _Layout[Record]] = {
         WaitStarted,
         EventReceived,
         Suspended,
+        Stopped,
         Paused,
         Resumed,
         Terminated,

@@ -39,6 +39,7 @@ from wfcli.core.codec import (
     StepCompleted,
     StepFailed,
     StepKind,
+    Stopped,
     Suspended,
     Terminated,
     WaitStarted,
@@ -244,6 +245,12 @@ class InstanceState:
     patches: dict[str, PatchDecision] = field(default_factory=dict)
     divergence: Diverged | None = None
     """Why the instance is paused, when the code no longer fit its history."""
+    priority: int = 0
+    """``wf run --priority``: workers admit higher numbers first."""
+    schedule: JsonValue = None
+    """For an instance a schedule started: its schedule, cron and scheduled time."""
+    stopped: Stopped | None = None
+    """The worker that last ran it was stopped between its steps (cleared by the next run)."""
     sensitive_params: tuple[str, ...] = ()
     """JSON Pointers of the parts of ``params`` views redact."""
     forked_from: tuple[str, str] | None = None
@@ -266,6 +273,8 @@ class InstanceState:
             params=record.params,
             created=record.at,
             version=record.version,
+            priority=record.priority or 0,
+            schedule=record.schedule,
             sensitive_params=tuple(record.sensitive_params or ()),
             deadline=record.deadline,
             parent=record.parent,
@@ -335,6 +344,7 @@ class InstanceState:
             if kept and patch.steps_before <= len(kept)
         }
         self.divergence = None
+        self.stopped = None
         self.status = "queued"
         self.output = None
         self.error = None
@@ -394,6 +404,10 @@ class InstanceState:
             self.runner = (record.pid, record.host)
             self.waiting = None
             self.divergence = None
+            self.stopped = None
+        elif isinstance(record, Stopped):
+            self.status = "queued"
+            self.stopped = record
         elif isinstance(record, Suspended):
             self.status = "waiting"
             self.waiting = WaitInfo(record.wait, record.step, record.until, record.event_type)
@@ -555,6 +569,8 @@ def fork_journal(
         workflow=source.workflow,
         params=source.params,
         version=source.version,
+        priority=source.priority,
+        sensitive_params=source.sensitive_params,
     )
     kept = steps_before(fold(records), from_step)
     forked = Forked(at=now, source=source.instance_id, from_step=from_step, kept_steps=kept)

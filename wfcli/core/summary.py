@@ -35,7 +35,8 @@ def divergence_json(record: Diverged) -> dict[str, JsonValue]:
 
 
 # The keys of ``JournalSummary.shown``, in the order `wf list --json` prints them; the
-# last three only where they apply (a version recorded, patches decided, a divergence).
+# last five only where they apply (a version recorded, patches decided, a divergence,
+# a priority, a schedule that started it).
 SHOWN_KEYS = (
     "params",
     "output",
@@ -47,6 +48,8 @@ SHOWN_KEYS = (
     "version",
     "patches",
     "divergence",
+    "priority",
+    "schedule",
 )
 
 
@@ -93,6 +96,8 @@ class JournalSummary:
                 "divergence": None
                 if state.divergence is None
                 else divergence_json(state.divergence),
+                "priority": state.priority,
+                "schedule": state.schedule,
             },
         )
 
@@ -192,6 +197,17 @@ class InstanceSummary:
         return cast("str | None", self.journal.shown["version"])
 
     @property
+    def priority(self) -> int:
+        """``wf run --priority``: workers admit higher numbers first."""
+        # A summary saved by a wfcli from before priorities has none.
+        return cast(int, self.journal.shown.get("priority") or 0)
+
+    @property
+    def schedule(self) -> JsonValue:
+        """For an instance a schedule started: its schedule, cron and scheduled time."""
+        return self.journal.shown.get("schedule")
+
+    @property
     def patches(self) -> dict[str, bool]:
         """Each patch the instance decided, and whether it took the new branch."""
         return cast(dict[str, bool], self.journal.shown["patches"])
@@ -233,4 +249,8 @@ class InstanceSummary:
             document["patches"] = dict(self.patches)
         if self.divergence is not None:
             document["divergence"] = dict(self.divergence)
+        if self.priority:
+            document["priority"] = self.priority
+        if self.schedule is not None:
+            document["schedule"] = self.schedule
         return document

@@ -27,6 +27,7 @@ from wfcli.core.codec import (
     InboxMessage,
     RollbackStarted,
     RunStarted,
+    Stopped,
     Suspended,
     Terminated,
     check_json,
@@ -135,7 +136,8 @@ class Executor:
         ``KeyboardInterrupt`` or crash leaves the instance ``running`` in its
         journal (it shows as interrupted and any later ``execute`` recovers it).
         ``cancel`` is checked between steps; when it returns true the run stops
-        there the same way, without running the next step. ``interceptor`` is
+        there without running the next step and journals ``Stopped``: the instance
+        is ``queued`` again. ``interceptor`` is
         for :mod:`wfcli.testing` (mocked steps, skipped waits). ``lease`` is one
         already taken on the instance (a worker's claim); it is released at the end.
         """
@@ -211,6 +213,7 @@ class Executor:
             timestamp=state.created,
             instance_id=state.instance_id,
             workflow_name=state.workflow,
+            schedule=freeze(state.schedule),
         )
 
         def code(step: WorkflowStep) -> object:
@@ -233,8 +236,10 @@ class Executor:
                     event_type=wait.event_type,
                 )
             )
-        except (Stop, Cancelled):
-            pass  # a pause or termination is journaled already; a cancel journals nothing
+        except Stop:
+            pass  # a pause or termination is journaled already
+        except Cancelled:
+            run.record(Stopped(at=self.clock.now(), pid=owner.pid, host=owner.host))
         except (StoreFaultError, LeaseLostError) as error:  # from a binding, say: not the run's
             raise StoreFailed(error) from None
 

@@ -310,6 +310,7 @@ def replay_history(
         timestamp=state.created,
         instance_id=state.instance_id,
         workflow_name=state.workflow,
+        schedule=freeze(state.schedule),
     )
     output: JsonValue = None
     raised: ErrorInfo | None = None

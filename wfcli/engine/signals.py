@@ -45,10 +45,10 @@ class Stop(RunSignal):
 
 
 class Cancelled(RunSignal):
-    """The process is shutting down: stop between steps, journal nothing.
+    """The process is shutting down: stop between steps.
 
-    The instance stays ``running`` in its journal with no process holding it, so
-    it shows as interrupted and the next ``wf resume``/worker carries on.
+    The executor journals ``Stopped``: the instance is ``queued`` again (not shown as
+    interrupted) and the next ``wf resume``/worker carries on.
     """
 
 

@@ -57,12 +57,19 @@ def freeze(value: JsonValue) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class WorkflowEvent:
-    """What ``run`` receives: the params and facts about the instance."""
+    """What ``run`` receives: the params and facts about the instance.
+
+    ``schedule`` is set for an instance a schedule started: a read-only mapping with
+    ``schedule`` (its name in ``wf schedules``), ``cron``, ``timezone`` and
+    ``scheduled_time`` (the fire time, UTC, as text), and ``manual`` when it was
+    triggered by hand (``wf schedules --trigger``).
+    """
 
     payload: Any
     timestamp: datetime
     instance_id: str
     workflow_name: str
+    schedule: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from wfcli.core.admission import ConcurrencyLimit, Rate
 from wfcli.core.codec import JsonValue
 from wfcli.core.durations import parse_duration
 from wfcli.core.retry import RetryPolicy
+from wfcli.core.schedule import (
+    CATCHUP_POLICIES,
+    DEFAULT_CATCHUP_WINDOW,
+    OVERLAP_POLICIES,
+    Schedule,
+)
 from wfcli.core.settings import Settings
 from wfcli.errors import ConfigError, WorkflowInputError
 from wfcli.project.toml_lines import (
@@ -60,12 +67,17 @@ _MAX_VERSION = 100
 _WORKFLOW_KEYS = (
     "binding",
     "class_name",
+    "concurrency",
     "main",
     "name",
+    "rate",
+    "schedules",
     "sensitive_params",
     "timeout",
     "version",
 )
+_CONCURRENCY_KEYS = ("key", "limit")
+_SCHEDULE_KEYS = ("catchup", "catchup_window", "cron", "overlap", "params", "timezone")
 _STORE_KEYS = ("dir", "fsync", "url")
 _STORE_SCHEMES = ("file", "postgres", "postgresql")
 _DEFAULTS_KEYS = ("max_inline_wait", "retries", "timeout")
@@ -73,6 +85,7 @@ _RETRIES_KEYS = ("backoff", "delay", "limit")
 _LIMITS_KEYS = ("max_step_result_bytes",)
 
 _T = TypeVar("_T")
+_C = TypeVar("_C", bound=str)
 NO_MAIN = "missing: set main here or at the top level of the file"
 
 
@@ -97,6 +110,8 @@ class WorkflowConfig:
 
     ``version`` is recorded on each instance created (shown, never a gate);
     ``sensitive_params`` are the params keys every view shows as ``"[REDACTED]"``.
+    ``schedules`` start instances from ``wf worker``; ``concurrency`` (with
+    ``rate``) limits how many run at once across every worker.
     ``timeout`` gives each instance a deadline that long after its creation.
     """
 
@@ -105,6 +120,8 @@ class WorkflowConfig:
     class_name: str
     main: str | None
     version: str | None = None
+    schedules: tuple[Schedule, ...] = ()
+    concurrency: ConcurrencyLimit | None = None
     sensitive_params: tuple[str, ...] = ()
     timeout: timedelta | None = None
 
@@ -135,6 +152,27 @@ class Project:
     def error(self, key: KeyPath, reason: str) -> ConfigError:
         """A :class:`ConfigError` about ``key``, on its line where the text shows it."""
         return config_error(self.path, self._key_lines, key, reason)
+
+    def limits(self) -> dict[str, ConcurrencyLimit]:
+        """Each limited workflow's :class:`ConcurrencyLimit`, by workflow name."""
+        return {w.name: w.concurrency for w in self.workflows if w.concurrency is not None}
+
+    def schedules(self) -> list[Schedule]:
+        """Every workflow's schedules, their cron and timezone checked (this imports the
+        ``cron`` extra, so only the commands that run schedules call it).
+
+        Raises :class:`ConfigError` naming the schedule's key and line.
+        """
+        found: list[Schedule] = []
+        for index, workflow in enumerate(self.workflows):
+            for number, schedule in enumerate(workflow.schedules):
+                try:
+                    schedule.check()
+                except WorkflowInputError as error:
+                    at: KeyPath = ("workflows", index, "schedules", number)
+                    raise self.error(at, error.reason) from None
+                found.append(schedule)
+        return found
 
     def load_workflows(self) -> dict[str, type[WorkflowEntrypoint]]:
         """Import the modules; ``{workflow name: class}`` (:mod:`wfcli.project.loader`)."""
@@ -338,11 +376,83 @@ class _ProjectReader:
                     class_name=self.identifier(entry, (*at, "class_name")),
                     main=self.main(entry, (*at, "main")),
                     version=self.version(entry, (*at, "version")),
+                    schedules=self.schedules(entry, at, name),
+                    concurrency=self.concurrency(entry, at),
                     sensitive_params=self.key_names(entry, (*at, "sensitive_params")),
                     timeout=self.workflow_timeout(entry, (*at, "timeout")),
                 )
             )
         return tuple(workflows)
+
+    def schedules(
+        self, entry: Mapping[str, object], at: KeyPath, workflow: str
+    ) -> tuple[Schedule, ...]:
+        """``schedules = ["0 2 * * *", {cron = "...", timezone = "...", ...}]``."""
+        entries = entry.get("schedules", [])
+        if not isinstance(entries, list):
+            raise self.error((*at, "schedules"), f"expected an array, got {toml_type(entries)}")
+        found: list[Schedule] = []
+        for number, written in enumerate(entries):
+            key: KeyPath = (*at, "schedules", number)
+            name = workflow if len(entries) == 1 else f"{workflow}#{number + 1}"
+            item = {"cron": written} if isinstance(written, str) else written
+            if not isinstance(item, dict):
+                raise self.error(
+                    key, f"expected a cron string or an inline table, got {toml_type(item)}"
+                )
+            self.check_keys(item, _SCHEDULE_KEYS, key)
+            window = self.duration(item, (*key, "catchup_window"), DEFAULT_CATCHUP_WINDOW)
+            if window <= timedelta(0):
+                raise self.error((*key, "catchup_window"), "must be longer than zero")
+            found.append(
+                Schedule(
+                    workflow=workflow,
+                    name=name,
+                    cron=self.required_text(item, (*key, "cron")),
+                    timezone=self.text(item, (*key, "timezone")) or "UTC",
+                    params=self.json_value(item.get("params"), (*key, "params")),
+                    catchup=self.choice(item, (*key, "catchup"), CATCHUP_POLICIES),
+                    catchup_window=window,
+                    overlap=self.choice(item, (*key, "overlap"), OVERLAP_POLICIES),
+                )
+            )
+        crons = [(s.cron, s.timezone, repr(s.params)) for s in found]
+        for number, schedule in enumerate(crons):
+            if schedule in crons[:number]:
+                raise self.error(
+                    (*at, "schedules", number),
+                    f"the same schedule as schedules[{crons.index(schedule)}]",
+                )
+        return tuple(found)
+
+    def choice(self, table: Mapping[str, object], key: KeyPath, allowed: tuple[_C, ...]) -> _C:
+        """The string at ``key``, one of ``allowed``; the first when absent."""
+        value = self.text(table, key)
+        if value is None:
+            return allowed[0]
+        for option in allowed:
+            if value == option:
+                return option
+        raise self.error(key, f"expected one of {', '.join(allowed)}, got {value!r}")
+
+    def concurrency(self, entry: Mapping[str, object], at: KeyPath) -> ConcurrencyLimit | None:
+        """``concurrency = { limit = N, key = "PARAM" }`` and ``rate = "N/PERIOD"``."""
+        table = self.table(entry, (*at, "concurrency"))
+        self.check_keys(table, _CONCURRENCY_KEYS, (*at, "concurrency"))
+        rate_text = self.text(entry, (*at, "rate"))
+        if not table and rate_text is None:
+            return None
+        limit = table.get("limit")
+        if table and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise self.error(
+                (*at, "concurrency", "limit"),
+                f"expected a whole number of instances, at least 1, got {limit!r}",
+            )
+        key = self.text(table, (*at, "concurrency", "key"))
+        rate = None
+        if rate_text is not None:
+            rate = self.converted(at, lambda: Rate.parse(rate_text))
+        return ConcurrencyLimit(limit=limit, key=key, rate=rate)
 
     def variables(
         self, document: Mapping[str, object], workflows: tuple[WorkflowConfig, ...]

@@ -91,6 +91,7 @@ def open_client(
         clock=clock,
         settings=project.settings,
         versions={w.name: w.version for w in project.workflows if w.version is not None},
+        limits=project.limits(),
         sensitive_params={w.name: w.sensitive_params for w in project.workflows},
         timeouts={w.name: w.timeout for w in project.workflows if w.timeout is not None},
     )

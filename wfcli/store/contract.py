@@ -22,14 +22,17 @@ process, at once.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Union
 
-from wfcli.core.codec import Created, InboxMessage, Record
+from wfcli.core.admission import Budget, ConcurrencyLimit, admission_order
+from wfcli.core.codec import Created, InboxMessage, JsonValue, Record
 from wfcli.core.owner import Owner
 from wfcli.core.state import STATUSES, fold
 from wfcli.core.summary import InstanceSummary, JournalSummary
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
     from wfcli.store.health import StoreReport
 
 __all__ = ["Claim", "Damage", "JournalStore", "Lease", "ListQuery", "Listing", "Owner"]
+
+_PROCESS_ADMISSION = threading.Lock()
 
 Damage = Union[JournalCorruptError, StoreFaultError]  # noqa: UP007 (evaluated at runtime)
 """Why one instance could not be listed: its files are damaged, or could not be read."""
@@ -285,28 +290,90 @@ class JournalStore(ABC):
         return Listing(query.select(summaries), damaged)
 
     def claim_due(
-        self, now: datetime, owner: Owner, limit: int, *, skip: Collection[str] = ()
+        self,
+        now: datetime,
+        owner: Owner,
+        limit: int,
+        *,
+        skip: Collection[str] = (),
+        limits: Mapping[str, ConcurrencyLimit] | None = None,
     ) -> Claim:
-        """Leases for ``owner`` on up to ``limit`` instances due at ``now``, oldest first,
-        leaving out the IDs in ``skip``.
+        """Leases for ``owner`` on up to ``limit`` instances due at ``now``, leaving out
+        the IDs in ``skip``: higher priority first, then oldest first.
 
         What a worker calls for work: an instance another worker claims first is left
-        out, never waited for. This default lists what is due (reporting what it could
-        not read in :attr:`Claim.damaged`) and acquires each in turn; a database store
-        claims them in one statement.
+        out, never waited for. ``limits`` are the workflows' concurrency and rate
+        limits (:mod:`wfcli.core.admission`): an instance over one is left ``queued``,
+        and the limits hold across every process that claims with them, because the
+        whole claim runs under :meth:`admission_lock`. This default lists what is due
+        (reporting what it could not read in :attr:`Claim.damaged`) and acquires each
+        in turn; a database store claims without limits in one statement.
         """
-        listing = self.list_instances(ListQuery(due_at=now))
+        if not limits:
+            listing = self.list_instances(ListQuery(due_at=now))
+            return self._acquire_in_order(listing.instances, owner, limit, skip, listing.damaged)
+        with self.admission_lock():
+            listing = self.scan(now, limits)
+            budget = Budget(limits, listing.instances, now)
+            due = [summary for summary in listing.instances if summary.is_due(now)]
+            return self._acquire_in_order(due, owner, limit, skip, listing.damaged, budget=budget)
+
+    def _acquire_in_order(
+        self,
+        due: Iterable[InstanceSummary],
+        owner: Owner,
+        limit: int,
+        skip: Collection[str],
+        damaged: list[Damage],
+        *,
+        budget: Budget | None = None,
+    ) -> Claim:
         leases: list[Lease] = []
-        for summary in listing.instances:
+        for summary in admission_order(due):
             if len(leases) == limit:
                 break
-            if summary.id in skip:
+            if summary.id in skip or (budget is not None and budget.blocked(summary)):
                 continue
             try:
                 leases.append(self.acquire(summary.id, owner))
             except (InstanceBusyError, InstanceNotFoundError):
                 continue
-        return Claim(leases, listing.damaged)
+            if budget is not None:
+                budget.take(summary)
+        return Claim(leases, damaged)
+
+    def scan(self, now: datetime, limits: Mapping[str, ConcurrencyLimit]) -> Listing:
+        """The instances a worker's claim at ``now`` under ``limits`` looks at: at least every
+        unfinished one, every one with mail, and the finished ones of workflows with a
+        rate (they may count as starts). This default lists everything; a store may
+        leave out the rest, and keeps nothing for later listings (the file store does
+        not save its index at every claim)."""
+        return self.list_instances(ListQuery())
+
+    @contextlib.contextmanager
+    def admission_lock(self) -> Iterator[None]:
+        """Held while a claim with limits counts slots and takes leases: one claim at a
+        time across every process using the store. This default serialises the threads
+        of this process only, which is all a store in one process's memory has; stores
+        shared between processes override it (a lock file, an advisory lock). A holder
+        that dies must not keep it."""
+        with _PROCESS_ADMISSION:
+            yield
+
+    @abstractmethod
+    def schedule_states(self) -> dict[str, JsonValue]:
+        """What :meth:`update_schedule_state` keeps, by schedule key (read-only)."""
+
+    @abstractmethod
+    def update_schedule_state(
+        self, key: str, change: Callable[[JsonValue], JsonValue]
+    ) -> JsonValue:
+        """Replace a schedule's state (None at first) by ``change(state)``, atomically
+        across every process using the store: one change at a time per store, so
+        ``change`` may create the fire's instances knowing that no other worker
+        evaluates a schedule meanwhile. Returns the new state. If ``change`` raises,
+        the state stays as it was. The state only saves work: the fire IDs are the
+        truth."""
 
     def import_journal(self, records: Sequence[Record]) -> None:
         """Create an instance whose journal is ``records`` (``created`` first), as

@@ -5,10 +5,17 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from wfcli.core.codec import Created, InboxMessage, Record, decode_record, encode_record
+from wfcli.core.codec import (
+    Created,
+    InboxMessage,
+    JsonValue,
+    Record,
+    decode_record,
+    encode_record,
+)
 from wfcli.core.ids import validate_instance_id
 from wfcli.errors import (
     InstanceBusyError,
@@ -91,9 +98,22 @@ class MemoryStore(JournalStore):
         self._instances: dict[str, _MemoryInstance] = {}
         self._lease_numbers = itertools.count(1)
         self._mutex = threading.Lock()
+        self._schedule_states: dict[str, JsonValue] = {}
+        self._schedule_mutex = threading.Lock()
 
     def location(self) -> str:
         return "(memory)"
+
+    def schedule_states(self) -> dict[str, JsonValue]:
+        with self._schedule_mutex:
+            return dict(self._schedule_states)
+
+    def update_schedule_state(
+        self, key: str, change: Callable[[JsonValue], JsonValue]
+    ) -> JsonValue:
+        with self._schedule_mutex:
+            self._schedule_states[key] = change(self._schedule_states.get(key))
+            return self._schedule_states[key]
 
     def create(self, record: Created) -> None:
         validate_instance_id(record.instance_id)

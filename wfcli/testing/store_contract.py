@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from wfcli.core.admission import ConcurrencyLimit, Rate
 from wfcli.core.codec import (
     AttemptStarted,
     Created,
@@ -31,6 +32,7 @@ from wfcli.core.codec import (
     Finished,
     InboxMessage,
     JsonValue,
+    Paused,
     Record,
     RollbackAttemptStarted,
     RollbackCompleted,
@@ -195,6 +197,7 @@ class StoreContract:
             lease.append([first])
             assert store.read_after("order-1", 1) == [first]
             lease.append([second, third], sync=False)
+            lease.read()  # others see an unsynced append once it settled (PostgreSQL pipelines it)
             assert store.read_after("order-1", 2) == [second, third]
             assert store.read_after("order-1", 4) == []
             assert store.read_after("order-1", 1) == [first, second, third]  # any count
@@ -655,6 +658,126 @@ class StoreContract:
         assert sorted(ids) == [f"q{n:02d}" for n in range(12)]  # each once, none twice
         for lease in claimed:
             lease.release()
+
+    # admission: concurrency and rate limits, priorities ------------------------------
+
+    def test_claim_due_admits_higher_priorities_first_then_the_oldest(
+        self, store: JournalStore
+    ) -> None:
+        for n, priority in enumerate([0, 5, 0, 9]):
+            store.create(
+                Created(
+                    at=START + timedelta(seconds=n),
+                    instance_id=f"p{n}",
+                    workflow="wf",
+                    params=None,
+                    priority=priority or None,
+                )
+            )
+        for limits in (None, {"other": ConcurrencyLimit(limit=1)}):
+            claim = store.claim_due(START, OWNER, limit=4, limits=limits)
+            assert [lease.instance_id for lease in claim.leases] == ["p3", "p1", "p0", "p2"]
+            for lease in claim.leases:
+                lease.release()
+
+    def test_a_concurrency_limit_leaves_the_rest_queued_and_waits_hold_no_slot(
+        self, store: JournalStore
+    ) -> None:
+        limits = {"wf": ConcurrencyLimit(limit=2)}
+        for n in range(4):
+            store.create(created(f"q{n}", at=START + timedelta(seconds=n)))
+        store.create(created("asleep", at=START - timedelta(hours=1)))
+        with store.acquire("asleep", OWNER) as lease:
+            lease.append([RunStarted(at=START, pid=1, host="h")])
+            lease.append(
+                [Suspended(at=START, wait="sleep", step="z", until=START, event_type=None)]
+            )
+        store.create(created("paused", at=START - timedelta(hours=1)))
+        with store.acquire("paused", OWNER) as lease:
+            lease.append([Paused(at=START, message_id="m")])
+        first = store.claim_due(START, OWNER, limit=10, limits=limits)
+        assert [lease.instance_id for lease in first.leases] == ["asleep", "q0"]
+        with first.leases[0] as asleep:  # it wakes and runs, holding its slot
+            asleep.append([RunStarted(at=START, pid=1, host="h")])
+            assert store.claim_due(START, OTHER, limit=10, limits=limits).leases == []
+            # suspending frees the slot: the next queued instance is admitted
+            asleep.append(
+                [Suspended(at=START, wait="sleep", step="z", until=START, event_type=None)]
+            )
+        second = store.claim_due(START, OTHER, limit=10, limits=limits)
+        assert [lease.instance_id for lease in second.leases] == ["asleep"]
+        second.leases[0].release()
+        first.leases[1].release()
+        third = store.claim_due(START + timedelta(hours=1), OTHER, limit=10, limits=limits)
+        assert [lease.instance_id for lease in third.leases] == ["asleep", "q0"]
+        for lease in third.leases:
+            lease.release()
+
+    def test_a_keyed_limit_counts_each_value_of_the_param_on_its_own(
+        self, store: JournalStore
+    ) -> None:
+        limits = {"wf": ConcurrencyLimit(limit=1, key="customer")}
+        for n, customer in enumerate(["a", "a", "b", None, "b"]):
+            params: JsonValue = None if customer is None else {"customer": customer}
+            store.create(created(f"k{n}", params, at=START + timedelta(seconds=n)))
+        claim = store.claim_due(START, OWNER, limit=10, limits=limits)
+        assert [lease.instance_id for lease in claim.leases] == ["k0", "k2", "k3"]
+        for lease in claim.leases:
+            lease.release()
+
+    def test_a_rate_limit_counts_first_starts_in_its_period(self, store: JournalStore) -> None:
+        limits = {"wf": ConcurrencyLimit(rate=Rate(2, timedelta(minutes=1)))}
+        for n in range(4):
+            store.create(created(f"r{n}", at=START + timedelta(seconds=n)))
+        claim = store.claim_due(START, OWNER, limit=10, limits=limits)
+        assert [lease.instance_id for lease in claim.leases] == ["r0", "r1"]
+        for lease in claim.leases:  # they start and finish at once
+            lease.append([RunStarted(at=START, pid=1, host="h")])
+            lease.append([Finished(at=START, output=None)])
+            lease.release()
+        assert store.claim_due(START + timedelta(seconds=30), OWNER, 10, limits=limits).leases == []
+        later = store.claim_due(START + timedelta(seconds=61), OWNER, limit=10, limits=limits)
+        assert [lease.instance_id for lease in later.leases] == ["r2", "r3"]
+        for lease in later.leases:
+            lease.release()
+
+    def test_claims_racing_under_a_limit_never_exceed_it(self, store: JournalStore) -> None:
+        limits = {"wf": ConcurrencyLimit(limit=3)}
+        for n in range(12):
+            store.create(created(f"q{n:02d}", at=START + timedelta(seconds=n)))
+        owners = [Owner(worker_id=f"w-{n}", pid=n, host="h") for n in range(4)]
+        outcomes = all_at_once(
+            4, lambda n: store.claim_due(START, owners[n], limit=12, limits=limits).leases
+        )
+        claimed = [lease for outcome in outcomes if isinstance(outcome, list) for lease in outcome]
+        assert len(claimed) == 3, outcomes
+        for lease in claimed:
+            lease.release()
+
+    # schedule states ----------------------------------------------------------------------
+
+    def test_schedule_state_changes_are_atomic_and_kept(self, store: JournalStore) -> None:
+        assert store.schedule_states() == {}
+
+        def bump(state: JsonValue) -> JsonValue:
+            count = state["count"] if isinstance(state, dict) else 0
+            assert isinstance(count, int)
+            return {"count": count + 1}
+
+        outcomes = all_at_once(8, lambda n: store.update_schedule_state("k", bump))
+        assert all(isinstance(outcome, dict) for outcome in outcomes), outcomes
+        assert store.update_schedule_state("other", lambda state: [state]) == [None]
+        assert store.schedule_states() == {"k": {"count": 8}, "other": [None]}
+
+    def test_a_schedule_state_change_that_raises_changes_nothing(self, store: JournalStore) -> None:
+        store.update_schedule_state("k", lambda state: 1)
+
+        def fail(state: JsonValue) -> JsonValue:
+            raise WorkflowInputError("change", "refused")
+
+        with pytest.raises(WorkflowInputError):
+            store.update_schedule_state("k", fail)
+        assert store.schedule_states() == {"k": 1}
 
     def test_a_bad_query_is_refused(self) -> None:
         with pytest.raises(WorkflowInputError, match="'sleeping' is not one of"):

@@ -26,6 +26,7 @@ from wfcli.core.redaction import shown_record
 from wfcli.engine.history import divergence_message
 
 if TYPE_CHECKING:
+    from wfcli.client.schedules import ScheduleReport
     from wfcli.client.views import InstanceStatus
     from wfcli.core.state import PatchDecision, StepState
     from wfcli.core.summary import InstanceSummary
@@ -190,6 +191,9 @@ def status_line(status: InstanceStatus) -> str:
         text += " (interrupted: no process holds it)"
     elif status.holder is not None and not status.finished:
         text += f" (process {status.holder.pid} on {status.holder.host})"
+    elif status.status == "queued" and status.state.stopped is not None:
+        stopped = status.state.stopped
+        text += f" (its worker, process {stopped.pid} on {stopped.host}, was stopped)"
     return text
 
 
@@ -504,6 +508,27 @@ def workflows_view(
         else Text("no workflows configured")
     )
     return Group(_fields([("config", config_path), ("store", store)], plain), Text(""), table)
+
+
+def schedules_view(reports: Sequence[ScheduleReport], plain: bool) -> RenderableType:
+    """``wf schedules``: each schedule with its next and last fires and its skips."""
+    if not reports:
+        return Text("no schedules: add schedules = [...] to a [[workflows]] entry")
+    rows = [
+        [
+            report.schedule.name,
+            report.schedule.cron
+            + ("" if report.schedule.timezone == "UTC" else f" ({report.schedule.timezone})"),
+            _when(report.next_fire),
+            _NONE
+            if report.last_fire is None
+            else f"{_when(report.last_fire)} {report.last_id} ({report.last_status})",
+            str(report.skipped)
+            + ("" if report.last_skip is None else f" (last {_when(report.last_skip)})"),
+        ]
+        for report in reports
+    ]
+    return _table(["schedule", "cron", "next fire", "last fire", "skipped"], rows, plain)
 
 
 # --- live views of a run --------------------------------------------------------------

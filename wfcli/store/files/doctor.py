@@ -22,7 +22,7 @@ from wfcli.store.health import Finding, Severity, StoreReport, interrupted_findi
 
 __all__ = ["check_folder"]
 
-_STORE_FOLDERS = ("journals", "locks", "inbox", "tmp", "cache")
+_STORE_FOLDERS = ("journals", "locks", "inbox", "tmp", "cache", "workers")
 _MESSAGE_NAME = re.compile(r"\d{20}-(?P<message_id>.+)\.json")
 
 

@@ -15,18 +15,23 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from wfcli.core.admission import ConcurrencyLimit
 from wfcli.core.codec import (
     Created,
     InboxMessage,
+    JsonValue,
     Record,
     RecordError,
     encode_record,
 )
 from wfcli.core.ids import instance_id_of_file, validate_instance_id
+from wfcli.core.state import TERMINAL_STATUSES
+from wfcli.core.summary import InstanceSummary, JournalSummary
 from wfcli.errors import (
     InstanceBusyError,
     InstanceExistsError,
@@ -114,7 +119,7 @@ def _read_inbox(
     return messages
 
 
-_FOLDERS = ("journals", "locks", "inbox", "tmp", "cache")
+_FOLDERS = ("journals", "locks", "inbox", "tmp", "cache", "workers")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -700,16 +705,104 @@ class FileStore(JournalStore):
         """From the instance index (:mod:`wfcli.store.files.index`): only journals
         changed since the last listing are read. A worker's scans (``due_at``) keep the
         index in memory; other listings save it in ``cache/``."""
-        self.verify()
         damaged: list[Damage] = []
+        journals = self._indexed(damaged, save=query.due_at is None)
+        return self.listing(query, journals, damaged, self.inbox_ids().__contains__)
+
+    def scan(self, now: datetime, limits: Mapping[str, ConcurrencyLimit]) -> Listing:
+        """From the index kept in memory, as a worker's due scan is; a finished
+        instance without mail is listed without looking up its lock (nobody executes
+        a finished instance, and it is not due), which is most of a long-lived store."""
+        damaged: list[Damage] = []
+        journals = self._indexed(damaged, save=False)
+        inbox = self.inbox_ids()
+        settled = [
+            InstanceSummary.of(journal, None, ())
+            for journal in journals
+            if journal.status in TERMINAL_STATUSES and journal.instance_id not in inbox
+        ]
+        active = [
+            journal
+            for journal in journals
+            if journal.status not in TERMINAL_STATUSES or journal.instance_id in inbox
+        ]
+        listing = self.listing(ListQuery(), active, damaged, inbox.__contains__)
+        return Listing(listing.instances + settled, listing.damaged)
+
+    def _indexed(self, damaged: list[Damage], *, save: bool) -> list[JournalSummary]:
+        self.verify()
         if self._index is None:
             from wfcli.store.files.index import InstanceIndex  # listings only
 
             self._index = InstanceIndex(self)
         journals = self._index.summaries(damaged)
-        if query.due_at is None:
+        if save:
             self._index.save()
-        return self.listing(query, journals, damaged, self.inbox_ids().__contains__)
+        return journals
+
+    @contextlib.contextmanager
+    def admission_lock(self) -> Iterator[None]:
+        """``flock`` on ``workers/admission.lock``: released by the kernel if its holder dies."""
+        with self._workers_lock("admission.lock"):
+            yield
+
+    @contextlib.contextmanager
+    def _workers_lock(self, name: str) -> Iterator[None]:
+        self._prepare()
+        path = f"{self.root}/workers/{name}"
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(f"{self.root}/workers", 0o700)
+            fd = _open(path, os.O_RDWR | os.O_CREAT)
+        except OSError as error:
+            raise StoreFaultError.of("open the lock", path, error) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # and with it the lock
+
+    def schedule_states(self) -> dict[str, JsonValue]:
+        """From ``workers/schedules.json`` (written whole, then renamed into place)."""
+        self.verify()
+        path = f"{self.root}/workers/schedules.json"
+        try:
+            fd = _open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return {}
+        except OSError as error:
+            raise _unreadable(path, error) from None
+        try:
+            with open(fd, "rb") as file:
+                document = json.loads(file.read())
+        except (OSError, ValueError) as error:
+            raise JournalCorruptError(path, 1, f"unreadable schedule states: {error}") from None
+        if not isinstance(document, dict):
+            raise JournalCorruptError(path, 1, "unreadable schedule states: not an object")
+        return document
+
+    def update_schedule_state(
+        self, key: str, change: Callable[[JsonValue], JsonValue]
+    ) -> JsonValue:
+        """Under ``flock`` on ``workers/schedules.lock``; the file is replaced by rename."""
+        with self._workers_lock("schedules.lock"):
+            states = self.schedule_states()
+            states[key] = change(states.get(key))
+            folder = f"{self.root}/workers"
+            data = json.dumps(states, sort_keys=True, separators=(",", ":")).encode()
+            try:
+                temporary = self._write_new_file(folder, data)
+                try:
+                    os.replace(temporary, f"{folder}/schedules.json")
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(temporary)
+                    raise
+                if self.durable:
+                    _fsync_dir(folder)
+            except OSError as error:
+                raise StoreFaultError.of("save the schedule states in", folder, error) from None
+            return states[key]
 
     def check(self) -> StoreReport:
         from wfcli.store.files.doctor import check_folder

@@ -59,6 +59,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX wf_inbox_instance ON wf_inbox (instance_id, seq);
     """,
+    # 2: what wf worker keeps per schedule (its watermark, last fire, skips).
+    """
+    CREATE TABLE wf_schedule (
+        schedule_key text COLLATE "C" PRIMARY KEY,
+        state text NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

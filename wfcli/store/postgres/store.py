@@ -20,12 +20,13 @@ import re
 import select
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 import psycopg
 
+from wfcli.core.admission import ConcurrencyLimit
 from wfcli.core.codec import (
     AttemptFailed,
     AttemptStarted,
@@ -83,6 +84,12 @@ _DUE = """
          OR (i.status = 'waiting' AND (i.wait_until <= %(due)s OR i.event_ready))
          OR EXISTS (SELECT 1 FROM wf_inbox m WHERE m.instance_id = i.instance_id))
 """
+# An instance's priority (wf run --priority), from its listing summary.
+_PRIORITY = "coalesce((i.summary::jsonb #>> '{shown,priority}')::int, 0)"
+# Advisory locks of this store's schema (two schemas of a database do not share them).
+_ADVISORY_LOCK = (
+    "SELECT pg_advisory_{verb}(hashtextextended(%s || coalesce(current_schema(), ''), 0))"
+)
 _SHOWN_STATUS = (
     "CASE WHEN i.status = 'running' AND 'pause' = ANY(m.actions)"
     " THEN 'waitingForPause' ELSE i.status END"
@@ -778,23 +785,33 @@ class PgStore(JournalStore):
         raise InstanceBusyError(instance_id, None, None)
 
     def claim_due(
-        self, now: datetime, owner: Owner, limit: int, *, skip: Collection[str] = ()
+        self,
+        now: datetime,
+        owner: Owner,
+        limit: int,
+        *,
+        skip: Collection[str] = (),
+        limits: Mapping[str, ConcurrencyLimit] | None = None,
     ) -> Claim:
-        """In one statement: ``FOR UPDATE SKIP LOCKED`` over what is due, leased to ``owner``;
-        no journal is read, so nothing is reported damaged."""
+        """Without limits, in one statement: ``FOR UPDATE SKIP LOCKED`` over what is due,
+        leased to ``owner``; no journal is read, so nothing is reported damaged. With
+        limits, the contract's claim under :meth:`admission_lock` (an advisory lock
+        that every machine on the database shares)."""
+        if limits:
+            return super().claim_due(now, owner, limit, skip=skip, limits=limits)
         rows = self.run(
             lambda conn: conn.execute(
                 f"""
                 WITH due AS (
                     SELECT i.instance_id FROM wf_instance i
                     WHERE {_DUE} AND NOT i.instance_id = ANY(%(skip)s)
-                    ORDER BY i.created, i.instance_id LIMIT %(limit)s
+                    ORDER BY {_PRIORITY} DESC, i.created, i.instance_id LIMIT %(limit)s
                     FOR UPDATE SKIP LOCKED)
                 UPDATE wf_instance i SET lease_epoch = i.lease_epoch + 1,
                     lease_worker = %(worker)s, lease_pid = %(pid)s, lease_host = %(host)s,
                     lease_expires = now() + %(ttl)s * interval '1 second'
                 FROM due WHERE i.instance_id = due.instance_id
-                RETURNING i.instance_id, i.lease_epoch, i.created
+                RETURNING i.instance_id, i.lease_epoch, i.created, {_PRIORITY}
                 """,
                 {
                     **self._lease_parameters(owner),
@@ -804,8 +821,50 @@ class PgStore(JournalStore):
                 },
             ).fetchall()
         )
-        rows.sort(key=lambda row: (row[2], row[0]))
+        rows.sort(key=lambda row: (-row[3], row[2], row[0]))
         return Claim([self._hold(_PgLease(self, row[0], owner, row[1])) for row in rows], [])
+
+    @contextlib.contextmanager
+    def admission_lock(self) -> Iterator[None]:
+        """A session advisory lock on a connection of its own, so it holds across
+        machines; the server releases it if the holder's connection or process dies."""
+        self._prepare()
+        try:
+            with self._pool.connection() as conn:
+                conn.execute(_ADVISORY_LOCK.format(verb="lock"), ("wfcli-admission",))
+                try:
+                    yield
+                finally:
+                    conn.execute(_ADVISORY_LOCK.format(verb="unlock"), ("wfcli-admission",))
+        except psycopg.Error as error:
+            raise self._failure(error) from None
+
+    def schedule_states(self) -> dict[str, JsonValue]:
+        rows = self.run(
+            lambda conn: conn.execute("SELECT schedule_key, state FROM wf_schedule").fetchall()
+        )
+        return {key: json.loads(state) for key, state in rows}
+
+    def update_schedule_state(
+        self, key: str, change: Callable[[JsonValue], JsonValue]
+    ) -> JsonValue:
+        """In one transaction under an advisory lock of the store's schedules."""
+
+        def update(conn: _Connection) -> JsonValue:
+            with conn.transaction():
+                conn.execute(_ADVISORY_LOCK.format(verb="xact_lock"), ("wfcli-schedules",))
+                row = conn.execute(
+                    "SELECT state FROM wf_schedule WHERE schedule_key = %s", (key,)
+                ).fetchone()
+                state = change(None if row is None else json.loads(row[0]))
+                conn.execute(
+                    "INSERT INTO wf_schedule (schedule_key, state) VALUES (%s, %s)"
+                    " ON CONFLICT (schedule_key) DO UPDATE SET state = excluded.state",
+                    (key, json.dumps(state, separators=(",", ":"))),
+                )
+            return state
+
+        return self.run(update)
 
     def holder(self, instance_id: str) -> Owner | None:
         row = self.run(
@@ -870,7 +929,31 @@ class PgStore(JournalStore):
         if query.due_at is not None:
             conditions.append(_DUE)
         order = "ASC" if query.due_at is not None else "DESC"
-        limit = "LIMIT %(limit)s" if query.limit is not None else ""
+        return self._listing(
+            " AND ".join(f"({c})" for c in conditions), parameters, order, query.limit
+        )
+
+    def scan(self, now: datetime, limits: Mapping[str, ConcurrencyLimit]) -> Listing:
+        """The rows a claim under ``limits`` needs: every unfinished instance and every
+        one with mail, and the finished instances of rate-limited workflows that ended
+        within their rate's period (they may have started within it). The rest of a
+        long-lived store is never read."""
+        rated = {name: limit.rate for name, limit in limits.items() if limit.rate is not None}
+        condition = (
+            "i.status NOT IN ('complete', 'errored', 'terminated')"
+            " OR EXISTS (SELECT 1 FROM wf_inbox m WHERE m.instance_id = i.instance_id)"
+            " OR (i.workflow = ANY(%(rated)s) AND"
+            " (i.summary::jsonb #>> '{shown,ended}')::timestamptz"
+            " > %(now)s - %(period)s * interval '1 second')"
+        )
+        period = max((rate.period.total_seconds() for rate in rated.values()), default=0.0)
+        parameters = {"rated": sorted(rated), "period": period, "now": now}
+        return self._listing(condition, parameters, "ASC", None)
+
+    def _listing(
+        self, condition: str, parameters: dict[str, object], order: str, limit: int | None
+    ) -> Listing:
+        cut = "LIMIT %(limit)s" if limit is not None else ""
         rows = self.run(
             lambda conn: conn.execute(
                 f"""
@@ -881,8 +964,8 @@ class PgStore(JournalStore):
                 LEFT JOIN LATERAL (
                     SELECT array_agg(action ORDER BY seq) AS actions
                     FROM wf_inbox WHERE instance_id = i.instance_id) m ON true
-                WHERE {" AND ".join(f"({c})" for c in conditions)}
-                ORDER BY i.created {order}, i.instance_id {order} {limit}
+                WHERE {condition}
+                ORDER BY i.created {order}, i.instance_id {order} {cut}
                 """,
                 parameters,
             ).fetchall()
