@@ -71,6 +71,12 @@ def test_help_loads_typer_and_wfcli_only(elsewhere: Path) -> None:
     assert not imported & _NEVER_AT_START, imported & _NEVER_AT_START
 
 
+def test_help_does_not_build_the_journal_codec(elsewhere: Path) -> None:
+    imported = modules_of("--help", cwd=elsewhere)
+    assert "wfcli.cli.commands" in imported  # the probe sees wfcli's own modules
+    assert "wfcli.core.codec" not in imported  # its record layouts are most of a start-up
+
+
 @pytest.mark.parametrize("command", [["status", "p1", "--json"], ["list", "--json"]])
 def test_reading_commands_load_no_engine_worker_or_memory_store(
     project: Project, elsewhere: Path, command: list[str]

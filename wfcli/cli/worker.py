@@ -22,7 +22,6 @@ from wfcli.cli.framework import (
     open_session,
     parse_duration_option,
 )
-from wfcli.core.codec import format_time
 from wfcli.errors import WorkflowError
 
 if TYPE_CHECKING:
@@ -178,6 +177,8 @@ class WorkerLines:
 
     def fired(self, outcome: "FireOutcome") -> None:
         self.fires[outcome.result] += 1
+        from wfcli.core.codec import format_time
+
         fire = outcome.fire
         when = format_time(fire.scheduled_time)
         if outcome.result == "skipped":
@@ -194,6 +195,8 @@ class WorkerJsonLines(WorkerLines):
 
     def line(self, event: str, **fields: object) -> None:
         import json
+
+        from wfcli.core.codec import format_time
 
         document = {"event": event, "at": format_time(self.now()), **fields}
         self.screen.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
