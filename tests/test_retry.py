@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +32,7 @@ from wfcli.core.codec import (
     StepFailed,
     Suspended,
 )
-from wfcli.core.retry import backoff_delay
+from wfcli.core.retry import backoff_delay, next_attempt_at
 
 SECOND = timedelta(seconds=1)
 
@@ -360,3 +360,14 @@ def test_an_error_message_that_is_not_valid_unicode_is_kept_escaped(
         "cannot read report-\\udcff.csv",
     )
     assert final.state.steps["read"].attempts == 2
+
+
+def test_the_next_attempt_waits_its_backoff_runs_at_once_after_a_loss_and_not_past_the_limit() -> (
+    None
+):
+    policy = RetryPolicy(limit=2, delay=3 * SECOND, backoff="linear")  # three attempts
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    assert next_attempt_at(policy, 2, now, final=False, lost=False) == now + 6 * SECOND
+    assert next_attempt_at(policy, 2, now, final=False, lost=True) == now
+    assert next_attempt_at(policy, 1, now, final=True, lost=False) is None
+    assert next_attempt_at(policy, 3, now, final=False, lost=True) is None

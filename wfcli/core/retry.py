@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal, cast
 
 from wfcli.core.durations import parse_duration
 from wfcli.errors import WorkflowInputError
 
-__all__ = ["Backoff", "RetryPolicy", "backoff_delay"]
+__all__ = ["Backoff", "RetryPolicy", "backoff_delay", "next_attempt_at"]
 
 Backoff = Literal["constant", "linear", "exponential"]
 _BACKOFFS: tuple[Backoff, ...] = ("constant", "linear", "exponential")
@@ -74,3 +74,14 @@ def backoff_delay(policy: RetryPolicy, failed_attempt: int) -> timedelta:
         factor = 2 ** min(failed_attempt - 1, 40)
     seconds = min(policy.delay.total_seconds() * factor, 100 * 366 * 86400)
     return timedelta(seconds=seconds)
+
+
+def next_attempt_at(
+    policy: RetryPolicy, failed_attempt: int, now: datetime, *, final: bool, lost: bool
+) -> datetime | None:
+    """When the attempt after ``failed_attempt`` runs, or None when none does (the error
+    is ``final`` or the retries ran out). An attempt ``lost`` with its process is retried
+    at once: the delay is for errors the callback raised, not for a crash."""
+    if final or failed_attempt >= policy.max_attempts:
+        return None
+    return now if lost else now + backoff_delay(policy, failed_attempt)

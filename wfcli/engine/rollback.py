@@ -21,7 +21,7 @@ from wfcli.core.codec import (
     RollbackFailed,
     RollbackFinished,
 )
-from wfcli.core.retry import RetryPolicy, backoff_delay
+from wfcli.core.retry import RetryPolicy, next_attempt_at
 from wfcli.core.state import RollbackStepState
 from wfcli.engine.callbacks import (
     AttemptTimedOut,
@@ -148,17 +148,17 @@ def _attempt_failed(
     name = entry.step
     info = ErrorInfo.of(error.error if isinstance(error, CallbackRaised) else error)
     now = run.clock.now()
-    policy = rollback.policy
-    if isinstance(error, NonRetryableError) or attempt >= policy.max_attempts:
+    final = isinstance(error, NonRetryableError)
+    lost = isinstance(error, AttemptLostError)
+    retry_at = next_attempt_at(rollback.policy, attempt, now, final=final, lost=lost)
+    if retry_at is None:
         run.record(
             RollbackAttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=None),
             RollbackFailed(at=now, step=name, attempts=attempt, error=info),
         )
-        retryable = not isinstance(error, NonRetryableError)
-        run.observer.attempt_failed(f"rollback {name}", attempt, info, None, retryable=retryable)
+        run.observer.attempt_failed(f"rollback {name}", attempt, info, None, retryable=not final)
         run.observer.step_finished(f"rollback {name}", "do", ok=False, replayed=False)
         return None
-    retry_at = now if isinstance(error, AttemptLostError) else now + backoff_delay(policy, attempt)
     run.record(
         RollbackAttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=retry_at)
     )

@@ -43,7 +43,7 @@ from wfcli.core.codec import (
 )
 from wfcli.core.durations import Duration, parse_duration
 from wfcli.core.ids import validate_event_type, validate_instance_id, validate_step_name
-from wfcli.core.retry import RetryPolicy, backoff_delay
+from wfcli.core.retry import RetryPolicy, next_attempt_at
 from wfcli.core.settings import Settings
 from wfcli.core.state import (
     BufferedEvent,
@@ -776,7 +776,9 @@ class StepRun:
         info = ErrorInfo.of(error.error if isinstance(error, CallbackRaised) else error)
         now = self.clock.now()
         final = isinstance(error, (NonRetryableError, WorkflowInputError))
-        if final or attempt >= policy.max_attempts:
+        lost = isinstance(error, AttemptLostError)
+        retry_at = next_attempt_at(policy, attempt, now, final=final, lost=lost)
+        if retry_at is None:
             self.record(
                 AttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=None),
                 StepFailed(at=now, step=name, kind="do", attempts=attempt, error=info),
@@ -784,9 +786,6 @@ class StepRun:
             self.observer.attempt_failed(name, attempt, info, None, retryable=not final)
             self.observer.step_finished(name, "do", ok=False, replayed=False)
             raise step_failure(self.state.steps[name])
-        retry_at = (
-            now if isinstance(error, AttemptLostError) else now + backoff_delay(policy, attempt)
-        )
         self.record(
             AttemptFailed(at=now, step=name, attempt=attempt, error=info, retry_at=retry_at)
         )
