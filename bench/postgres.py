@@ -29,6 +29,7 @@ from wfcli import WorkflowClient
 
 from .harness import Report, Sample, Sizes, child_env, time_process, wf_command, write_project
 from .peer import dbos_available, run_dbos, time_instances
+from .steps import FLOOR_RECORD
 from .workloads import IoStepsWorkflow, StepsWorkflow, TimedStepsWorkflow
 
 __all__ = ["DEFAULT_SERVER", "postgres"]
@@ -96,16 +97,7 @@ def _floor(url: str, lines: int) -> float:
     import psycopg
 
     instance = f"floor-{uuid.uuid4().hex[:12]}"
-    record: dict[str, object] = {
-        "v": 1,
-        "n": 1,
-        "type": "step_completed",
-        "at": "2025-01-01T00:00:00.000000+00:00",
-        "step": "",
-        "kind": "do",
-        "attempt": 1,
-        "output": 1,
-    }
+    record = dict(FLOOR_RECORD)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO wf_instance (instance_id, workflow, status, created, summary,"

@@ -24,18 +24,22 @@ __all__ = ["append_floor", "measure_steps", "step_overhead"]
 _sync = getattr(os, "fdatasync", os.fsync)
 
 
+FLOOR_RECORD: dict[str, object] = {
+    "v": 1,
+    "n": 1,
+    "type": "step_completed",
+    "at": "2025-01-01T00:00:00.000000+00:00",
+    "step": "",
+    "kind": "do",
+    "attempt": 1,
+    "output": 1,
+}
+"""The line every floor writes: a ``step_completed`` of a trivial step."""
+
+
 def append_floor(path: Path, lines: int, *, sync: Callable[[int], None] | None) -> float:
     """Microseconds per line to encode, append and (with ``sync``) sync one JSON line."""
-    record: dict[str, object] = {
-        "v": 1,
-        "n": 1,
-        "type": "step_completed",
-        "at": "2025-01-01T00:00:00.000000+00:00",
-        "step": "",
-        "kind": "do",
-        "attempt": 1,
-        "output": 1,
-    }
+    record = dict(FLOOR_RECORD)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         started = time.perf_counter()
