@@ -68,11 +68,6 @@ _Connection = psycopg.Connection[tuple[Any, ...]]
 # Records that change no listed field while the instance is not waiting (they touch
 # its steps only), so an append of nothing else leaves the summary columns alone.
 _STEP_ONLY = (AttemptStarted, StepCompleted, AttemptFailed, StepFailed, WaitStarted)
-_SUMMARY_SET = (
-    ", status = %(status)s, wait_until = %(wait_until)s,"
-    " event_ready = %(event_ready)s, summary = %(summary)s"
-)
-
 # What is due (InstanceSummary.is_due) as SQL over wf_instance ``i`` and a time
 # %(due)s; the IN narrows the scan to active instances and those with mail.
 _DUE = """
@@ -96,35 +91,56 @@ _SHOWN_STATUS = (
 )
 
 
+_FENCE_PARAMETERS = ("id", "epoch", "worker", "count", "ttl", "first")
+_SUMMARY_PARAMETERS = ("status", "wait_until", "event_ready", "summary")
+
+
 @functools.cache
-def _append_statement(*, lines: int, summary: bool, synced: bool) -> str:
-    """The fenced append of ``lines`` journal lines: one statement that bumps the
-    instance row's line number (only if the lease and the next line number are still
-    the caller's, and its expiry not passed), inserts the lines, and returns a row
-    only if it wrote; ``summary`` also sets the listing columns. A ``synced`` one
-    returns whether the inbox has messages; an unsynced one returns NULL and has its
-    transaction commit without waiting for the WAL flush."""
+def _append_statement(*, lines: int, summary: bool, synced: bool) -> tuple[str, tuple[str, ...]]:
+    """The fenced append of ``lines`` journal lines and the names of its positional
+    parameters, in order: one statement that bumps the instance row's line number
+    (only if the lease and the next line number are still the caller's, and its expiry
+    not passed), inserts the lines, and returns a row only if it wrote; ``summary``
+    also sets the listing columns. A ``synced`` one returns whether the inbox has
+    messages; an unsynced one returns NULL and has its transaction commit without
+    waiting for the WAL flush."""
+    names = (
+        *_FENCE_PARAMETERS,
+        *(_SUMMARY_PARAMETERS if summary else ()),
+        *(("line",) if lines == 1 else ("numbers", "lines")),
+    )
+    slot = {name: f"${position}" for position, name in enumerate(names, start=1)}
     values = (
-        "SELECT %(id)s, %(first)s, %(epoch)s, %(line)s FROM fence"
+        f"SELECT {slot['id']}, {slot['first']}, {slot['epoch']}, {slot['line']} FROM fence"
         if lines == 1
-        else "SELECT %(id)s, l.n, %(epoch)s, l.line FROM fence,"
-        " unnest(%(numbers)s::bigint[], %(lines)s::text[]) AS l(n, line)"
+        else f"SELECT {slot['id']}, l.n, {slot['epoch']}, l.line FROM fence,"
+        f" unnest({slot['numbers']}::bigint[], {slot['lines']}::text[]) AS l(n, line)"
+    )
+    listing = (
+        f", status = {slot['status']}, wait_until = {slot['wait_until']},"
+        f" event_ready = {slot['event_ready']}, summary = {slot['summary']}"
+        if summary
+        else ""
     )
     returned = (
-        "EXISTS (SELECT 1 FROM wf_inbox WHERE instance_id = %(id)s)"
+        f"EXISTS (SELECT 1 FROM wf_inbox WHERE instance_id = {slot['id']})"
         if synced
         else "NULL::boolean, set_config('synchronous_commit', 'off', true)"
     )
-    return f"""
+    return (
+        f"""
 WITH fence AS (
-    UPDATE wf_instance SET next_line = next_line + %(count)s,
-        lease_expires = now() + %(ttl)s * interval '1 second' {_SUMMARY_SET if summary else ""}
-    WHERE instance_id = %(id)s AND lease_epoch = %(epoch)s AND lease_worker = %(worker)s
-        AND lease_expires > now() AND next_line = %(first)s
+    UPDATE wf_instance SET next_line = next_line + {slot["count"]},
+        lease_expires = now() + {slot["ttl"]} * interval '1 second' {listing}
+    WHERE instance_id = {slot["id"]} AND lease_epoch = {slot["epoch"]}
+        AND lease_worker = {slot["worker"]} AND lease_expires > now()
+        AND next_line = {slot["first"]}
     RETURNING 1),
 lines AS (INSERT INTO wf_journal (instance_id, line_no, epoch, line) {values})
 SELECT {returned} FROM fence
-"""
+""",
+        names,
+    )
 
 
 def summary_columns(state: InstanceState) -> dict[str, object]:
@@ -234,6 +250,8 @@ class _AppendPipeline:
     for: the server runs and commits it while the caller goes on (a step's callback
     runs), even if the caller's process dies meanwhile. A synced append is sent behind
     it and one ``Sync`` collects every outstanding result: one round trip per step.
+    Statements go through raw cursors (positional parameters, nothing to convert) kept
+    with the connection, since appends are per step.
     """
 
     def __init__(self, pool: _Pool) -> None:
@@ -241,12 +259,14 @@ class _AppendPipeline:
         self._conn: _Connection | None = None
         self._pipeline: psycopg.Pipeline | None = None
         self._mode = contextlib.ExitStack()  # leaves pipeline mode
-        self._sent: list[psycopg.Cursor[tuple[Any, ...]]] = []
+        self._control: psycopg.RawCursor[tuple[Any, ...]] | None = None
+        self._idle: list[psycopg.RawCursor[tuple[Any, ...]]] = []
+        self._sent: list[psycopg.RawCursor[tuple[Any, ...]]] = []
 
-    def _open(self) -> tuple[_Connection, psycopg.Pipeline]:
+    def _open(self) -> tuple[psycopg.Pipeline, psycopg.RawCursor[tuple[Any, ...]]]:
         if self._conn is not None and not self._sent and not _alive(self._conn):
             self.close(reuse=False)  # the server closed it while idle (it restarted, say)
-        if self._conn is None or self._pipeline is None:
+        if self._conn is None or self._pipeline is None or self._control is None:
             conn = self._pool.take()
             try:
                 self._pipeline = self._mode.enter_context(conn.pipeline())
@@ -254,35 +274,45 @@ class _AppendPipeline:
                 conn.close()
                 raise
             self._conn = conn
-        return self._conn, self._pipeline
+            self._control = psycopg.RawCursor(conn)
+        return self._pipeline, self._control
 
-    def send(self, statement: str, parameters: dict[str, object]) -> None:
+    def _execute(self, statement: str, parameters: Sequence[object]) -> None:
+        assert self._conn is not None
+        cursor = self._idle.pop() if self._idle else psycopg.RawCursor(self._conn)
+        self._sent.append(cursor)
+        cursor.execute(statement, parameters)
+
+    def send(self, statement: str, parameters: Sequence[object]) -> None:
         """Send an unsynced append; its row comes with the next :meth:`call` or :meth:`settle`."""
-        conn, _ = self._open()
-        conn.execute("BEGIN")
-        self._sent.append(conn.execute(statement, parameters))
-        conn.execute("COMMIT")
+        _, control = self._open()
+        control.execute("BEGIN")
+        self._execute(statement, parameters)
+        control.execute("COMMIT")
 
-    def call(self, statement: str, parameters: dict[str, object]) -> list[tuple[Any, ...] | None]:
+    def call(self, statement: str, parameters: Sequence[object]) -> list[tuple[Any, ...] | None]:
         """Send a synced append and wait: the rows of every append sent since the last
         call (or settle), this one's last."""
-        conn, _ = self._open()
-        self._sent.append(conn.execute(statement, parameters))
+        self._open()
+        self._execute(statement, parameters)
         return self.settle()
 
     def settle(self) -> list[tuple[Any, ...] | None]:
         """Wait for the appends sent and not yet answered; their rows, in order."""
         if not self._sent:
             return []
-        _, pipeline = self._open()
+        pipeline, _ = self._open()
         sent, self._sent = self._sent, []
         pipeline.sync()
-        return [cursor.fetchone() for cursor in sent]
+        rows = [cursor.fetchone() for cursor in sent]
+        self._idle.extend(sent)
+        return rows
 
     def close(self, *, reuse: bool) -> None:
         """Give the connection back to the pool (``reuse``) or close it (its state is
         unknown after an error)."""
         conn, self._conn, self._pipeline, self._sent = self._conn, None, None, []
+        self._control, self._idle = None, []
         if conn is None:
             return
         if not reuse:
@@ -367,15 +397,16 @@ class _PgLease(Lease):
             summary = self._summary if step_only else summary_columns(state)
             if summary != self._summary:
                 parameters.update(summary or {})
-            statement = _append_statement(
+            statement, names = _append_statement(
                 lines=len(records), summary=summary != self._summary, synced=sync
             )
+            values = [parameters[name] for name in names]
             rows: list[tuple[Any, ...] | None] = []
             try:
                 if sync:
-                    rows = self._pipeline.call(statement, parameters)
+                    rows = self._pipeline.call(statement, values)
                 else:
-                    self._pipeline.send(statement, parameters)
+                    self._pipeline.send(statement, values)
             except psycopg.Error as error:
                 self._fail(error)
             self._confirm(rows)
