@@ -299,24 +299,45 @@ def _versus_dbos(
     report: Report, server: str, database: _Database, work: Path, sizes: Sizes
 ) -> None:
     """Per step in ``peer_large_steps``-step instances: wfcli's PgStore against DBOS with
-    its system database on the same server (a database of its own, dropped after)."""
+    its system database on the same server (a database of its own, dropped after), both
+    with each commit waiting for its WAL flush (the defaults), then both without
+    (``synchronous_commit = off``: wfcli's ``fsync = false``, and the setting on DBOS's
+    database), which leaves each side's own work per step."""
     if not dbos_available():
         report.section_info(_SECTION, dbos="dbos is not installed: pip install -e '.[bench]'")
         return
+    for durable in (True, False):
+        _dbos_round(report, server, database, work, sizes, durable=durable)
+    report.section_info(_SECTION, dbos="its own database on the same server, dropped after")
+
+
+def _dbos_round(
+    report: Report,
+    server: str,
+    database: _Database,
+    work: Path,
+    sizes: Sizes,
+    *,
+    durable: bool,
+) -> None:
     import psycopg
 
     steps, count = sizes.peer_large_steps, max(2, sizes.runs)
     name = f"wfbench_dbos_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}".encode())
+        if not durable:
+            conn.execute(f"ALTER DATABASE {name} SET synchronous_commit = off".encode())
     try:
-        folder = work / "dbos"
+        folder = work / f"dbos-{name}"
         folder.mkdir(parents=True)
         theirs = run_dbos(folder, steps, 1, count, database=_with_database(server, name))
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
-    store = _pg_store(database.store_url())
+    from wfcli.store.postgres import PgStore
+
+    store = PgStore(database.store_url(), durable=durable)
     try:
         client = WorkflowClient(store, {"steps": StepsWorkflow})
 
@@ -328,20 +349,20 @@ def _versus_dbos(
         ours = time_instances(start, steps, count)
     finally:
         store.close()
+    commits = "flushed commits" if durable else "synchronous_commit = off"
     medians = {}
     for side, times in (("wfcli PgStore", ours), ("DBOS on PostgreSQL", theirs["large"])):
         medians[side] = report.add(
             _SECTION,
-            f"{side}: per step, in {steps}-step instances",
+            f"{side}: per step, in {steps}-step instances, {commits}",
             Sample.of("ms", times).scaled(1000 / steps, "us"),
         ).median
     report.ratio(
         _SECTION,
-        "wfcli / DBOS per step on PostgreSQL (medians)",
+        f"wfcli / DBOS per step on PostgreSQL, {commits} (medians)",
         medians["wfcli PgStore"] / medians["DBOS on PostgreSQL"],
         target=0.1,
     )
-    report.section_info(_SECTION, dbos="its own database on the same server, dropped after")
 
 
 # --- 4: listing ---------------------------------------------------------------------------
