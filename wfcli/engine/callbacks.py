@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any
 
 __all__ = [
@@ -82,7 +83,7 @@ def _invoke(
     this thread; ``on_cancel`` is given a way to cancel that coroutine's task (from any
     thread) while it runs."""
     result = function(*args)
-    if not inspect.iscoroutine(result):
+    if not isinstance(result, CoroutineType):  # inspect.iscoroutine, without its call
         return result
     import asyncio  # only for async callbacks: it costs every run's start
 
@@ -261,6 +262,8 @@ class InlineRunner:
             raise self._abandoned()
         if time.monotonic() > deadline:
             raise AttemptTimedOut
+        if error is None:  # _outcome's common case, without its call
+            return result
         return _outcome(error, result)
 
     def expire(self) -> bool:

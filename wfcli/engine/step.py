@@ -424,13 +424,18 @@ class StepRun:
             except (StoreFaultError, LeaseLostError, JournalCorruptError) as error:
                 self.store_failure = error
                 raise StoreFailed(error) from None
-            was_terminal = self.state.terminal
+            state = self.state
+            was_terminal = state.terminal
             for record in records:
-                self.state.apply(record)
+                state.apply(record)
         # The end of a child wakes its parent (a crash first leaves the parent to its poll).
-        parent = self.state.parent
-        ended = self.state.terminal and not was_terminal
-        if ended and parent is not None and self.instances is not None:
+        parent = state.parent
+        if (
+            parent is not None
+            and self.instances is not None
+            and state.terminal
+            and not was_terminal
+        ):
             self.instances.wake(parent)
 
     def _pending(self) -> list[InboxMessage]:
@@ -716,8 +721,9 @@ class StepRun:
             elif step.retry_at is not None:
                 self.wait(name, "retry", step.retry_at)
         takes_context = wants_context(callback)
-        config = StepConfig(policy, timeout)
         has_rollback = True if rollback is not None else None
+        seconds = timeout.total_seconds()
+        active: CallbackRunner | InlineRunner = self.runner if runner is None else runner
         while True:
             self.record(
                 AttemptStarted(
@@ -726,24 +732,19 @@ class StepRun:
                 sync=False,
             )
             self.observer.step_started(name, "do", attempt)
-            args = (
-                (StepContext(attempt=attempt, name=name, count=count, config=config),)
-                if takes_context
-                else ()
-            )
             function = callback
+            args: tuple[object, ...] = ()
+            if takes_context:
+                config = StepConfig(policy, timeout)
+                args = (StepContext(attempt=attempt, name=name, count=count, config=config),)
             if self.interceptor is not None:
                 stand_in = self.interceptor.stand_in(name, attempt, timeout)
                 if stand_in is not None:
                     function, args = stand_in, ()
-            active: CallbackRunner | InlineRunner
             if runner is None:
-                active = self.runner
                 self.running_attempt = (name, attempt)
-            else:
-                active = runner
             try:
-                result = active.call(function, args, timeout.total_seconds())
+                result = active.call(function, args, seconds)
                 encoded = check_json(result, f"step {name!r} result", self.settings.max_value_bytes)
             except AttemptTimedOut:
                 error: Exception = StepTimeoutError(name, attempt, timeout.total_seconds())
