@@ -310,6 +310,22 @@ def test_each_record_type_is_written_as_the_documented_line_whatever_its_fields_
         assert line.encode() == documented_line(record, number, version).encode()
 
 
+def test_times_sharing_their_second_or_not_are_each_written_whole() -> None:
+    times = [
+        datetime(2030, 1, 1, 0, 0, 0, 5, tzinfo=timezone.utc),
+        datetime(2030, 1, 1, 0, 0, 0, 999999, tzinfo=timezone.utc),  # the same second
+        datetime(2030, 1, 1, 0, 0, 1, tzinfo=timezone.utc),  # the next, microsecond 0
+        datetime(2031, 1, 1, 0, 0, 1, 7, tzinfo=timezone.utc),  # only the year differs
+        datetime(1, 1, 1, tzinfo=timezone.utc),
+        datetime(2030, 1, 1, 0, 0, 0, 5, tzinfo=timezone.utc),  # back to the first
+    ]
+    for moment in times:
+        record = AttemptStarted(at=moment, step="s", attempt=1)
+        assert json.loads(encode_record(record, 2))["at"] == moment.isoformat(
+            timespec="microseconds"
+        )
+
+
 def test_times_in_other_zones_and_naive_times_are_written_in_utc() -> None:
     india = timezone(timedelta(hours=5, minutes=30))
     record = AttemptFailed(
