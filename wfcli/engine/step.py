@@ -477,10 +477,13 @@ class StepRun:
             return
         if self.cancel is not None and self.cancel():
             raise Cancelled
+        messages = self._pending()
+        if not messages:  # nearly always
+            return
         records_before = self.state.record_count
         rolling_back = self.state.rolling_back
         restarted = False
-        for message in self._pending():
+        for message in messages:
             if self._apply_message(message) and message.action == "restart":
                 restarted = True
         if self.state.record_count == records_before:
@@ -1002,7 +1005,11 @@ class WorkflowStep:
 
     def _options(self, retries: object, timeout: Duration | None) -> tuple[RetryPolicy, timedelta]:
         defaults = self._source.settings
-        policy = RetryPolicy.from_value(retries, defaults.retries)
+        policy = (
+            defaults.retries
+            if retries is None
+            else RetryPolicy.from_value(retries, defaults.retries)
+        )
         limit = defaults.timeout if timeout is None else parse_duration(timeout, "timeout")
         if limit <= _NO_TIME:
             raise WorkflowInputError("timeout", "must be longer than zero")
@@ -1059,7 +1066,11 @@ class WorkflowStep:
         policy, limit = self._options(retries, timeout)
         if not callable(callback):
             raise WorkflowInputError("callback", f"{type(callback).__name__} is not callable")
-        undo = self._rollback(rollback, rollback_config)
+        undo = (
+            None
+            if rollback is None and rollback_config is None
+            else self._rollback(rollback, rollback_config)
+        )
         checked, count = self._enter(name, "do")
         return self._source.do(
             checked,
