@@ -11,6 +11,7 @@ import pytest
 from wfcli import (
     FakeClock,
     FileStore,
+    Settings,
     StepTimeoutError,
     WorkflowClient,
     WorkflowEntrypoint,
@@ -145,6 +146,33 @@ def test_a_zero_step_timeout_is_refused(tmp_path: Path) -> None:
     assert final.error == ErrorInfo(
         "WorkflowInputError",
         "timeout: must be longer than zero",
+    )
+    assert final.state.steps == {}
+
+
+def test_a_zero_default_timeout_is_refused_for_a_step_that_gives_none(tmp_path: Path) -> None:
+    class DefaultTimeout(WorkflowEntrypoint):
+        def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+            return step.do("work", lambda: 1)
+
+    client = WorkflowClient(
+        FileStore(tmp_path), {"wf": DefaultTimeout}, settings=Settings(timeout=timedelta(0))
+    )
+    final = client.create("wf").execute()
+
+    assert final.error == ErrorInfo("WorkflowInputError", "timeout: must be longer than zero")
+    assert final.state.steps == {}
+
+
+def test_rollback_options_without_a_rollback_are_refused(tmp_path: Path) -> None:
+    class RollbackConfigAlone(WorkflowEntrypoint):
+        def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+            return step.do("work", lambda: 1, rollback_config={"retries": {"limit": 1}})
+
+    final = WorkflowClient(FileStore(tmp_path), {"wf": RollbackConfigAlone}).create("wf").execute()
+
+    assert final.error == ErrorInfo(
+        "WorkflowInputError", "rollback_config: given without a rollback"
     )
     assert final.state.steps == {}
 

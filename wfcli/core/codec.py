@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from json.encoder import encode_basestring as _encode_text
 from operator import attrgetter
 from types import UnionType
-from typing import ClassVar, Generic, Literal, TypeAlias, TypeVar, Union, get_args, get_origin
+from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar, Union, get_args, get_origin
 
 from wfcli.errors import NonRetryableError, ValueTooLargeError, WorkflowInputError
 
@@ -649,7 +649,7 @@ class InboxMessage:
 
     def encode(self) -> str:
         """The message file's JSON: ``{"v":1, <fields in order>}`` (no checksum)."""
-        return _encode(_INBOX, self, "")
+        return _INBOX.encoder(_INBOX_VERSION)(self, "")
 
     @classmethod
     def decode(cls, text: str) -> "InboxMessage":
@@ -808,40 +808,23 @@ class _Layout(Generic[_T]):
     """Every key a version 1 line may have."""
     checked_keys: frozenset[str]
     """Every key a version 2 line may have: those and its checksum's."""
-    template: str
-    """The version 1 line, with a ``%s`` for the line number part and for each field's
-    JSON."""
-    open_template: str
-    """The version 2 line up to its checksum tail, with the same ``%s``."""
     optional: tuple[int, ...]
     """The indexes of the fields left out of a line when None (the last ones)."""
-    bare_templates: tuple[str, str]
-    """The version 1 and 2 templates of a line that leaves out every optional field."""
     head: str
     """The line's ``type`` part (empty for an inbox message)."""
     values: Callable[[object], tuple[object, ...]]
     """An object's field values, in order."""
 
-    variants: dict[tuple[int, tuple[bool, ...]], tuple[str, tuple[int, ...]]] = field(
-        default_factory=dict
-    )
-    """Templates of lines that leave optional fields out, by version and which are None."""
+    encoders: dict[int, Callable[[object, str], str]] = field(default_factory=dict)
+    """Each format version's encoder, compiled on first use (:meth:`encoder`)."""
 
-    def short_template(
-        self, values: tuple[object, ...], version: int
-    ) -> tuple[str, tuple[int, ...]]:
-        """The template of a line that leaves out the optional fields that are None,
-        and the indexes of the fields it keeps."""
-        left_out = tuple(values[index] is None for index in self.optional)
-        known = self.variants.get((version, left_out))
-        if known is not None:
-            return known
-        dropped = {index for index, out in zip(self.optional, left_out, strict=True) if out}
-        kept = tuple(index for index in range(len(self.names)) if index not in dropped)
-        body = f"%s{self.head}" + "".join(f",{_DUMPS(self.names[i])}:%s" for i in kept)
-        template = f'{{"v":1{body}}}' if version == 1 else f'{{"v":2{body}'
-        self.variants[(version, left_out)] = (template, kept)
-        return template, kept
+    def encoder(self, version: int) -> Callable[[object, str], str]:
+        """The function that writes an object's line in ``version`` (a version 2 line
+        without its checksum tail), given its line number part (``,"n":N`` or empty)."""
+        known = self.encoders.get(version)
+        if known is None:
+            known = self.encoders[version] = _compile_encoder(self, version)
+        return known
 
     @classmethod
     def of(cls, target: type[_T], name: str, what: str, tag: str | None) -> "_Layout[_T]":
@@ -851,15 +834,12 @@ class _Layout(Generic[_T]):
         assert len(names) > 1, "attrgetter of one name returns a bare value"
         head = "" if tag is None else f',"type":{_DUMPS(tag)}'
         keys = frozenset({"v", *names} if tag is None else {"v", "n", "type", *names})
-        parts = [f",{_DUMPS(n)}:%s" for n in names]
-        body = f"%s{head}" + "".join(parts)
         optional = tuple(
             index for index, f in enumerate(declared) if f.metadata.get(_LEFT_OUT_WHEN_NONE)
         )
         assert optional == tuple(range(len(names) - len(optional), len(names))), (
             "optional fields come last"
         )
-        bare = f"%s{head}" + "".join(parts[: len(names) - len(optional)])
         return cls(
             target=target,
             name=name,
@@ -876,10 +856,7 @@ class _Layout(Generic[_T]):
             defaults={f.name: f.default for f in declared if f.default is not MISSING},
             keys=keys,
             checked_keys=keys | {_CHECKSUM_KEY},
-            template=f'{{"v":1{body}}}',
-            open_template=f'{{"v":2{body}',
             optional=optional,
-            bare_templates=(f'{{"v":1{bare}}}', f'{{"v":2{bare}'),
             head=head,
             values=attrgetter(*names),
         )
@@ -941,20 +918,88 @@ def _encode_value(value: object) -> str:
     return _DUMPS(_encode_field(value))
 
 
-def _encode(layout: _Layout[_T], item: _T, number_part: str, version: int = 1) -> str:
-    """A line of ``item`` in ``version`` (a version 2 line without its checksum tail)."""
-    values = layout.values(item)
-    if layout.optional:
-        required = layout.optional[0]  # optional fields come last
-        tail = values[required:]
-        if tail.count(None) == len(tail):  # the common case: all left out
-            bare = layout.bare_templates[version - 1]
-            return bare % (number_part, *map(_encode_value, values[:required]))
-        if None in tail:
-            short, kept = layout.short_template(values, version)
-            return short % (number_part, *(_encode_value(values[index]) for index in kept))
-    template = layout.template if version == 1 else layout.open_template
-    return template % (number_part, *map(_encode_value, values))
+_last_second: list[tuple[tuple[int, ...], str]] = [((), "")]
+"""The last time :func:`_utc_time_json` wrote, to the second, and its text (one item, so
+that threads swap both at once)."""
+
+
+def _utc_time_json(moment: datetime) -> str:
+    """``_encode_value(moment)`` for a time in UTC. The text up to the second is that of
+    the time written before when they share it, as a run's consecutive records do:
+    ``isoformat`` costs more than the rest of a step's line."""
+    second = (moment.second, moment.minute, moment.hour, moment.day, moment.month, moment.year)
+    known, text = _last_second[0]
+    if known != second:
+        text = moment.isoformat(timespec="seconds")[:19]  # up to its "+00:00"
+        _last_second[0] = (second, text)
+    return '"%s.%06d+00:00"' % (text, moment.microsecond)  # noqa: UP031 - cheaper
+
+
+# A field's JSON as Python source, an expression of the field's value {0}, by the field's
+# declared type: a value of exactly that type (what wfcli puts there) is written inline,
+# any other by _encode_value, which writes the same text the slow way.
+_INLINE_JSON: dict[object, str] = {
+    str: "_encode_text({0}) if type({0}) is str else _encode_value({0})",
+    int: "repr({0}) if type({0}) is int else _encode_value({0})",
+    bool: '("true" if {0} else "false") if type({0}) is bool else _encode_value({0})',
+    datetime: (
+        "_utc_time_json({0}) if type({0}) is datetime and {0}.tzinfo is _UTC "
+        "else _encode_value({0})"
+    ),
+    JsonValue: (
+        "repr({0}) if type({0}) is int else _encode_text({0}) if type({0}) is str "
+        'else "null" if {0} is None else _encode_value({0})'
+    ),
+}
+_ENCODER_GLOBALS = {
+    "_encode_text": _encode_text,
+    "_encode_value": _encode_value,
+    "_utc_time_json": _utc_time_json,
+    "datetime": datetime,
+    "_UTC": timezone.utc,
+}
+
+
+def _json_expression(annotation: object, variable: str) -> str:
+    """Python source of the JSON of ``variable``, a field declared as ``annotation``."""
+    arguments = get_args(annotation)
+    if get_origin(annotation) is UnionType and arguments[1:] == (type(None),):
+        inner = _json_expression(arguments[0], variable)
+        return f'("null" if {variable} is None else {inner})'
+    if get_origin(annotation) is Literal and all(type(choice) is str for choice in arguments):
+        annotation = str
+    inline = _INLINE_JSON.get(annotation)
+    return f"_encode_value({variable})" if inline is None else f"({inline.format(variable)})"
+
+
+def _compile_encoder(layout: "_Layout[_T]", version: int) -> Callable[[object, str], str]:
+    """One ``%`` format of the whole line, its fields' JSON written inline
+    (:func:`_json_expression`); an optional field is left out when None."""
+    parts = [f'{{"v":{version}%s' + layout.head.replace("%", "%%")]
+    arguments = ["number_part"]
+    for index, each in enumerate(fields(layout.target)):  # type: ignore[arg-type]
+        variable = f"field_{index}"
+        key = f",{_DUMPS(each.name)}:"
+        value = _json_expression(each.type, variable)
+        if index in layout.optional:
+            parts.append("%s")
+            arguments.append(f"'' if {variable} is None else {key!r} + {value}")
+        else:
+            parts.append(key.replace("%", "%%") + "%s")
+            arguments.append(value)
+    if version == 1:
+        parts.append("}")
+    source = "\n    ".join(
+        [
+            "def encode(item, number_part):",
+            *(f"field_{index} = item.{name}" for index, name in enumerate(layout.names)),
+            f"return {''.join(parts)!r} % ({', '.join(arguments)},)",
+        ]
+    )
+    namespace: dict[str, Any] = dict(_ENCODER_GLOBALS)
+    exec(source, namespace)  # the source is made above from the class's own fields
+    encode: Callable[[object, str], str] = namespace["encode"]
+    return encode
 
 
 def encode_record(
@@ -970,9 +1015,8 @@ def encode_record(
     """
     number_part = "" if number is None else f',"n":{_encode_value(number)}'
     layout = _LAYOUTS[type(record)]
-    if version == 1:
-        return _encode(layout, record, number_part)
-    return add_checksum(_encode(layout, record, number_part, 2))
+    line = (layout.encoders.get(version) or layout.encoder(version))(record, number_part)
+    return line if version == 1 else add_checksum(line)
 
 
 def add_checksum(text: str) -> str:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from types import CoroutineType, FunctionType
 from typing import Any
 
 __all__ = [
@@ -75,15 +76,12 @@ def workflow_code(instance_id: str) -> Iterator[None]:
         _callback_thread.running = outer
 
 
-def _invoke(
-    function: Callback, args: tuple[object, ...], on_cancel: Callable[[Callable[[], object]], None]
+def _awaited(
+    result: Coroutine[object, object, object], on_cancel: Callable[[Callable[[], object]], None]
 ) -> object:
-    """``function(*args)``, an ``async def`` one awaited in an event loop of its own on
-    this thread; ``on_cancel`` is given a way to cancel that coroutine's task (from any
-    thread) while it runs."""
-    result = function(*args)
-    if not inspect.iscoroutine(result):
-        return result
+    """What an ``async def`` callback's coroutine returns, run in an event loop of its own
+    on this thread; ``on_cancel`` is given a way to cancel its task (from any thread)
+    while it runs."""
     import asyncio  # only for async callbacks: it costs every run's start
 
     async def awaited(coroutine: Coroutine[object, object, object]) -> object:
@@ -111,7 +109,10 @@ class _Call:
         _callback_thread.active = True
         _callback_thread.instance_id = self.instance_id
         try:
-            self.result = _invoke(self.function, self.args, self._cancellable)
+            result = self.function(*self.args)
+            if isinstance(result, CoroutineType):  # an async def callback's
+                result = _awaited(result, self._cancellable)
+            self.result = result
         except BaseException as error:  # handed to the waiting thread, which decides
             self.error = error
         finally:
@@ -247,7 +248,9 @@ class InlineRunner:
         error: BaseException | None = None
         result: object = None
         try:
-            result = _invoke(function, args, self._cancellable)
+            result = function(*args)
+            if isinstance(result, CoroutineType):  # an async def callback's
+                result = _awaited(result, self._cancellable)
         except BaseException as raised:  # decided below, once the watcher cannot expire it
             error = raised
         finally:
@@ -261,6 +264,8 @@ class InlineRunner:
             raise self._abandoned()
         if time.monotonic() > deadline:
             raise AttemptTimedOut
+        if error is None:  # _outcome's common case, without its call
+            return result
         return _outcome(error, result)
 
     def expire(self) -> bool:
@@ -300,7 +305,7 @@ class InlineRunner:
 
 def wants_context(callback: Callback) -> bool:
     """Whether ``callback`` has a required positional parameter (for the context)."""
-    if inspect.isfunction(callback):
+    if isinstance(callback, FunctionType):  # inspect.isfunction, without its call
         required = callback.__code__.co_argcount - len(callback.__defaults__ or ())
         return required >= 1
     if inspect.ismethod(callback) and inspect.isfunction(callback.__func__):

@@ -424,13 +424,18 @@ class StepRun:
             except (StoreFaultError, LeaseLostError, JournalCorruptError) as error:
                 self.store_failure = error
                 raise StoreFailed(error) from None
-            was_terminal = self.state.terminal
+            state = self.state
+            was_terminal = state.terminal
             for record in records:
-                self.state.apply(record)
+                state.apply(record)
         # The end of a child wakes its parent (a crash first leaves the parent to its poll).
-        parent = self.state.parent
-        ended = self.state.terminal and not was_terminal
-        if ended and parent is not None and self.instances is not None:
+        parent = state.parent
+        if (
+            parent is not None
+            and self.instances is not None
+            and state.terminal
+            and not was_terminal
+        ):
             self.instances.wake(parent)
 
     def _pending(self) -> list[InboxMessage]:
@@ -472,10 +477,13 @@ class StepRun:
             return
         if self.cancel is not None and self.cancel():
             raise Cancelled
+        messages = self._pending()
+        if not messages:  # nearly always
+            return
         records_before = self.state.record_count
         rolling_back = self.state.rolling_back
         restarted = False
-        for message in self._pending():
+        for message in messages:
             if self._apply_message(message) and message.action == "restart":
                 restarted = True
         if self.state.record_count == records_before:
@@ -716,8 +724,9 @@ class StepRun:
             elif step.retry_at is not None:
                 self.wait(name, "retry", step.retry_at)
         takes_context = wants_context(callback)
-        config = StepConfig(policy, timeout)
         has_rollback = True if rollback is not None else None
+        seconds = timeout.total_seconds()
+        active: CallbackRunner | InlineRunner = self.runner if runner is None else runner
         while True:
             self.record(
                 AttemptStarted(
@@ -726,24 +735,19 @@ class StepRun:
                 sync=False,
             )
             self.observer.step_started(name, "do", attempt)
-            args = (
-                (StepContext(attempt=attempt, name=name, count=count, config=config),)
-                if takes_context
-                else ()
-            )
             function = callback
+            args: tuple[object, ...] = ()
+            if takes_context:
+                config = StepConfig(policy, timeout)
+                args = (StepContext(attempt=attempt, name=name, count=count, config=config),)
             if self.interceptor is not None:
                 stand_in = self.interceptor.stand_in(name, attempt, timeout)
                 if stand_in is not None:
                     function, args = stand_in, ()
-            active: CallbackRunner | InlineRunner
             if runner is None:
-                active = self.runner
                 self.running_attempt = (name, attempt)
-            else:
-                active = runner
             try:
-                result = active.call(function, args, timeout.total_seconds())
+                result = active.call(function, args, seconds)
                 encoded = check_json(result, f"step {name!r} result", self.settings.max_value_bytes)
             except AttemptTimedOut:
                 error: Exception = StepTimeoutError(name, attempt, timeout.total_seconds())
@@ -1001,7 +1005,11 @@ class WorkflowStep:
 
     def _options(self, retries: object, timeout: Duration | None) -> tuple[RetryPolicy, timedelta]:
         defaults = self._source.settings
-        policy = RetryPolicy.from_value(retries, defaults.retries)
+        policy = (
+            defaults.retries
+            if retries is None
+            else RetryPolicy.from_value(retries, defaults.retries)
+        )
         limit = defaults.timeout if timeout is None else parse_duration(timeout, "timeout")
         if limit <= _NO_TIME:
             raise WorkflowInputError("timeout", "must be longer than zero")
@@ -1058,7 +1066,11 @@ class WorkflowStep:
         policy, limit = self._options(retries, timeout)
         if not callable(callback):
             raise WorkflowInputError("callback", f"{type(callback).__name__} is not callable")
-        undo = self._rollback(rollback, rollback_config)
+        undo = (
+            None
+            if rollback is None and rollback_config is None
+            else self._rollback(rollback, rollback_config)
+        )
         checked, count = self._enter(name, "do")
         return self._source.do(
             checked,

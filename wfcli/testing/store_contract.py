@@ -496,6 +496,21 @@ class StoreContract:
             assert lease.pending() == sent
         assert store.read("order-1") == [created("order-1")]  # posting never writes the journal
 
+    def test_a_lease_sees_each_message_posted_while_it_is_held_the_first_one_included(
+        self, store: JournalStore
+    ) -> None:
+        store.create(created("order-1"))
+        with store.acquire("order-1", OWNER) as lease:
+            assert lease.pending() == []
+            assert lease.pending() == []  # looked at twice before anything is posted
+            first, second = message(1), message(2, "pause")
+            store.post("order-1", first)
+            assert lease.pending() == [first]
+            lease.discard([first.message_id])
+            assert lease.pending() == []
+            store.post("order-1", second)
+            assert lease.pending() == [second]
+
     def test_discard_removes_exactly_the_named_messages(self, store: JournalStore) -> None:
         store.create(created("order-1"))
         sent = [message(n) for n in range(4)]

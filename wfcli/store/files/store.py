@@ -229,6 +229,8 @@ class _FileLease(Lease):
         self._lock_fd: int | None = lock_fd
         self._journal_path = store._journal_file(instance_id)
         self._inbox = store._inbox_folder(instance_id)  # looked at between every two steps
+        self._inbox_made = False
+        """Whether the inbox folder was there at a look (made by the first message posted)."""
         self._fd = _open(self._journal_path, os.O_WRONLY | os.O_APPEND)
         self._length: int | None = None
         """The byte length of the journal's complete, written lines (None: not read)."""
@@ -254,17 +256,21 @@ class _FileLease(Lease):
 
     def append(self, records: Sequence[Record], *, sync: bool = True) -> None:
         with self._mutex:
-            self._check_held()
-            self._cut_torn_tail()
+            if self._fault is not None or self._lock_fd is None:
+                self._check_held()
+            if not self._tail_checked:
+                self._cut_torn_tail()
             first = self._record_count + 1
-            for line_no, record in enumerate(records, start=first):
-                self._rules.check(record, line_no)
-            version = self._rules.version
+            rules = self._rules
             if len(records) == 1:  # most appends (a step's two records go one at a time)
-                data = (encode_record(records[0], first, version) + "\n").encode()
+                record = records[0]
+                rules.check(record, first)
+                data = (encode_record(record, first, rules.version) + "\n").encode()
             else:
+                for line_no, record in enumerate(records, start=first):
+                    rules.check(record, line_no)
                 data = "".join(
-                    encode_record(record, number, version) + "\n"
+                    encode_record(record, number, rules.version) + "\n"
                     for number, record in enumerate(records, start=first)
                 ).encode()
             try:
@@ -303,6 +309,12 @@ class _FileLease(Lease):
         self._tail_checked = True
 
     def pending(self) -> list[InboxMessage]:
+        # Until a message is posted there is no folder: access() says so without the
+        # exception that listing a missing folder raises, which costs more than the look.
+        if not self._inbox_made:
+            if not os.access(self._inbox, os.F_OK):
+                return []
+            self._inbox_made = True
         return _read_inbox(self._inbox, self._store.max_line_bytes, self._message_files)
 
     def discard(self, message_ids: Sequence[str]) -> None:
