@@ -1,51 +1,69 @@
 """What the real ``wf`` imports at start-up, per kind of command (issue 6, cold start).
 
-Each process runs with ``PYTHONPROFILEIMPORTTIME=1``, so its stderr names every module
-it imported. ``wf --help`` and the ``--json`` commands must not load pydantic (typer
-0.29 does for every parameter), rich (only human output draws tables) or platformdirs
-(only a store that is neither given nor configured needs it). The control cases show
-the same probe does see those modules when a command really needs them.
+Each process runs the installed ``wf`` script and, at exit, lists ``sys.modules``: every
+module it imported, however (an ``import`` statement or ``importlib.import_module``).
+``wf --help`` and the ``--json`` commands must not load pydantic (typer 0.29 does for
+every parameter), rich (only human output draws tables) or platformdirs (only a store
+that is neither given nor configured needs it). The control cases show the same probe
+does see those modules when a command really needs them.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from tests.cli_support import Project, make_project, wf_executable
 from tests.workflows_for_tests import PATIENCE_SECONDS
+from wfcli.cli import COMMAND_MODULES
 from wfcli.project import load_project, open_client
 
 WF = wf_executable()
-_IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", re.MULTILINE)
 _NEVER_AT_START = {"pydantic", "rich", "platformdirs", "psycopg", "cronsim"}
+# ``python -c _PROBE LISTING WF ARGS...``: runs the ``wf`` script as its own process would,
+# then writes the names in sys.modules to the file LISTING.
+_PROBE = """
+import atexit, runpy, sys
+listing = sys.argv[1]
+sys.argv = sys.argv[2:]
+def write_modules():
+    with open(listing, "w", encoding="utf-8") as out:
+        out.write("\\n".join(sys.modules))
+atexit.register(write_modules)
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
 def imports_of(*args: str, cwd: Path, **extra_env: str) -> set[str]:
     """Top-level packages that ``wf ARGS`` imported; the command must succeed."""
-    return {name.split(".")[0] for name in modules_of(*args, cwd=cwd, **extra_env)}
+    return {name.split(".")[0] for name in modules_of(*args, cwd=cwd, extra_env=extra_env)}
 
 
-def modules_of(*args: str, cwd: Path, **extra_env: str) -> set[str]:
-    """Every module that ``wf ARGS`` imported; the command must succeed."""
+def modules_of(
+    *args: str, cwd: Path, exit_code: int = 0, extra_env: Mapping[str, str] | None = None
+) -> set[str]:
+    """Every module that ``wf ARGS`` imported; the command must exit with ``exit_code``."""
     env = {k: v for k, v in os.environ.items() if k not in ("WF_CONFIG", "WF_STORE")}
-    env.update(PYTHONPROFILEIMPORTTIME="1", **extra_env)
-    done = subprocess.run(
-        [WF, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=PATIENCE_SECONDS,
-        check=False,
-    )
-    errors = _IMPORTED.sub("", done.stderr).strip()
-    assert done.returncode == 0, errors
-    return set(_IMPORTED.findall(done.stderr))
+    env.update(extra_env or {})
+    with tempfile.TemporaryDirectory() as folder:
+        listing = Path(folder) / "modules"
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(listing), WF, *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE_SECONDS,
+            check=False,
+        )
+        assert done.returncode == exit_code, done.stderr
+        return set(listing.read_text(encoding="utf-8").splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +93,29 @@ def test_help_does_not_build_the_journal_codec(elsewhere: Path) -> None:
     imported = modules_of("--help", cwd=elsewhere)
     assert "wfcli.cli.commands" in imported  # the probe sees wfcli's own modules
     assert "wfcli.core.codec" not in imported  # its record layouts are most of a start-up
+
+
+_COMMAND_MODULES = {f"wfcli.cli.{name}" for name in COMMAND_MODULES}
+
+
+@pytest.mark.parametrize("command", [["status", "p1", "--json"], ["list", "--json"]])
+def test_a_command_loads_the_command_modules_up_to_its_own(
+    project: Project, elsewhere: Path, command: list[str]
+) -> None:
+    imported = modules_of(*command, "--store", str(project.store), cwd=elsewhere)
+    assert imported & _COMMAND_MODULES == {"wfcli.cli.commands"}
+
+
+@pytest.mark.parametrize(
+    "command", [["--help"], ["no-such-command"], ["doctor", "--store", "STORE", "--json"]]
+)
+def test_the_help_a_mistyped_command_and_the_last_module_load_every_command_module(
+    project: Project, elsewhere: Path, command: list[str]
+) -> None:
+    args = [str(project.store) if arg == "STORE" else arg for arg in command]
+    imported = modules_of(*args, cwd=elsewhere, exit_code=2 if args == ["no-such-command"] else 0)
+    assert COMMAND_MODULES[-1] == "store"  # doctor's module, the last one
+    assert imported >= _COMMAND_MODULES
 
 
 @pytest.mark.parametrize("command", [["status", "p1", "--json"], ["list", "--json"]])
