@@ -190,6 +190,30 @@ def test_only_the_commands_that_run_schedules_load_the_cron_library(
     assert "cronsim" in imports_of("schedules", "--json", cwd=scheduled)
 
 
+_LIMITS_AND_SCHEDULES = {"wfcli.core.admission", "wfcli.core.schedule"}
+
+
+@pytest.mark.parametrize("command", [["status", "p1", "--json"], ["list", "--json"]])
+def test_a_project_without_limits_or_schedules_loads_neither(
+    project: Project, command: list[str]
+) -> None:
+    imported = modules_of(*command, cwd=project.config.parent)
+    assert "wfcli.project.schema" in imported  # the config was read
+    assert not imported & _LIMITS_AND_SCHEDULES, imported & _LIMITS_AND_SCHEDULES
+
+
+def test_a_project_with_limits_and_schedules_loads_both(project: Project, tmp_path: Path) -> None:
+    limited = tmp_path / "limited"
+    limited.mkdir()
+    text = project.config.read_text(encoding="utf-8").replace(
+        'dir = "store"', f'dir = "{project.store}"'
+    )
+    entry = 'name = "pipeline"\n'
+    rules = 'schedules = ["0 2 * * *"]\nrate = "10/minute"\nconcurrency = { limit = 2 }\n'
+    (limited / "workflows.toml").write_text(text.replace(entry, entry + rules), encoding="utf-8")
+    assert modules_of("list", "--json", cwd=limited) >= _LIMITS_AND_SCHEDULES
+
+
 def test_an_integer_too_long_for_python_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "workflows.toml").write_text(
         f'name = "big"\nmain = "flows"\n\n[vars]\nHUGE = {"9" * 5000}\n', encoding="utf-8"
