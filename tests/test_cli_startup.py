@@ -136,7 +136,7 @@ def test_json_commands_given_the_store_read_no_config_and_draw_nothing(
     project: Project, elsewhere: Path, command: list[str]
 ) -> None:
     imported = imports_of(*command, "--store", str(project.store), cwd=elsewhere)
-    unwanted = _NEVER_AT_START | {"tomllib", "tomli"}
+    unwanted = _NEVER_AT_START | {"tomllib", "tomli", "hashlib"}
     assert not imported & unwanted, imported & unwanted
 
 
@@ -158,7 +158,7 @@ def test_json_commands_in_a_project_with_its_store_set_draw_nothing(
     assert not imported & _NEVER_AT_START, imported & _NEVER_AT_START
 
 
-def test_the_probe_sees_rich_for_human_output_and_platformdirs_for_the_default_store(
+def test_the_probe_sees_rich_for_human_output_and_the_default_store_s_platformdirs_and_digest(
     project: Project, tmp_path: Path
 ) -> None:
     assert "rich" in imports_of("status", "p1", "--store", str(project.store), cwd=tmp_path)
@@ -169,7 +169,7 @@ def test_the_probe_sees_rich_for_human_output_and_platformdirs_for_the_default_s
         text.replace('[store]\ndir = "store"\n', "[store]\n"), encoding="utf-8"
     )
     imported = imports_of("list", "--json", cwd=unstored, XDG_DATA_HOME=str(tmp_path / "data"))
-    assert "platformdirs" in imported
+    assert {"platformdirs", "hashlib"} <= imported
 
 
 def test_only_the_commands_that_run_schedules_load_the_cron_library(
