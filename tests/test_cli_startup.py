@@ -10,12 +10,14 @@ does see those modules when a command really needs them.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,16 +28,17 @@ from wfcli.project import load_project, open_client
 
 WF = wf_executable()
 _NEVER_AT_START = {"pydantic", "rich", "platformdirs", "psycopg", "cronsim"}
-# ``python -c _PROBE LISTING WF ARGS...``: runs the ``wf`` script as its own process would,
-# then writes the names in sys.modules to the file LISTING.
+# ``python -c _PROBE REPORT WF ARGS...``: runs the ``wf`` script as its own process would,
+# then writes to the file REPORT, as JSON, the names in sys.modules and how many objects
+# the cycle collector leaves alone (gc.freeze).
 _PROBE = """
-import atexit, runpy, sys
-listing = sys.argv[1]
+import atexit, gc, json, runpy, sys
+report = sys.argv[1]
 sys.argv = sys.argv[2:]
-def write_modules():
-    with open(listing, "w", encoding="utf-8") as out:
-        out.write("\\n".join(sys.modules))
-atexit.register(write_modules)
+def write_report():
+    with open(report, "w", encoding="utf-8") as out:
+        json.dump({"modules": list(sys.modules), "frozen": gc.get_freeze_count()}, out)
+atexit.register(write_report)
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
@@ -49,12 +52,19 @@ def modules_of(
     *args: str, cwd: Path, exit_code: int = 0, extra_env: Mapping[str, str] | None = None
 ) -> set[str]:
     """Every module that ``wf ARGS`` imported; the command must exit with ``exit_code``."""
+    return set(probe(*args, cwd=cwd, exit_code=exit_code, extra_env=extra_env)["modules"])
+
+
+def probe(
+    *args: str, cwd: Path, exit_code: int = 0, extra_env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """What ``wf ARGS`` left at its exit (see ``_PROBE``); it must exit with ``exit_code``."""
     env = {k: v for k, v in os.environ.items() if k not in ("WF_CONFIG", "WF_STORE")}
     env.update(extra_env or {})
     with tempfile.TemporaryDirectory() as folder:
-        listing = Path(folder) / "modules"
+        report = Path(folder) / "report.json"
         done = subprocess.run(
-            [sys.executable, "-c", _PROBE, str(listing), WF, *args],
+            [sys.executable, "-c", _PROBE, str(report), WF, *args],
             cwd=cwd,
             env=env,
             capture_output=True,
@@ -63,7 +73,8 @@ def modules_of(
             check=False,
         )
         assert done.returncode == exit_code, done.stderr
-        return set(listing.read_text(encoding="utf-8").splitlines())
+        found: dict[str, Any] = json.loads(report.read_text(encoding="utf-8"))
+        return found
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +223,10 @@ def test_a_project_with_limits_and_schedules_loads_both(project: Project, tmp_pa
     rules = 'schedules = ["0 2 * * *"]\nrate = "10/minute"\nconcurrency = { limit = 2 }\n'
     (limited / "workflows.toml").write_text(text.replace(entry, entry + rules), encoding="utf-8")
     assert modules_of("list", "--json", cwd=limited) >= _LIMITS_AND_SCHEDULES
+
+
+def test_wf_exempts_what_its_imports_made_from_the_cycle_collector(elsewhere: Path) -> None:
+    assert probe("--help", cwd=elsewhere)["frozen"] > 1000  # typer's and wfcli's objects
 
 
 def test_an_integer_too_long_for_python_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:

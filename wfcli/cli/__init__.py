@@ -9,6 +9,7 @@ in one of them (or in a new module named in :data:`COMMAND_MODULES`) that opens 
 with :func:`~wfcli.cli.framework.open_session` and renders with :mod:`wfcli.ui.render`.
 """
 
+import gc
 import importlib
 import sys
 from typing import TYPE_CHECKING
@@ -38,6 +39,9 @@ def main() -> None:
     """The ``wf`` console script (:func:`wfcli.cli.framework.main`), with only the
     command modules up to the one of the command asked for imported."""
     register_commands(sys.argv[1] if len(sys.argv) > 1 else None)
+    # What the imports made (modules, classes, functions) lives until the process ends:
+    # the cycle collector need not walk it again in each full collection and at exit.
+    gc.freeze()
     framework.main()
 
 
