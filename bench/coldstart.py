@@ -34,7 +34,7 @@ def cold_start(report: Report, work: Path, sizes: Sizes) -> None:
     # Each with its target ratio to the interpreter alone (None: shown, no target).
     commands: list[tuple[str, list[str], float | None]] = [
         ("`python -c pass` (the interpreter alone)", [sys.executable, "-c", "pass"], None),
-        ("`python -c 'import typer'` (no wf command starts faster)", _IMPORT_TYPER, None),
+        ("`python -c 'import typer'` (typer's import and exit alone)", _IMPORT_TYPER, None),
         ("`wf --help`", [*wf_command(), "--help"], _TARGET_RATIO),
         (
             "`wf status ID --json` (10 steps)",
