@@ -26,7 +26,7 @@ __all__ = ["COMMAND_MODULES", "app", "exit_code_for_error", "exit_code_for_statu
 COMMAND_MODULES = ("commands", "timeline", "worker", "project", "store")
 
 
-def register_commands(asked: str | None = None) -> None:
+def _register_commands(asked: str | None = None) -> None:
     """Import the command modules in order, stopping at the one that registers ``asked``
     (all of them when it is None or no command's name)."""
     for module in COMMAND_MODULES:
@@ -38,7 +38,7 @@ def register_commands(asked: str | None = None) -> None:
 def main() -> None:
     """The ``wf`` console script (:func:`wfcli.cli.framework.main`), with only the
     command modules up to the one of the command asked for imported."""
-    register_commands(sys.argv[1] if len(sys.argv) > 1 else None)
+    _register_commands(sys.argv[1] if len(sys.argv) > 1 else None)
     # What the imports made (modules, classes, functions) lives until the process ends:
     # the cycle collector need not walk it again in each full collection and at exit.
     gc.freeze()
@@ -47,6 +47,7 @@ def main() -> None:
 
 def __getattr__(name: str) -> object:
     if name == "app":  # the whole app, every command registered (tests, embedding)
-        register_commands()
+        _register_commands()
+        globals()[name] = framework.app
         return framework.app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
