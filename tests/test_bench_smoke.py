@@ -23,7 +23,7 @@ EXPECTED_SECTIONS = {
     "1-2 per step (relaxed)": 6,
     "3 per instance": 7,
     "4 growth": 22,
-    "5 cold start": 7,
+    "5 cold start": 9,
     "7 memory": 3,
     "16.8 progress output per step": 9,
 }

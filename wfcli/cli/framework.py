@@ -37,6 +37,7 @@ from wfcli.errors import (
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+    from typer.models import CommandInfo
 
     from wfcli.client.client import WorkflowClient
     from wfcli.client.views import InstanceStatus
@@ -70,6 +71,7 @@ __all__ = [
     "open_session",
     "parse_duration_option",
     "parse_json_input",
+    "registered_command",
     "worst_exit_code",
 ]
 
@@ -524,23 +526,27 @@ def _execute_shown(
 _ClickException = cast("type[Exception]", typer.BadParameter.__mro__[2])
 
 
+def registered_command(name: str) -> "CommandInfo | None":
+    """The registered command called ``name`` on the command line, or None."""
+    for info in app.registered_commands:
+        if name == (info.name or getattr(info.callback, "__name__", "").replace("_", "-")):
+            return info
+    return None
+
+
 def _only_the_command_asked_for(arguments: list[str]) -> None:
     """Leave only the command ``arguments`` start with registered, if they name one:
     typer builds every registered command's parameters at each start (~10 ms for all),
     and a process runs one. ``wf --help`` and a mistyped name still see them all."""
-    if not arguments:
-        return
-    asked = [
-        info
-        for info in app.registered_commands
-        if arguments[0] == (info.name or getattr(info.callback, "__name__", "").replace("_", "-"))
-    ]
-    if asked:
-        app.registered_commands[:] = asked
+    asked = registered_command(arguments[0]) if arguments else None
+    if asked is not None:
+        app.registered_commands[:] = [asked]
 
 
 def main() -> None:
-    """The ``wf`` console script: a bad command line is one ``error:`` line, exit 2."""
+    """Run ``wf`` on ``sys.argv`` with the commands registered so far (the console
+    script, :func:`wfcli.cli.main`, registers them): a bad command line is one
+    ``error:`` line, exit 2."""
     _only_the_command_asked_for(sys.argv[1:2])
     try:
         code = app(prog_name="wf", standalone_mode=False)

@@ -21,7 +21,6 @@ from enum import Enum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from wfcli.core.admission import ConcurrencyLimit, blocked_reason
 from wfcli.core.clock import Clock, SystemClock
 from wfcli.core.codec import (
     Created,
@@ -50,7 +49,8 @@ from wfcli.errors import (
 )
 from wfcli.store.contract import Claim, Damage, JournalStore, Lease, ListQuery, Owner
 
-if TYPE_CHECKING:  # the executor and the step engine load when something executes
+if TYPE_CHECKING:  # each loaded where it is used (the executor: when something executes)
+    from wfcli.core.admission import ConcurrencyLimit
     from wfcli.engine.executor import Executor
     from wfcli.engine.step import RunObserver, StepInterceptor
     from wfcli.engine.workflow import Env, WorkflowEntrypoint
@@ -335,6 +335,8 @@ class WorkflowClient:
         summary = next((s for s in listing.instances if s.id == status.id), None)
         if summary is None:
             return None
+        from wfcli.core.admission import blocked_reason  # only a limited workflow's
+
         return blocked_reason(summary, self.limits, listing.instances, self.clock.now())
 
     def _listed(self, query: ListQuery, damaged: list[Damage] | None) -> list[InstanceSummary]:

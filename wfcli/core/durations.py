@@ -14,10 +14,8 @@ __all__ = ["Duration", "format_duration", "parse_duration"]
 Duration: TypeAlias = Union[int, float, timedelta, str]  # noqa: UP007 (evaluated at runtime)
 
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
-_DURATION_TEXT = re.compile(
-    r"^\s*(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>second|minute|hour|day|week)s?\s*$",
-    re.IGNORECASE,
-)
+# Compiled on first use (``re``'s cache): most processes parse no duration text.
+_DURATION_TEXT = r"^\s*(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>second|minute|hour|day|week)s?\s*$"
 # timedelta's own ceiling is ~2.7 million years; keep a saner bound that still
 # leaves room for adding a duration to "now" without overflowing datetime.
 _MAX_SECONDS = 100 * 366 * 86400
@@ -40,7 +38,7 @@ def parse_duration(value: object, what: str = "duration") -> timedelta:
         if not math.isfinite(seconds):
             raise WorkflowInputError(what, f"{value} is not a finite number of seconds")
     elif isinstance(value, str):
-        match = _DURATION_TEXT.match(value)
+        match = re.match(_DURATION_TEXT, value, re.IGNORECASE)
         if match is None:
             raise WorkflowInputError(
                 what,

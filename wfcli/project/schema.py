@@ -20,16 +20,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from wfcli.core.admission import ConcurrencyLimit, Rate
-from wfcli.core.codec import JsonValue
 from wfcli.core.durations import parse_duration
 from wfcli.core.retry import RetryPolicy
-from wfcli.core.schedule import (
-    CATCHUP_POLICIES,
-    DEFAULT_CATCHUP_WINDOW,
-    OVERLAP_POLICIES,
-    Schedule,
-)
 from wfcli.core.settings import Settings
 from wfcli.errors import ConfigError, WorkflowInputError
 from wfcli.project.toml_lines import (
@@ -42,8 +34,11 @@ from wfcli.project.toml_lines import (
 )
 from wfcli.store.files import DEFAULT_MAX_LINE_BYTES
 
-if TYPE_CHECKING:  # loaded with the workflows themselves (status and list need none)
-    from wfcli.engine.workflow import WorkflowEntrypoint
+if TYPE_CHECKING:
+    from wfcli.core.admission import ConcurrencyLimit
+    from wfcli.core.codec import JsonValue
+    from wfcli.core.schedule import Schedule
+    from wfcli.engine.workflow import WorkflowEntrypoint  # loaded with the workflows themselves
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -391,6 +386,16 @@ class _ProjectReader:
         entries = entry.get("schedules", [])
         if not isinstance(entries, list):
             raise self.error((*at, "schedules"), f"expected an array, got {toml_type(entries)}")
+        if not entries:
+            return ()
+        # Only a project with schedules loads them (and their JSON and time handling).
+        from wfcli.core.schedule import (
+            CATCHUP_POLICIES,
+            DEFAULT_CATCHUP_WINDOW,
+            OVERLAP_POLICIES,
+            Schedule,
+        )
+
         found: list[Schedule] = []
         for number, written in enumerate(entries):
             key: KeyPath = (*at, "schedules", number)
@@ -442,6 +447,8 @@ class _ProjectReader:
         rate_text = self.text(entry, (*at, "rate"))
         if not table and rate_text is None:
             return None
+        from wfcli.core.admission import ConcurrencyLimit, Rate  # only a limited workflow's
+
         limit = table.get("limit")
         if table and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise self.error(

@@ -187,14 +187,15 @@ def _value_end(lines: list[str], row: int, column: int) -> int:
     return row
 
 
-_TOML_POSITION = re.compile(r"\s*\(at (?:line (?P<line>\d+), column \d+|end of document)\)$")
+# Compiled on first use (``re``'s cache): only a file with a syntax error needs it.
+_TOML_POSITION = r"\s*\(at (?:line (?P<line>\d+), column \d+|end of document)\)$"
 
 
 def syntax_error(error: ValueError, text: str) -> tuple[str, int]:
     """The message and line of a ``tomllib`` error (its message carries the position)."""
     message = str(error)
     line: int = getattr(error, "lineno", None) or text.count("\n") + 1
-    match = _TOML_POSITION.search(message)
+    match = re.search(_TOML_POSITION, message)
     if match is not None:
         message = message[: match.start()]
         if match["line"] is not None:

@@ -31,7 +31,6 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Union
 
-from wfcli.core.admission import Budget, ConcurrencyLimit, admission_order
 from wfcli.core.codec import Created, InboxMessage, JsonValue, Record
 from wfcli.core.owner import Owner
 from wfcli.core.state import STATUSES, fold
@@ -45,6 +44,7 @@ from wfcli.errors import (
 )
 
 if TYPE_CHECKING:
+    from wfcli.core.admission import Budget, ConcurrencyLimit
     from wfcli.store.health import StoreReport
 
 __all__ = ["Claim", "Damage", "JournalStore", "Lease", "ListQuery", "Listing", "Owner"]
@@ -312,6 +312,8 @@ class JournalStore(ABC):
         if not limits:
             listing = self.list_instances(ListQuery(due_at=now))
             return self._acquire_in_order(listing.instances, owner, limit, skip, listing.damaged)
+        from wfcli.core.admission import Budget  # only claims need admission (not reads)
+
         with self.admission_lock():
             listing = self.scan(now, limits)
             budget = Budget(limits, listing.instances, now)
@@ -328,6 +330,8 @@ class JournalStore(ABC):
         *,
         budget: Budget | None = None,
     ) -> Claim:
+        from wfcli.core.admission import admission_order
+
         leases: list[Lease] = []
         for summary in admission_order(due):
             if len(leases) == limit:

@@ -20,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from wfcli.core.admission import ConcurrencyLimit
 from wfcli.core.codec import (
     Created,
     InboxMessage,
@@ -45,6 +44,7 @@ from wfcli.store.contract import Damage, JournalStore, Lease, Listing, ListQuery
 from wfcli.store.validation import JournalRules, decode_journal, decode_new_lines
 
 if TYPE_CHECKING:
+    from wfcli.core.admission import ConcurrencyLimit
     from wfcli.store.files.index import InstanceIndex
     from wfcli.store.health import StoreReport
 
