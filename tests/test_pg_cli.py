@@ -143,3 +143,28 @@ def test_import_of_a_damaged_export_is_one_line_naming_the_line(
     assert one_line_error(wf(project, "import", str(dump))) == (
         f"error: {dump}:2: corrupt journal: not JSON"
     )
+
+
+def _connections_to(database_url: str) -> int:
+    """Connections to the session's database other than the one asking."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_command_run_in_process_closes_its_connections(
+    project: Project, pg_server: PgServer
+) -> None:
+    before = _connections_to(pg_server.database_url)
+    params = json.dumps({"dir": str(project.effects), "n": 2})
+    ok(wf(project, "run", "pipeline", "--id", "c1", "--params", params))
+    ok(wf(project, "status", "c1", "--json"))
+    ok(wf(project, "list", "--json"))
+    one_line_error(wf(project, "status", "missing"))
+    assert _connections_to(pg_server.database_url) == before

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from wfcli.client.client import WorkflowClient
     from wfcli.client.views import InstanceStatus
     from wfcli.project.schema import Project
+    from wfcli.store.contract import JournalStore
 
 __all__ = [
     "EXIT_BUSY",
@@ -296,6 +297,8 @@ def command(name: str | None = None) -> Callable[[_Command], _Command]:
             except KeyboardInterrupt:
                 Screen().note("interrupted")
                 raise typer.Exit(EXIT_INTERRUPTED) from None
+            finally:
+                _close_sessions()
 
         app.command(name)(guarded)
         return function
@@ -367,6 +370,16 @@ class Session:
             self.client.workflows.update(self.project.load_workflows())
 
 
+_OPEN_STORES: list["JournalStore"] = []
+"""The stores the running command opened, closed when it returns (a command run
+in-process, as by a test's runner, leaves no database connection behind)."""
+
+
+def _close_sessions() -> None:
+    while _OPEN_STORES:
+        _OPEN_STORES.pop().close()
+
+
 def open_session(
     config: Path | None, store: str | None, *, load: bool, creates: bool = False
 ) -> Session:
@@ -394,6 +407,7 @@ def open_session(
     client = project_config.open_client(
         project, choice.location, load=load, must_exist=choice.given and not creates
     )
+    _OPEN_STORES.append(client.store)
     return Session(project, client)
 
 

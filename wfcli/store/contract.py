@@ -184,6 +184,11 @@ class JournalStore(ABC):
     def location(self) -> str:
         """Where the store is, for people (a folder, a URL without its password)."""
 
+    def close(self) -> None:  # noqa: B027 - most stores hold nothing to release
+        """Release what the store holds open (a database store's connections); a lease
+        still held expires. Nothing else may be called afterwards. This default has
+        nothing to release."""
+
     @abstractmethod
     def create(self, record: Created) -> None:
         """Atomically create a journal whose first record is ``record``.
