@@ -356,19 +356,24 @@ class InstanceState:
     def apply(self, record: Record) -> None:
         """Fold one record into the state."""
         self.record_count += 1
+        # The two records of every step look their step up inline: a resume folds them all.
         if isinstance(record, AttemptStarted):
-            step = self._step(record.step, "do", record.at)
+            step = self.steps.get(record.step)
+            if step is None:
+                step = self._step(record.step, "do", record.at)
             step.status = "running"
             step.attempts = max(step.attempts, record.attempt)
             step.retry_at = None
             if record.rollback:
                 step.has_rollback = True
         elif isinstance(record, StepCompleted):
-            step = self._step(record.step, record.kind, record.at)
+            step = self.steps.get(record.step)
+            if step is None:
+                step = self._step(record.step, record.kind, record.at)
             step.status = "completed"
             step.attempts = max(step.attempts, record.attempt)
             step.output = record.output
-            step.sensitive = bool(record.sensitive)
+            step.sensitive = record.sensitive is True
             step.error = None
             step.retry_at = None
             step.ended = record.at
