@@ -6,7 +6,11 @@ no ``crc``); ``docs/journal-format.md`` documents each type and the checksum. Th
 classes (and :class:`InboxMessage`) are the schema: one encoder and one decoder, worked
 out from their fields and declared types, write and read them all. Decoding validates
 every field, so a damaged or hostile journal fails with a :class:`RecordError` instead
-of handing odd types to the executor. Nothing here evaluates or unpickles content.
+of handing odd types to the executor. For the record types a process reads most, that
+decoder is also compiled into straight-line code from the same layouts (see
+``_fast_decoder``), which takes only what it takes and leaves the rest to it. Nothing
+here evaluates or unpickles content: that code is made of the record classes' field
+names, never of anything read.
 """
 
 import json
