@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Literal
 
 from wfcli.core.codec import (
@@ -83,6 +84,7 @@ LOST_ATTEMPT = "AttemptLostError"
 """The error name journaled for an attempt whose process died."""
 TERMINAL_STATUSES: frozenset[str] = frozenset({"errored", "terminated", "complete"})
 StepStatus = Literal["running", "waiting", "completed", "failed"]
+_position = attrgetter("position")  # a sort key every resume uses on every step
 
 
 @dataclass(slots=True)
@@ -319,11 +321,11 @@ class InstanceState:
         """The steps a rollback starting now undoes: every started step with a
         rollback, the last started first."""
         started = [step for step in self.steps.values() if step.has_rollback]
-        return [step.name for step in sorted(started, key=lambda s: s.position, reverse=True)]
+        return [step.name for step in sorted(started, key=_position, reverse=True)]
 
     def ordered_steps(self) -> list[StepState]:
         """Steps in the order they first appeared in the journal."""
-        return sorted(self.steps.values(), key=lambda step: step.position)
+        return sorted(self.steps.values(), key=_position)
 
     def _step(self, name: str, kind: StepKind, at: datetime) -> StepState:
         step = self.steps.get(name)
@@ -356,19 +358,24 @@ class InstanceState:
     def apply(self, record: Record) -> None:
         """Fold one record into the state."""
         self.record_count += 1
+        # The two records of every step look their step up inline: a resume folds them all.
         if isinstance(record, AttemptStarted):
-            step = self._step(record.step, "do", record.at)
+            step = self.steps.get(record.step)
+            if step is None:
+                step = self._step(record.step, "do", record.at)
             step.status = "running"
             step.attempts = max(step.attempts, record.attempt)
             step.retry_at = None
             if record.rollback:
                 step.has_rollback = True
         elif isinstance(record, StepCompleted):
-            step = self._step(record.step, record.kind, record.at)
+            step = self.steps.get(record.step)
+            if step is None:
+                step = self._step(record.step, record.kind, record.at)
             step.status = "completed"
             step.attempts = max(step.attempts, record.attempt)
             step.output = record.output
-            step.sensitive = bool(record.sensitive)
+            step.sensitive = record.sensitive is True
             step.error = None
             step.retry_at = None
             step.ended = record.at

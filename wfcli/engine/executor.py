@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import functools
 import json
+import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -66,18 +67,73 @@ __all__ = ["Executor", "WorkflowResolver"]
 WorkflowResolver = Callable[[str], type[WorkflowEntrypoint]]
 
 
+class _WorkflowThreads:
+    """Daemon threads that run workflows' code, kept between runs (at most ``keep`` of
+    them idle): handing a run to a thread that waits for one costs a wake-up, where
+    starting a thread costs its creation and a handshake with the starting thread."""
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._idle: list[_WorkflowThreads._Thread] = []
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        """In a forked child: none of the parent's threads is there (nor its lock's holder)."""
+        self._lock = threading.Lock()
+        self._idle = []
+
+    def run(self, job: Callable[[], None]) -> None:
+        """Run ``job`` (which raises nothing) on an idle thread, or on a new one."""
+        with self._lock:
+            thread = self._idle.pop() if self._idle else None
+        if thread is None:
+            thread = self._Thread(self)
+        thread.give(job)
+
+    def _rest(self, thread: _WorkflowThreads._Thread) -> bool:
+        """Keep ``thread`` for a later run, unless enough are kept; whether it was."""
+        with self._lock:
+            if len(self._idle) >= self._keep:
+                return False
+            self._idle.append(thread)
+            return True
+
+    class _Thread:
+        def __init__(self, threads: _WorkflowThreads) -> None:
+            self._threads = threads
+            self._job: Callable[[], None] | None = None
+            self._given = threading.Lock()  # held while there is no job
+            self._given.acquire()
+            threading.Thread(target=self._serve, name="wfcli-workflow", daemon=True).start()
+
+        def give(self, job: Callable[[], None]) -> None:
+            self._job = job
+            self._given.release()
+
+        def _serve(self) -> None:
+            while True:
+                self._given.acquire()
+                job, self._job = self._job, None
+                assert job is not None
+                job()
+                job = None  # nothing of the run stays alive while the thread waits
+                if not self._threads._rest(self):
+                    return
+
+
+_THREADS = _WorkflowThreads(keep=2)  # one per run in progress; a child run inline needs one more
+
+
 class _WorkflowThread:
-    """A daemon thread running ``target`` in a copy of the caller's context."""
+    """A run of ``target`` on a thread of its own, in a copy of the caller's context."""
 
     def __init__(self, target: Callable[[], None], wake: threading.Event) -> None:
         self._target = target
         self._wake = wake
         self._done = False
         self._error: BaseException | None = None
-        context = contextvars.copy_context()
-        threading.Thread(
-            target=context.run, args=(self._main,), name="wfcli-workflow", daemon=True
-        ).start()
+        _THREADS.run(functools.partial(contextvars.copy_context().run, self._main))
 
     def _main(self) -> None:
         try:

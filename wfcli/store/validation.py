@@ -14,18 +14,34 @@ from __future__ import annotations
 
 from wfcli.core.codec import (
     FORMAT_VERSION,
+    AttemptFailed,
+    AttemptStarted,
     Created,
+    Diverged,
+    Errored,
+    EventReceived,
+    Finished,
     FormatVersion,
+    PatchMarked,
+    Paused,
     Record,
     RecordError,
     Restarted,
+    Resumed,
     RollbackAttemptFailed,
     RollbackAttemptStarted,
     RollbackCompleted,
     RollbackFailed,
     RollbackFinished,
     RollbackStarted,
+    RunStarted,
     StepCompleted,
+    StepFailed,
+    Stopped,
+    Suspended,
+    Terminated,
+    WaitStarted,
+    Warned,
     check_event_output,
     checksum_matches,
     decode_line,
@@ -57,6 +73,10 @@ class JournalRules:
         """
         if line_no == 1:
             self._from_line_one = True
+        elif type(record) in _PLACED_ANYWHERE or (
+            type(record) is StepCompleted and record.kind != "event"
+        ):
+            return  # most of a journal: nothing below applies to them after line 1
         if isinstance(record, _ROLLBACK_RECORDS) and self._from_line_one:
             self._check_rollback(record, line_no)
         elif isinstance(record, Restarted):
@@ -102,6 +122,28 @@ _ROLLBACK_RECORDS = (
     RollbackFailed,
     RollbackFinished,
 )
+_PLACED_ANYWHERE = frozenset(
+    {
+        AttemptStarted,
+        AttemptFailed,
+        StepFailed,
+        RunStarted,
+        WaitStarted,
+        Suspended,
+        EventReceived,
+        Paused,
+        Resumed,
+        Terminated,
+        Stopped,
+        Finished,
+        Errored,
+        Warned,
+        PatchMarked,
+        Diverged,
+    }
+)
+"""The record types (exactly these: not subclasses) that no rule of :meth:`JournalRules.check`
+concerns but that they are not line 1."""
 
 
 def decode_journal_line(raw: bytes, line_no: int, rules: JournalRules) -> Record:

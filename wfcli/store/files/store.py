@@ -120,6 +120,7 @@ def _read_inbox(
 
 
 _FOLDERS = ("journals", "locks", "inbox", "tmp", "cache", "workers")
+_MADE_FOLDERS = ("", "journals", "locks", "inbox", "tmp")  # "": the store's own; by _prepare
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -392,6 +393,7 @@ class FileStore(JournalStore):
         self.max_line_bytes = max_line_bytes
         self._ready = False
         self._verified = False
+        self._complete = False  # whether verify found every folder that _prepare makes
         self._index: InstanceIndex | None = None
         # For read_after: per followed journal, the records read, their bytes, its rules.
         self._followed: dict[str, tuple[int, int, JournalRules]] = {}
@@ -431,28 +433,36 @@ class FileStore(JournalStore):
         """
         if self._verified:
             return
-        for folder in (str(self.root), *(f"{self.root}/{name}" for name in _FOLDERS)):
+        complete = True
+        for name in ("", *_FOLDERS):
+            folder = f"{self.root}/{name}" if name else str(self.root)
             try:
                 info = os.lstat(folder)
             except FileNotFoundError:
+                complete = complete and name not in _MADE_FOLDERS
                 continue
             except OSError as error:
                 raise StoreFaultError.of("look at", folder, error) from None
-            if folder.endswith("/cache") and stat.S_ISREG(info.st_mode):
+            if name == "cache" and stat.S_ISREG(info.st_mode):
                 continue  # no index can be kept: listings read the journals
             reason = _unsafe_folder(info)
             if reason is not None:
                 raise StoreLocationError(folder, f"{reason}: refused")
         self._verified = True
+        self._complete = complete
 
     def _prepare(self) -> None:
         if self._ready:
             return
-        self.verify()
+        self._verified = False
+        self.verify()  # looked at afresh: folders made or removed since an earlier look
+        if self._complete:  # as every store but a new one: nothing to make
+            self._ready = True
+            return
         try:
             # mkdir's mode is for the folder it makes, not for parents made on the way.
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            for folder in ("journals", "locks", "inbox", "tmp"):
+            for folder in _MADE_FOLDERS[1:]:
                 (self.root / folder).mkdir(mode=0o700, exist_ok=True)
         except OSError as error:
             raise StoreFaultError.of("make the folders of", str(self.root), error) from None
