@@ -6,7 +6,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -304,3 +307,23 @@ def test_a_status_probe_holding_the_lock_is_waited_out(
     finally:
         os.close(probe)
     assert len(slept) == 1
+
+
+def test_a_claim_notices_a_journal_created_in_a_folder_that_had_long_been_still(
+    file_store: FileStore,
+) -> None:
+    for n in range(3):
+        file_store.create(created(f"q{n}", at=START + timedelta(seconds=n)))
+    journals = file_store.root / "journals"
+    an_hour_ago = time.time() - 3600
+    os.utime(journals, (an_hour_ago, an_hour_ago))
+
+    def claim_one() -> str:
+        (lease,) = file_store.claim_due(START, OWNER, limit=1).leases
+        lease.release()
+        return lease.instance_id
+
+    assert claim_one() == "q0"  # a full listing
+    assert claim_one() == "q0"  # by the claim queue, the folder not listed: still
+    file_store.create(replace(created("urgent", at=START + timedelta(hours=1)), priority=1))
+    assert claim_one() == "urgent"

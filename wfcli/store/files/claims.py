@@ -46,6 +46,7 @@ __all__ = ["FULL_SCAN_SECONDS", "ClaimQueue"]
 
 FULL_SCAN_SECONDS = 1.0
 _MAYBE_DUE = frozenset({"queued", "running", "waiting"})
+_SETTLED_NS = 1_000_000_000  # far more than any file system's timestamp granularity
 
 
 class ClaimQueue:
@@ -59,6 +60,7 @@ class ClaimQueue:
         self._queue: list[InstanceSummary] = []  # in admission order
         self._keys: dict[str, tuple[int, datetime, str]] = {}  # ID -> its place in _queue
         self._journal_files: frozenset[str] | None = None  # at the last look
+        self._settled_stamp: tuple[int, int] | None = None  # the folder's, if settled then
         self._claimed: set[str] = set()
         self._expires = 0.0
 
@@ -134,14 +136,24 @@ class ClaimQueue:
 
     def _journals_added_or_removed(self) -> set[str]:
         """IDs of the journals created or removed since the last look (at the first
-        look after a full listing: those the index does not match)."""
+        look after a full listing: those the index does not match).
+
+        The folder is not listed again while its inode and mtime stay as they were at
+        a look made well after that mtime (``_SETTLED_NS``): a file created or removed
+        since moves the mtime past it, whatever the clock's granularity."""
         folder = self._journals
         try:
+            info = os.stat(folder)
+            stamp = (info.st_ino, info.st_mtime_ns)
+            if self._journal_files is not None and stamp == self._settled_stamp:
+                return set()
             files = frozenset(os.listdir(folder))
         except FileNotFoundError:
-            files = frozenset()
+            stamp, files = None, frozenset()
         except OSError as error:
             raise StoreFaultError.of("list", folder, error) from None
+        settled = stamp is not None and stamp[1] < time.time_ns() - _SETTLED_NS
+        self._settled_stamp = stamp if settled else None
         before, self._journal_files = self._journal_files, files
         if before is None:
             named = filter(None, (instance_id_of_file(name, ".jsonl") for name in files))
