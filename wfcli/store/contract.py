@@ -351,10 +351,14 @@ class JournalStore(ABC):
     def _claim_one(
         self, summary: InstanceSummary, now: datetime, owner: Owner, damaged: list[Damage]
     ) -> Lease | None:
-        """A lease on ``summary``'s instance, if nobody holds it and it is still due."""
+        """A lease on ``summary``'s instance, if nobody holds it and it is still due; a
+        lock or journal that cannot be read goes to ``damaged``."""
         try:
             lease = self.acquire(summary.id, owner)
         except (InstanceBusyError, InstanceNotFoundError):
+            return None
+        except (JournalCorruptError, StoreFaultError) as error:
+            damaged.append(error)
             return None
         keep = False
         try:
