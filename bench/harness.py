@@ -72,7 +72,7 @@ class Sizes:
             step_count_durable=300,
             step_count_relaxed=2000,
             instances=60,
-            worker_instances=200,
+            worker_instances=1000,
             pg_worker_instances=1000,
             growth_steps=(100, 1_000, 10_000),
             list_sizes=(1_000, 10_000),

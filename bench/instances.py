@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 from wfcli import FileStore, WorkflowClient
+from wfcli.core.codec import Finished, RunStarted
 
 from .harness import Report, Sample, Sizes, child_env, time_process, wf_command, write_project
 from .workloads import StepsWorkflow
@@ -53,8 +55,23 @@ def instance_overhead(report: Report, work: Path, sizes: Sizes) -> None:
         report.add(_SECTION, f"{steps}-step instance, `wf run --json` as a process", sample)
 
 
-def _worker_round(project: Path, instances: int, processes: int) -> float:
-    """Instances per second that ``processes`` ``wf worker --once`` processes get through."""
+def _journal_window(store: FileStore) -> tuple[float, int]:
+    """Seconds from the first ``run_started`` to the last ``finished`` in the store's
+    journals (the workers' start-up and exit are left out), and how many runs started."""
+    starts, ends = [], []
+    for instance_id in store.instance_ids():
+        for record in store.read(instance_id):
+            if isinstance(record, RunStarted):
+                starts.append(record.at)
+            elif isinstance(record, Finished):
+                ends.append(record.at)
+    return (max(ends) - min(starts)).total_seconds(), len(starts)
+
+
+def _worker_round(project: Path, instances: int, processes: int) -> tuple[float, float]:
+    """Instances per second that ``processes`` ``wf worker --once`` processes get through:
+    over their whole lifetime (wall), and from the first run started to the last finished
+    (journal times)."""
     store = project / "store"
     client = WorkflowClient(FileStore(store), {"steps": StepsWorkflow})
     for _ in range(instances):
@@ -75,30 +92,51 @@ def _worker_round(project: Path, instances: int, processes: int) -> float:
     unfinished = [s.id for s in client.list_instances() if s.status != "complete"]
     if unfinished:
         raise RuntimeError(f"{len(unfinished)} instances not complete after the workers")
-    return instances / elapsed
+    window, runs = _journal_window(client.store)
+    if runs != instances:
+        raise RuntimeError(f"{runs} runs started for {instances} instances")
+    return instances / elapsed, instances / window
 
 
 def worker_throughput(report: Report, work: Path, sizes: Sizes) -> None:
-    """3-step instances per second through ``wf worker --once`` with 1 and 2 processes."""
-    rates: dict[int, list[float]] = {1: [], 2: []}
+    """3-step instances per second through ``wf worker --once`` with 1 and 2 processes,
+    timed from the journals (the target's ratio) and by wall time (with start-up)."""
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    windows: dict[int, list[float]] = {1: [], 2: []}
+    count = sizes.worker_instances
     for run in range(sizes.worker_rounds):
         for processes in (1, 2) if run % 2 == 0 else (2, 1):  # alternating, as elsewhere
             project = work / f"worker-{processes}-{run}"
             write_project(project)
-            rates[processes].append(_worker_round(project, sizes.worker_instances, processes))
-    medians = {}
-    for processes, measured in rates.items():
-        medians[processes] = report.add(
+            wall, window = _worker_round(project, count, processes)
+            walls[processes].append(wall)
+            windows[processes].append(window)
+            shutil.rmtree(project)
+    medians: dict[tuple[str, int], float] = {}
+    for processes in (1, 2):
+        workers = f"`wf worker --once` x{processes} process{'es' if processes > 1 else ''}"
+        medians["journal", processes] = report.add(
             _SECTION,
-            f"`wf worker --once` x{processes} process{'es' if processes > 1 else ''}, "
-            f"{sizes.worker_instances} queued 3-step instances",
-            Sample.of("inst/s", measured),
-            note="wall time includes the workers' start-up",
+            f"{workers}, {count} queued 3-step instances (first run started to last finished)",
+            Sample.of("inst/s", windows[processes]),
+            note="from the journals' times: the workers' start-up and exit left out",
+        ).median
+        medians["wall", processes] = report.add(
+            _SECTION,
+            f"{workers}, {count} queued 3-step instances (wall time)",
+            Sample.of("inst/s", walls[processes]),
+            note="the processes' whole lifetime: includes each worker's start-up",
         ).median
     report.ratio(
         _SECTION,
-        "`wf worker --once` x2 / x1 (medians)",
-        medians[2] / medians[1],
+        "`wf worker --once` x2 / x1 (medians, journal times)",
+        medians["journal", 2] / medians["journal", 1],
         target=1.8,
         at_least=True,
+    )
+    report.ratio(
+        _SECTION,
+        "`wf worker --once` x2 / x1 (medians, wall time)",
+        medians["wall", 2] / medians["wall", 1],
+        note="start-up included: not the target's measure",
     )

@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_SECTIONS = {
     "1-2 per step (durable)": 4,
     "1-2 per step (relaxed)": 6,
-    "3 per instance": 7,
+    "3 per instance": 10,
     "4 growth": 22,
     "5 cold start": 9,
     "7 memory": 3,

@@ -3,14 +3,20 @@ file stores; then the file store's own rules: torn tails, damage, never overwrit
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from wfcli import (
     FileStore,
+    InstanceBusyError,
     JournalCorruptError,
     JournalStore,
     MemoryStore,
@@ -23,7 +29,16 @@ from wfcli.core.codec import (
     encode_record,
 )
 from wfcli.store.contract import Lease
-from wfcli.testing.store_contract import OWNER, START, StoreContract, created, message, step_records
+from wfcli.store.files import store as file_store_module
+from wfcli.testing.store_contract import (
+    OTHER,
+    OWNER,
+    START,
+    StoreContract,
+    created,
+    message,
+    step_records,
+)
 
 
 class TestMemoryStore(StoreContract):
@@ -255,3 +270,60 @@ def test_attempt_records_written_without_sync_keep_their_order(file_store: FileS
             sequence += [unsynced, synced]
 
     assert file_store.read("order-1")[1:] == sequence
+
+
+# --- the file store: taking a lock never waits for a lease --------------------------------
+
+
+def test_a_lock_held_by_a_lease_is_busy_at_once(
+    file_store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file_store.create(created("held"))
+    slept: list[float] = []
+    monkeypatch.setattr(file_store_module.time, "sleep", slept.append)
+    with file_store.acquire("held", OWNER), pytest.raises(InstanceBusyError) as raised:
+        FileStore(file_store.root).acquire("held", OTHER)
+    assert (raised.value.pid, raised.value.host) == (OWNER.pid, OWNER.host)
+    assert slept == []  # a claim moves on at once to the next instance
+
+
+def test_a_status_probe_holding_the_lock_is_waited_out(
+    file_store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file_store.create(created("probed"))
+    file_store.acquire("probed", OWNER).release()  # the lock file exists
+    probe = os.open(file_store.lock_path("probed"), os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH)  # as holder() takes it for microseconds
+    slept: list[float] = []
+
+    def probe_ends(seconds: float) -> None:
+        slept.append(seconds)
+        fcntl.flock(probe, fcntl.LOCK_UN)
+
+    monkeypatch.setattr(file_store_module.time, "sleep", probe_ends)
+    try:
+        with file_store.acquire("probed", OTHER) as lease:
+            assert file_store.holder("probed") == lease.owner
+    finally:
+        os.close(probe)
+    assert len(slept) == 1
+
+
+def test_a_claim_notices_a_journal_created_in_a_folder_that_had_long_been_still(
+    file_store: FileStore,
+) -> None:
+    for n in range(3):
+        file_store.create(created(f"q{n}", at=START + timedelta(seconds=n)))
+    journals = file_store.root / "journals"
+    an_hour_ago = time.time() - 3600
+    os.utime(journals, (an_hour_ago, an_hour_ago))
+
+    def claim_one() -> str:
+        (lease,) = file_store.claim_due(START, OWNER, limit=1).leases
+        lease.release()
+        return lease.instance_id
+
+    assert claim_one() == "q0"  # a full listing
+    assert claim_one() == "q0"  # by the claim queue, the folder not listed: still
+    file_store.create(replace(created("urgent", at=START + timedelta(hours=1)), priority=1))
+    assert claim_one() == "urgent"

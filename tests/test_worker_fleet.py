@@ -6,6 +6,7 @@ concurrency limit is never exceeded. Both are counted from the journals afterwar
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import signal
@@ -177,3 +178,68 @@ def test_workers_killed_at_random_on_postgresql_start_each_fire_once_within_the_
 ) -> None:
     url = pg_server.store_url(lease_seconds="2")
     drive_fleet(make_fleet_project(tmp_path / "fleet", f"url = '{url}'"))
+
+
+DRAINED = 60
+DRAIN_WORKFLOWS = """
+from wfcli import WorkflowEntrypoint
+
+
+class Steps(WorkflowEntrypoint):
+    def run(self, event, step):
+        for n in range(3):
+            step.do(f"s{n}", lambda: n)
+        return "ok"
+"""
+DRAIN_CONFIG = """
+name = "drain"
+main = "drain_workflows.py"
+
+[store]
+dir = "store"
+fsync = false
+
+[[workflows]]
+name = "steps"
+binding = "STEPS"
+class_name = "Steps"
+"""
+
+
+def test_workers_draining_one_queue_run_each_instance_once_and_report_only_those_runs(
+    tmp_path: Path,
+) -> None:
+    """Three ``wf worker --once --json`` on one queue: every instance runs exactly once
+    (one ``run_started`` in its journal), and the runs the workers report add up to
+    the instances: none was handed an instance a peer had finished meanwhile."""
+    (tmp_path / "drain_workflows.py").write_text(DRAIN_WORKFLOWS, encoding="utf-8")
+    config = tmp_path / "workflows.toml"
+    config.write_text(DRAIN_CONFIG, encoding="utf-8")
+    project = load_project(config)
+    client = open_client(project, project.store_location or "")
+    for n in range(DRAINED):
+        client.create("steps", instance_id=f"q-{n:02d}")
+    env = {k: v for k, v in os.environ.items() if k not in ("WF_CONFIG", "WF_STORE")}
+    workers = [
+        subprocess.Popen(
+            [wf_executable(), "worker", "--once", "--concurrency", "1", "--json"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(WORKERS)
+    ]
+    outputs = [worker.communicate(timeout=PATIENCE_SECONDS) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0] * WORKERS, outputs
+    finished = [
+        line["id"]
+        for stdout, _ in outputs
+        for line in map(json.loads, stdout.splitlines())
+        if line["event"] == "finished"
+    ]
+    assert sorted(finished) == [f"q-{n:02d}" for n in range(DRAINED)]
+    for summary in client.list_instances(workflow="steps"):
+        assert summary.status == "complete"
+        starts = [r for r in client.history(summary.id) if isinstance(r, RunStarted)]
+        assert len(starts) == 1, summary.id

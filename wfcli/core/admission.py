@@ -25,7 +25,14 @@ from wfcli.core.codec import JsonValue
 from wfcli.core.summary import InstanceSummary
 from wfcli.errors import WorkflowInputError
 
-__all__ = ["Budget", "ConcurrencyLimit", "Rate", "admission_order", "blocked_reason"]
+__all__ = [
+    "Budget",
+    "ConcurrencyLimit",
+    "Rate",
+    "admission_key",
+    "admission_order",
+    "blocked_reason",
+]
 
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(second|minute|hour|day)\s*")
 _PERIODS = {
@@ -80,10 +87,15 @@ class ConcurrencyLimit:
         return json.dumps(value, sort_keys=True)
 
 
+def admission_key(summary: InstanceSummary) -> tuple[int, datetime, str]:
+    """What :func:`admission_order` sorts by."""
+    return -summary.priority, summary.created, summary.id
+
+
 def admission_order(summaries: Iterable[InstanceSummary]) -> list[InstanceSummary]:
     """Due instances in the order workers admit them: higher priority first, then
     oldest first (by creation time, then ID)."""
-    return sorted(summaries, key=lambda s: (-s.priority, s.created, s.id))
+    return sorted(summaries, key=admission_key)
 
 
 def _holds_slot(summary: InstanceSummary) -> bool:

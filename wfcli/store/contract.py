@@ -314,16 +314,21 @@ class JournalStore(ABC):
         (reporting what it could not read in :attr:`Claim.damaged`) and acquires each
         in turn; a database store claims without limits in one statement.
         """
+        # Only claims need admission, not reads: imported here.
+        from wfcli.core.admission import Budget, admission_order
+
         if not limits:
             listing = self.list_instances(ListQuery(due_at=now))
-            return self._acquire_in_order(listing.instances, owner, limit, skip, listing.damaged)
-        from wfcli.core.admission import Budget  # only claims need admission (not reads)
-
+            return self._acquire_in_order(
+                admission_order(listing.instances), owner, limit, skip, listing.damaged, now=now
+            )
         with self.admission_lock():
             listing = self.scan(now, limits)
             budget = Budget(limits, listing.instances, now)
-            due = [summary for summary in listing.instances if summary.is_due(now)]
-            return self._acquire_in_order(due, owner, limit, skip, listing.damaged, budget=budget)
+            due = admission_order(s for s in listing.instances if s.is_due(now))
+            return self._acquire_in_order(
+                due, owner, limit, skip, listing.damaged, now=now, budget=budget
+            )
 
     def _acquire_in_order(
         self,
@@ -333,23 +338,59 @@ class JournalStore(ABC):
         skip: Collection[str],
         damaged: list[Damage],
         *,
+        now: datetime,
         budget: Budget | None = None,
     ) -> Claim:
-        from wfcli.core.admission import admission_order
-
+        """Leases on the first ``limit`` of ``due`` (in admission order) that can be taken."""
         leases: list[Lease] = []
-        for summary in admission_order(due):
+        for summary in due:
             if len(leases) == limit:
                 break
             if summary.id in skip or (budget is not None and budget.blocked(summary)):
                 continue
-            try:
-                leases.append(self.acquire(summary.id, owner))
-            except (InstanceBusyError, InstanceNotFoundError):
+            lease = self._claim_one(summary, now, owner, damaged)
+            if lease is None:
                 continue
+            leases.append(lease)
             if budget is not None:
                 budget.take(summary)
         return Claim(leases, damaged)
+
+    def _claim_one(
+        self, summary: InstanceSummary, now: datetime, owner: Owner, damaged: list[Damage]
+    ) -> Lease | None:
+        """A lease on ``summary``'s instance, if nobody holds it and it is still due; a
+        lock or journal that cannot be read goes to ``damaged``."""
+        try:
+            lease = self.acquire(summary.id, owner)
+        except (InstanceBusyError, InstanceNotFoundError):
+            return None
+        except (JournalCorruptError, StoreFaultError) as error:
+            damaged.append(error)
+            return None
+        keep = False
+        try:
+            keep = self.still_due(lease, summary, now)
+        except (JournalCorruptError, StoreFaultError) as error:
+            damaged.append(error)
+        finally:
+            if not keep:
+                lease.release()
+        return lease if keep else None
+
+    def still_due(self, lease: Lease, listed: InstanceSummary, now: datetime) -> bool:
+        """Whether an instance a claim just took ``lease`` on is still due at ``now``.
+
+        ``listed`` is its summary in the listing the claim went by, which another
+        process may have made stale by executing the instance in between (it is then
+        finished, or waits): the claim gives such a lease back instead of handing out
+        an instance with nothing to do. This default reads the journal and the inbox
+        again; a store that can tell cheaply that neither changed since ``listed`` was
+        read overrides it. Raises as :meth:`read`.
+        """
+        journal = JournalSummary.of(fold(lease.read()))
+        pending = tuple(message.action for message in lease.pending())
+        return InstanceSummary.of(journal, None, pending).is_due(now)
 
     def scan(self, now: datetime, limits: Mapping[str, ConcurrencyLimit]) -> Listing:
         """The instances a worker's claim at ``now`` under ``limits`` looks at: at least every

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -673,6 +674,59 @@ class StoreContract:
         assert sorted(ids) == [f"q{n:02d}" for n in range(12)]  # each once, none twice
         for lease in claimed:
             lease.release()
+
+    def test_successive_claims_see_what_changed_since_the_last(self, store: JournalStore) -> None:
+        minute = timedelta(minutes=1)
+        store.create(created("asleep", at=START))
+        with store.acquire("asleep", OTHER) as lease:
+            nap = Suspended(
+                at=START, wait="sleep", step="nap", until=START + timedelta(days=1), event_type=None
+            )
+            lease.append([RunStarted(at=START, pid=OTHER.pid, host=OTHER.host), nap])
+        for n in range(4):
+            store.create(created(f"q{n}", at=START + (n + 1) * minute))
+        run = RunStarted(at=START, pid=OWNER.pid, host=OWNER.host)
+        done = Finished(at=START, output=None)
+
+        def claim_one() -> Lease:
+            (lease,) = store.claim_due(START, OWNER, limit=1).leases
+            return lease
+
+        with claim_one() as lease:  # the oldest queued one, run to its end
+            assert lease.instance_id == "q0"
+            lease.append([run, done])
+        with store.acquire("q1", OTHER) as lease:  # another process runs the next
+            lease.append([run, done])
+        with claim_one() as lease:
+            assert lease.instance_id == "q2"  # left queued: released unrun
+        store.create(replace(created("urgent", at=START + 10 * minute), priority=5))
+        with claim_one() as lease:
+            assert lease.instance_id == "urgent"
+            lease.append([run, done])
+        store.post("asleep", message(1))  # mail makes the sleeper due, the oldest
+        with claim_one() as lease:
+            assert lease.instance_id == "asleep"
+            lease.append([done])
+            lease.discard([message(1).message_id])
+        rest = store.claim_due(START, OWNER, limit=10).leases
+        assert [lease.instance_id for lease in rest] == ["q2", "q3"]
+        for lease in rest:
+            lease.release()
+
+    def test_still_due_judges_a_lease_by_the_journal_now(self, store: JournalStore) -> None:
+        for instance_id in ("finished", "crashed", "untouched"):
+            store.create(created(instance_id))
+        listed = {s.id: s for s in store.list_instances(ListQuery(due_at=START)).instances}
+        assert set(listed) == {"finished", "crashed", "untouched"}
+        run = RunStarted(at=START, pid=OTHER.pid, host=OTHER.host)
+        with store.acquire("finished", OTHER) as lease:  # run elsewhere since the listing
+            lease.append([run, Finished(at=START, output=None)])
+        with store.acquire("crashed", OTHER) as lease:  # started elsewhere, then died
+            lease.append([run])
+        expected = {"finished": False, "crashed": True, "untouched": True}
+        for instance_id, due in expected.items():
+            with store.acquire(instance_id, OWNER) as lease:
+                assert store.still_due(lease, listed[instance_id], START) is due, instance_id
 
     # admission: concurrency and rate limits, priorities ------------------------------
 

@@ -107,26 +107,65 @@ class InstanceIndex:
         known = self._known()
         current: dict[str, _Entry] = {}
         for instance_id in sorted(versions):
-            version = versions[instance_id]
-            entry = known.get(instance_id)
-            if entry is None or entry[0] != version:
-                # The version was taken before this read: if the journal grows in
-                # between, the entry is newer than its version and is re-read next time.
-                try:
-                    entry = (version, JournalSummary.of(fold(self._store.read(instance_id))))
-                except (JournalCorruptError, StoreFaultError) as error:
-                    if damaged is None:
-                        raise
-                    damaged.append(error)
-                    continue
-                except InstanceNotFoundError:
-                    continue  # deleted since the versions were taken
-                self._changed = True
-            current[instance_id] = entry
+            try:
+                entry = self._fresh(instance_id, versions[instance_id], known.get(instance_id))
+            except (JournalCorruptError, StoreFaultError) as error:
+                if damaged is None:
+                    raise
+                damaged.append(error)
+                continue
+            if entry is not None:
+                current[instance_id] = entry
         if current.keys() != known.keys():
             self._changed = True
         self._entries = current
         return [summary for _, summary in current.values()]
+
+    def indexed(self) -> list[JournalSummary]:
+        """The summaries as the last look left them, none read again (they may be stale)."""
+        return [summary for _, summary in self._known().values()]
+
+    def ids(self) -> set[str]:
+        """The IDs of the instances indexed."""
+        return set(self._known())
+
+    def summary(self, instance_id: str) -> JournalSummary | None:
+        """The instance's summary as the last look left it, None if it is not indexed."""
+        entry = self._known().get(instance_id)
+        return None if entry is None else entry[1]
+
+    def refresh(self, instance_id: str) -> JournalSummary | None:
+        """One instance's summary, read again if its journal changed since it was indexed;
+        None (and no entry) if the journal is gone. Raises as :meth:`FileStore.read` (the
+        entry is dropped: damaged journals are never indexed)."""
+        known = self._known()
+        previous = known.pop(instance_id, None)
+        version = self._store.journal_version(instance_id)
+        entry = None if version is None else self._fresh(instance_id, version, previous)
+        if entry is None:
+            self._changed = True
+            return None
+        known[instance_id] = entry
+        return entry[1]
+
+    def version(self, instance_id: str) -> str | None:
+        """The journal version the instance's summary was last folded from, None if none was."""
+        entry = self._known().get(instance_id)
+        return None if entry is None else entry[0]
+
+    def _fresh(self, instance_id: str, version: str, entry: _Entry | None) -> _Entry | None:
+        """``entry`` if it was folded from ``version``, else the journal read again; None if
+        it was deleted meanwhile."""
+        if entry is not None and entry[0] == version:
+            return entry
+        # The version was taken before this read: if the journal grows in between, the
+        # entry is newer than its version and is read again next time.
+        try:
+            entry = (version, JournalSummary.of(fold(self._store.read(instance_id))))
+        except InstanceNotFoundError:
+            return None
+        self._changed = True
+        return entry
 
     def save(self) -> None:
         """Keep the index in the store's cache, if it changed since it was loaded.

@@ -15,7 +15,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -40,11 +40,20 @@ from wfcli.errors import (
     StoreFaultError,
     StoreLocationError,
 )
-from wfcli.store.contract import Damage, JournalStore, Lease, Listing, ListQuery, Owner
+from wfcli.store.contract import (
+    Claim,
+    Damage,
+    JournalStore,
+    Lease,
+    Listing,
+    ListQuery,
+    Owner,
+)
 from wfcli.store.validation import JournalRules, decode_journal, decode_new_lines
 
 if TYPE_CHECKING:
     from wfcli.core.admission import ConcurrencyLimit
+    from wfcli.store.files.claims import ClaimQueue
     from wfcli.store.files.index import InstanceIndex
     from wfcli.store.health import StoreReport
 
@@ -208,6 +217,13 @@ def _held_by(fd: int, path: str) -> Owner | None:
     raise JournalCorruptError(path, 1, "the lock is held but its file does not say by whom")
 
 
+def _journal_version(info: os.stat_result) -> str:
+    """A token that changes whenever a journal does: journals only grow (or lose a torn
+    tail), and every write moves the mtime, so inode, size and mtime together tell a
+    changed journal from an unchanged one."""
+    return f"{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+
+
 def _cache_name(name: str) -> str:
     if not name.replace("-", "").replace(".", "").isalnum():
         raise ValueError(f"bad cache name {name!r}")
@@ -246,6 +262,10 @@ class _FileLease(Lease):
         records, self._length = self._store.read_with_length(self.instance_id, self._rules)
         self._record_count = len(records)
         return records
+
+    def journal_version(self) -> str:
+        """The journal's version now (:meth:`FileStore.journal_versions`), by one ``fstat``."""
+        return _journal_version(os.fstat(self._fd))
 
     def _check_held(self) -> None:
         if self._fault is not None:
@@ -395,6 +415,7 @@ class FileStore(JournalStore):
         self._verified = False
         self._complete = False  # whether verify found every folder that _prepare makes
         self._index: InstanceIndex | None = None
+        self._claims: ClaimQueue | None = None
         # For read_after: per followed journal, the records read, their bytes, its rules.
         self._followed: dict[str, tuple[int, int, JournalRules]] = {}
 
@@ -641,22 +662,35 @@ class FileStore(JournalStore):
             raise
 
     def _take(self, fd: int, instance_id: str, owner: Owner) -> None:
-        """Lock lock file ``fd`` for ``owner`` and write its owner record."""
+        """Lock lock file ``fd`` for ``owner`` and write its owner record.
+
+        A lease holding the lock makes the instance busy at once (a claim moves on to
+        the next instance instead of waiting); only a status probe's shared lock
+        (:func:`_held_by`, microseconds) or a holder writing or clearing its record
+        is waited out, for up to ``_BUSY_RETRY_SECONDS``.
+        """
         deadline = time.monotonic() + _BUSY_RETRY_SECONDS
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _read_owner(fd)
+                pass
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:  # held exclusively: by a lease
+                holder = _read_owner(fd)
+                if holder is not None or time.monotonic() >= deadline:
                     raise InstanceBusyError(
                         instance_id,
                         holder.pid if holder else None,
                         holder.host if holder else None,
                     ) from None
-                time.sleep(0.005)
-            else:
-                break
+            else:  # only probes hold it
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                if time.monotonic() >= deadline:
+                    raise InstanceBusyError(instance_id, None, None) from None
+            time.sleep(0.002)
         if not self._exists(instance_id):  # deleted while we waited for the lock
             raise InstanceNotFoundError(instance_id)
         os.pwrite(fd, _owner_record(owner), 0)
@@ -729,7 +763,14 @@ class FileStore(JournalStore):
         index in memory; other listings save it in ``cache/``."""
         damaged: list[Damage] = []
         journals = self._indexed(damaged, save=query.due_at is None)
-        return self.listing(query, journals, damaged, self.inbox_ids().__contains__)
+        inbox = self.inbox_ids()
+        if query.due_at is not None:  # a finished instance without mail is not due
+            journals = [
+                journal
+                for journal in journals
+                if journal.status not in TERMINAL_STATUSES or journal.instance_id in inbox
+            ]
+        return self.listing(query, journals, damaged, inbox.__contains__)
 
     def scan(self, now: datetime, limits: Mapping[str, ConcurrencyLimit]) -> Listing:
         """From the index kept in memory, as a worker's due scan is; a finished
@@ -750,6 +791,64 @@ class FileStore(JournalStore):
         ]
         listing = self.listing(ListQuery(), active, damaged, inbox.__contains__)
         return Listing(listing.instances + settled, listing.damaged)
+
+    def claim_due(
+        self,
+        now: datetime,
+        owner: Owner,
+        limit: int,
+        *,
+        skip: Collection[str] = (),
+        limits: Mapping[str, ConcurrencyLimit] | None = None,
+    ) -> Claim:
+        """Without limits, by the claim queue (:mod:`wfcli.store.files.claims`), which
+        costs no system call per finished or queued instance; the contract's claim,
+        which lists every journal, for what that does not fill of ``limit`` (so a claim
+        that comes back short has looked at everything) and whenever the queue is due
+        to be rebuilt. With limits, the contract's claim under the admission lock."""
+        taken: list[Lease] = []
+        queue = self._claims
+        if not limits and queue is not None and queue.current:
+            damaged: list[Damage] = []
+            due = queue.due(now, damaged)
+            quick = self._acquire_in_order(due, owner, limit, skip, damaged, now=now)
+            taken = quick.leases
+            if len(taken) == limit:
+                queue.claimed({lease.instance_id for lease in taken})
+                return quick
+        skipped = {*skip, *(lease.instance_id for lease in taken)}
+        try:
+            rest = super().claim_due(now, owner, limit - len(taken), skip=skipped, limits=limits)
+        except BaseException:
+            for lease in taken:
+                lease.release()
+            raise
+        leases = [*taken, *rest.leases]
+        if not limits:
+            if queue is None:
+                from wfcli.store.files.claims import ClaimQueue  # workers only
+
+                assert self._index is not None  # the claim listed through it
+                queue = self._claims = ClaimQueue(self, self._index, self._journals)
+            queue.rebuild({lease.instance_id for lease in leases})
+        return Claim(leases, rest.damaged)
+
+    def still_due(self, lease: Lease, listed: InstanceSummary, now: datetime) -> bool:
+        """Due as listed if the journal is still the version the index read (one
+        ``fstat``: a process that executed the instance since has changed it, and the
+        inbox of an unchanged journal can only have gained messages); else its index
+        entry is read again and judged."""
+        index = self._index
+        if index is None or not isinstance(lease, _FileLease):
+            return super().still_due(lease, listed, now)
+        if index.version(listed.id) == lease.journal_version():
+            return True
+        refresh = index.refresh if self._claims is None else self._claims.refresh
+        journal = refresh(listed.id)
+        if journal is None:
+            return False
+        pending = tuple(message.action for message in lease.pending())
+        return InstanceSummary.of(journal, None, pending).is_due(now)
 
     def _indexed(self, damaged: list[Damage], *, save: bool) -> list[JournalSummary]:
         self.verify()
@@ -841,11 +940,18 @@ class FileStore(JournalStore):
         except OSError as error:
             raise StoreFaultError.of("list", self._inboxes, error) from None
 
+    def journal_version(self, instance_id: str) -> str | None:
+        """One journal's version (as :meth:`journal_versions` gives it), None if it is gone."""
+        try:
+            return _journal_version(os.stat(self._journal_file(instance_id)))
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise _unreadable(self._journal_file(instance_id), error) from None
+
     def journal_versions(self) -> dict[str, str]:
         """Every journal's ID with a token that changes whenever the journal does,
         without reading any journal (the instance index keys its entries by it)."""
-        # Journals only grow (or lose a torn tail), and every write moves the mtime:
-        # inode, size and mtime together tell a changed journal from an unchanged one.
         versions: dict[str, str] = {}
         try:
             entries = os.scandir(self._journals)
@@ -862,7 +968,7 @@ class FileStore(JournalStore):
                     info = entry.stat()
                 except OSError:
                     continue  # deleted since the listing, or unreadable: read, and reported
-                versions[instance_id] = f"{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+                versions[instance_id] = _journal_version(info)
         return versions
 
     def load_cache(self, name: str) -> bytes | None:
