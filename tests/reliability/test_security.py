@@ -61,12 +61,19 @@ def test_the_checker_spots_eval_and_pickle() -> None:
     ]
 
 
+# The codec compiles its per-record-type encoders and decoders from the record classes'
+# own field names and types (source made in the module, never from what it reads).
+COMPILED_FROM_LAYOUTS = {"core/codec.py": ["exec()", "exec()", "compile()"]}
+
+
 def test_no_module_of_wfcli_unpickles_or_evaluates_anything() -> None:
-    offenders = {
-        path.name: unsafe_uses(path.read_text(encoding="utf-8"))
-        for path in sorted(WFCLI.glob("*.py"))
+    modules = sorted(WFCLI.rglob("*.py"))
+    assert len(modules) > 50, "every module of every subpackage is read"
+    uses = {
+        path.relative_to(WFCLI).as_posix(): unsafe_uses(path.read_text(encoding="utf-8"))
+        for path in modules
     }
-    assert {name: uses for name, uses in offenders.items() if uses} == {}
+    assert {name: found for name, found in uses.items() if found} == COMPILED_FROM_LAYOUTS
 
 
 @pytest.fixture
