@@ -134,6 +134,19 @@ class RollbackStepState:
     lost_attempts: int = 0
 
 
+def _attempt_failed(
+    step: StepState | RollbackStepState, record: AttemptFailed | RollbackAttemptFailed
+) -> None:
+    """Fold a failed attempt of a step or of its rollback: waiting for its retry, or
+    running until the record that ends it."""
+    step.status = "waiting" if record.retry_at is not None else "running"
+    step.attempts = max(step.attempts, record.attempt)
+    step.error = record.error
+    step.retry_at = record.retry_at
+    if record.error.name == LOST_ATTEMPT:
+        step.lost_attempts += 1
+
+
 @dataclass(slots=True)
 class RollbackState:
     """A rollback of the instance: its plan (steps, in the order they roll back) and
@@ -384,13 +397,7 @@ class InstanceState:
                 if isinstance(event_id, str):
                     self.consumed_events.add(event_id)
         elif isinstance(record, AttemptFailed):
-            step = self._step(record.step, "do", record.at)
-            step.status = "waiting" if record.retry_at is not None else "running"
-            step.attempts = max(step.attempts, record.attempt)
-            step.error = record.error
-            step.retry_at = record.retry_at
-            if record.error.name == LOST_ATTEMPT:
-                step.lost_attempts += 1
+            _attempt_failed(self._step(record.step, "do", record.at), record)
         elif isinstance(record, StepFailed):
             step = self._step(record.step, record.kind, record.at)
             step.status = "failed"
@@ -523,12 +530,7 @@ class InstanceState:
             step.started = step.started or record.at
             step.retry_at = None
         elif isinstance(record, RollbackAttemptFailed):
-            step.status = "waiting" if record.retry_at is not None else "running"
-            step.attempts = max(step.attempts, record.attempt)
-            step.error = record.error
-            step.retry_at = record.retry_at
-            if record.error.name == LOST_ATTEMPT:
-                step.lost_attempts += 1
+            _attempt_failed(step, record)
         elif isinstance(record, RollbackCompleted):
             step.status = "completed"
             step.attempts = max(step.attempts, record.attempt)
