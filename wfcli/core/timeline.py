@@ -157,6 +157,30 @@ class Timeline:
             row = self.rows[name] = StepRow(name, kind)
         return row
 
+    def _attempt_failed(
+        self,
+        name: str,
+        kind: str,
+        attempt_kind: SpanKind,
+        outcome: SpanOutcome,
+        record: AttemptFailed | RollbackAttemptFailed,
+    ) -> None:
+        """Close row ``name``'s attempt span with ``outcome`` and open the retry delay
+        after it, if the attempt is retried."""
+        error = _error_text(record.error.name, record.error.message)
+        self._close(name, record.at, outcome, error, only=attempt_kind)
+        if record.retry_at is not None:
+            self._row(name, kind).spans.append(
+                Span(
+                    "retry_delay",
+                    record.at,
+                    None,
+                    "open",
+                    attempt=record.attempt,
+                    until=record.retry_at,
+                )
+            )
+
     def _close(
         self,
         name: str,
@@ -189,19 +213,7 @@ class Timeline:
             )
         elif isinstance(record, AttemptFailed):
             lost = record.error.name == LOST_ATTEMPT
-            error = _error_text(record.error.name, record.error.message)
-            self._close(record.step, at, "lost" if lost else "failed", error, only="attempt")
-            if record.retry_at is not None:
-                self._row(record.step, "do").spans.append(
-                    Span(
-                        "retry_delay",
-                        at,
-                        None,
-                        "open",
-                        attempt=record.attempt,
-                        until=record.retry_at,
-                    )
-                )
+            self._attempt_failed(record.step, "do", "attempt", "lost" if lost else "failed", record)
         elif isinstance(record, StepCompleted):
             self._close(record.step, at, "ok")
         elif isinstance(record, StepFailed):
@@ -221,19 +233,7 @@ class Timeline:
             )
         elif isinstance(record, RollbackAttemptFailed):
             name = f"rollback {record.step}"
-            error = _error_text(record.error.name, record.error.message)
-            self._close(name, at, "failed", error, only="rollback")
-            if record.retry_at is not None:
-                self._row(name, "rollback").spans.append(
-                    Span(
-                        "retry_delay",
-                        at,
-                        None,
-                        "open",
-                        attempt=record.attempt,
-                        until=record.retry_at,
-                    )
-                )
+            self._attempt_failed(name, "rollback", "rollback", "failed", record)
         elif isinstance(record, RollbackCompleted):
             self._close(f"rollback {record.step}", at, "ok", only="rollback")
         elif isinstance(record, (Restarted, Terminated, Finished, Errored)):
