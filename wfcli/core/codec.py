@@ -35,6 +35,7 @@ __all__ = [
     "MAX_NESTING",
     "MAX_TRACEBACK",
     "MAX_TRACEBACK_FRAMES",
+    "ROLLBACK_RECORDS",
     "AttemptFailed",
     "AttemptStarted",
     "Created",
@@ -637,6 +638,16 @@ class RollbackFinished(Record):
     completed: int
     total: int
 
+
+ROLLBACK_RECORDS = (
+    RollbackStarted,
+    RollbackAttemptStarted,
+    RollbackAttemptFailed,
+    RollbackCompleted,
+    RollbackFailed,
+    RollbackFinished,
+)
+"""The records of a rollback, from its plan to its end."""
 
 MessageAction = Literal["event", "pause", "resume", "terminate", "restart", "wake"]
 

@@ -13,6 +13,7 @@ from operator import attrgetter
 from typing import Literal
 
 from wfcli.core.codec import (
+    ROLLBACK_RECORDS,
     AttemptFailed,
     AttemptStarted,
     Created,
@@ -476,17 +477,7 @@ class InstanceState:
         elif isinstance(record, Diverged):
             self.status = "paused"
             self.divergence = record
-        elif isinstance(
-            record,
-            (
-                RollbackStarted,
-                RollbackAttemptStarted,
-                RollbackAttemptFailed,
-                RollbackCompleted,
-                RollbackFailed,
-                RollbackFinished,
-            ),
-        ):
+        elif isinstance(record, ROLLBACK_RECORDS):
             self._apply_rollback(record)
         elif isinstance(record, Created):
             raise TypeError("a journal has one 'created' record, first")

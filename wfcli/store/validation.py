@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from wfcli.core.codec import (
     FORMAT_VERSION,
+    ROLLBACK_RECORDS,
     AttemptFailed,
     AttemptStarted,
     Created,
@@ -28,11 +29,6 @@ from wfcli.core.codec import (
     RecordError,
     Restarted,
     Resumed,
-    RollbackAttemptFailed,
-    RollbackAttemptStarted,
-    RollbackCompleted,
-    RollbackFailed,
-    RollbackFinished,
     RollbackStarted,
     RunStarted,
     StepCompleted,
@@ -77,7 +73,7 @@ class JournalRules:
             type(record) is StepCompleted and record.kind != "event"
         ):
             return  # most of a journal: nothing below applies to them after line 1
-        if isinstance(record, _ROLLBACK_RECORDS) and self._from_line_one:
+        if isinstance(record, ROLLBACK_RECORDS) and self._from_line_one:
             self._check_rollback(record, line_no)
         elif isinstance(record, Restarted):
             self._rollback_plan = None
@@ -114,14 +110,6 @@ class JournalRules:
             )
 
 
-_ROLLBACK_RECORDS = (
-    RollbackStarted,
-    RollbackAttemptStarted,
-    RollbackAttemptFailed,
-    RollbackCompleted,
-    RollbackFailed,
-    RollbackFinished,
-)
 _PLACED_ANYWHERE = frozenset(
     {
         AttemptStarted,
