@@ -63,7 +63,7 @@ def test_the_checker_spots_eval_and_pickle() -> None:
 
 # The codec compiles its per-record-type encoders and decoders from the record classes'
 # own field names and types (source made in the module, never from what it reads).
-COMPILED_FROM_LAYOUTS = {"core/codec.py": ["exec()", "exec()", "compile()"]}
+COMPILED_FROM_LAYOUTS = {"core/codec.py": ["exec()", "compile()"]}
 
 
 def test_no_module_of_wfcli_unpickles_or_evaluates_anything() -> None:

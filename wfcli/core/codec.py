@@ -19,7 +19,7 @@ import math
 import os
 import traceback
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from json.encoder import encode_basestring as _encode_text
@@ -980,6 +980,15 @@ _ENCODER_GLOBALS = {
 }
 
 
+def _compiled(name: str, source: str, filename: str, namespace: Mapping[str, object]) -> Any:
+    """Function ``name`` that ``source`` defines, compiled as ``filename`` (what tracebacks
+    show) with a copy of ``namespace`` as its globals. Only the encoders and decoders made
+    here from the record classes' own fields are compiled, never anything read."""
+    scope = dict(namespace)
+    exec(compile(source, filename, "exec"), scope)
+    return scope[name]
+
+
 def _json_expression(annotation: object, variable: str) -> str:
     """Python source of the JSON of ``variable``, a field declared as ``annotation``."""
     arguments = get_args(annotation)
@@ -1016,9 +1025,9 @@ def _compile_encoder(layout: "_Layout[_T]", version: int) -> Callable[[object, s
             f"return {''.join(parts)!r} % ({', '.join(arguments)},)",
         ]
     )
-    namespace: dict[str, Any] = dict(_ENCODER_GLOBALS)
-    exec(source, namespace)  # the source is made above from the class's own fields
-    encode: Callable[[object, str], str] = namespace["encode"]
+    encode: Callable[[object, str], str] = _compiled(
+        "encode", source, f"<encoder of {layout.what}s, version {version}>", _ENCODER_GLOBALS
+    )
     return encode
 
 
@@ -1208,8 +1217,9 @@ def _fast_decoder(layout: _Layout[Record]) -> Callable[[dict[str, object]], Reco
         ]
     )
     namespace["RecordError"] = RecordError
-    exec(compile(source, f"<fast decoder of {layout.what}s>", "exec"), namespace)
-    decode: Callable[[dict[str, object]], Record | None] = namespace["decode"]  # type: ignore[assignment]
+    decode: Callable[[dict[str, object]], Record | None] = _compiled(
+        "decode", source, f"<fast decoder of {layout.what}s>", namespace
+    )
     return decode
 
 
