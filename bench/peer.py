@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 
 from wfcli import FileStore, WorkflowClient
+from wfcli.store.contract import JournalStore
 
 from .harness import Report, Sample, Sizes, child_env, time_process, wf_command
 from .workloads import StepsWorkflow
 
-__all__ = ["dbos_available", "peer", "run_dbos", "time_instances"]
+__all__ = ["dbos_available", "peer", "run_dbos", "time_instances", "time_wfcli_instances"]
 
 _SECTION = "6 peer: DBOS"
 _SMALL = 3
@@ -44,19 +45,26 @@ def time_instances(start: object, steps: int, count: int) -> list[float]:
     return times
 
 
-def _wfcli_side(
-    work: Path, large: int, small_count: int, large_count: int
-) -> dict[str, list[float]]:
-    client = WorkflowClient(FileStore(work / "wfcli-store"), {"steps": StepsWorkflow})
+def time_wfcli_instances(store: JournalStore, steps: int, count: int) -> list[float]:
+    """:func:`time_instances` of wfcli's ``steps``-step instances, run to completion on
+    ``store``."""
+    client = WorkflowClient(store, {"steps": StepsWorkflow})
 
     def start(steps: int) -> None:
         instance = client.create("steps", params={"steps": steps})
         if client.execute(instance.id).status != "complete":
             raise RuntimeError(f"wfcli instance {instance.id} did not complete")
 
+    return time_instances(start, steps, count)
+
+
+def _wfcli_side(
+    work: Path, large: int, small_count: int, large_count: int
+) -> dict[str, list[float]]:
+    store = FileStore(work / "wfcli-store")
     return {
-        "small": time_instances(start, _SMALL, small_count),
-        "large": time_instances(start, large, large_count),
+        "small": time_wfcli_instances(store, _SMALL, small_count),
+        "large": time_wfcli_instances(store, large, large_count),
     }
 
 

@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from wfcli import WorkflowClient
 
 from .harness import Report, Sample, Sizes, child_env, time_process, wf_command, write_project
-from .peer import dbos_available, run_dbos, time_instances
+from .peer import dbos_available, run_dbos, time_wfcli_instances
 from .steps import FLOOR_RECORD
 from .workloads import IoStepsWorkflow, StepsWorkflow, TimedStepsWorkflow
 
@@ -83,10 +83,10 @@ class _Database:
         return _with_schema(self.url, schema)
 
 
-def _pg_store(url: str) -> Any:
+def _pg_store(url: str, *, durable: bool = True) -> Any:
     from wfcli.store.postgres import PgStore
 
-    return PgStore(url)
+    return PgStore(url, durable=durable)
 
 
 # --- 1: per step ------------------------------------------------------------------------
@@ -335,18 +335,9 @@ def _dbos_round(
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
-    from wfcli.store.postgres import PgStore
-
-    store = PgStore(database.store_url(), durable=durable)
+    store = _pg_store(database.store_url(), durable=durable)
     try:
-        client = WorkflowClient(store, {"steps": StepsWorkflow})
-
-        def start(steps: int) -> None:
-            instance = client.create("steps", params={"steps": steps})
-            if client.execute(instance.id).status != "complete":
-                raise RuntimeError(f"wfcli instance {instance.id} did not complete")
-
-        ours = time_instances(start, steps, count)
+        ours = time_wfcli_instances(store, steps, count)
     finally:
         store.close()
     commits = "flushed commits" if durable else "synchronous_commit = off"
