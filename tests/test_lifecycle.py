@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -45,6 +46,7 @@ from wfcli.core.codec import (
     Terminated,
     WaitStarted,
 )
+from wfcli.core.owner import Owner
 
 PIPELINE_OUTPUT = {"a": 42, "b": {"double": 84}, "c": [42, 84, "done"]}
 
@@ -452,6 +454,27 @@ def test_a_second_executor_is_told_who_holds_the_instance_and_changes_nothing(
 
     assert busy.value.pid == live.child.pid
     assert live.journal.read_bytes() == journal
+
+
+def test_execute_and_delete_wait_out_a_lease_held_for_a_moment(
+    client: WorkflowClient, effects: Effects
+) -> None:
+    """A process that posts a message applies it under a lease held for milliseconds;
+    an operator's execute or delete at that moment is not refused as busy."""
+    poster = Owner(worker_id="poster", pid=4242, host="elsewhere")
+    handle = client.create("pipeline", params={"dir": str(effects.folder), "n": 41})
+
+    for operation in (client.execute, client.delete):
+        brief = client.store.acquire(handle.id, poster)
+        releaser = threading.Timer(0.1, brief.release)
+        releaser.start()
+        try:
+            operation(handle.id)
+        finally:
+            releaser.join()
+
+    assert client.store.instance_ids() == []
+    assert [effects.count(step) for step in "abc"] == [1, 1, 1]
 
 
 def test_an_instance_whose_process_died_is_interrupted_and_recovered(live: LiveRun) -> None:

@@ -232,12 +232,14 @@ class WorkflowClient:
     ) -> InstanceStatus:
         """Run the instance in this process until it completes, errors or suspends.
 
-        Raises :class:`InstanceBusyError` if another process executes it.
-        ``cancel`` is polled between steps (a worker's shutdown flag);
+        Raises :class:`InstanceBusyError` if another process executes it (a lease
+        held for a moment, by a process applying the message it posted, is waited
+        out). ``cancel`` is polled between steps (a worker's shutdown flag);
         ``interceptor`` is for :mod:`wfcli.testing`; ``lease`` is a lease already
         taken on the instance (:meth:`claim_due`).
         """
-        validate_instance_id(instance_id)
+        if lease is None:
+            lease = self.store.acquire_patiently(validate_instance_id(instance_id), Owner.current())
         state = self.executor.execute(
             instance_id,
             observer=observer,
@@ -466,7 +468,9 @@ class WorkflowClient:
 
     def delete(self, instance_id: str) -> None:
         """Remove the instance and its journal. Raises :class:`InstanceBusyError` if it runs."""
-        with self.store.acquire(validate_instance_id(instance_id), Owner.current()) as lease:
+        with self.store.acquire_patiently(
+            validate_instance_id(instance_id), Owner.current()
+        ) as lease:
             lease.delete_instance()
 
     # moving between stores -------------------------------------------------------------

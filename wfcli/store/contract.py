@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["Claim", "Damage", "JournalStore", "Lease", "ListQuery", "Listing", "Owner"]
 
 _PROCESS_ADMISSION = threading.Lock()
+_BRIEF_LEASE_SECONDS = 0.5  # what acquire_patiently waits out: a poster applying its message
+_BUSY_RETRY_INTERVAL_SECONDS = 0.005
 
 Damage = Union[JournalCorruptError, StoreFaultError]  # noqa: UP007 (evaluated at runtime)
 """Why one instance could not be listed: its files are damaged, or could not be read."""
@@ -226,6 +229,23 @@ class JournalStore(ABC):
         Raises :class:`InstanceBusyError` naming the holder, or
         :class:`InstanceNotFoundError`.
         """
+
+    def acquire_patiently(self, instance_id: str, owner: Owner) -> Lease:
+        """:meth:`acquire`, trying again for a moment while the instance is busy.
+
+        For an operator's own command: a process that posts a message applies it
+        under a lease held for milliseconds, which must not make ``wf resume`` or
+        ``wf delete`` at that moment fail as busy. Claims use :meth:`acquire` (a
+        busy instance is passed over at once). Raises as :meth:`acquire`.
+        """
+        deadline = time.monotonic() + _BRIEF_LEASE_SECONDS
+        while True:
+            try:
+                return self.acquire(instance_id, owner)
+            except InstanceBusyError:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(_BUSY_RETRY_INTERVAL_SECONDS)
 
     @abstractmethod
     def holder(self, instance_id: str) -> Owner | None:

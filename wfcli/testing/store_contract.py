@@ -16,6 +16,7 @@ Needs pytest (``pip install 'wfcli[dev]'``).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -339,6 +340,26 @@ class StoreContract:
             assert store.holder("order-1") == OTHER
             second.append(step_records(1))
         assert store.read("order-1")[1:] == step_records(1)
+
+    def test_a_patient_acquire_waits_out_a_brief_lease_but_not_a_long_one(
+        self, store: JournalStore
+    ) -> None:
+        store.create(created("order-1"))
+        brief = store.acquire("order-1", OWNER)
+        timer = threading.Timer(0.1, brief.release)
+        timer.start()
+        try:
+            with store.acquire_patiently("order-1", OTHER) as patient:
+                assert store.holder("order-1") == OTHER
+                assert patient.owner == OTHER
+        finally:
+            timer.join()
+        with store.acquire("order-1", OWNER):
+            started = time.monotonic()
+            with pytest.raises(InstanceBusyError, match="process 4242 on worker-1"):
+                store.acquire_patiently("order-1", OTHER)
+            assert time.monotonic() - started >= 0.4
+        assert store.holder("order-1") is None
 
     def test_owners_are_told_apart_by_worker_id_alone(self, store: JournalStore) -> None:
         store.create(created("order-1"))
