@@ -32,7 +32,8 @@ from wfcli.cli import app
 from wfcli.core.codec import ErrorInfo
 from wfcli.project import load_project, open_client
 from wfcli.store import open_store
-from wfcli.ui.render import LineRunLog, LiveRunView, history_table
+from wfcli.ui import render
+from wfcli.ui.render import GatheredLines, LineRunLog, LiveRunView, history_table
 
 STATUS_KEYS = {
     "id",
@@ -897,6 +898,49 @@ def test_line_log_says_what_happens_to_each_step() -> None:
         "i1: 'pay': attempt 1 failed: CardDeclined: no; not retryable",
         "i1: 'last': started (attempt 1)",
     ]
+
+
+def test_gathered_lines_go_out_at_a_flush_or_a_tenth_of_a_second_later() -> None:
+    out = io.StringIO()
+    lines = GatheredLines(out)
+    lines.write("one\n")
+    lines.write("two\n")
+    assert out.getvalue() == ""
+    lines.flush()
+    assert out.getvalue() == "one\ntwo\n"
+    lines.write("three\n")  # no flush: the timer armed by "one" writes it
+    deadline = time.monotonic() + 5
+    while "three" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert out.getvalue() == "one\ntwo\nthree\n"
+
+
+def test_runs_sharing_gathered_lines_keep_their_order_without_a_thread_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    timers: list[threading.Timer] = []
+    real_timer = threading.Timer
+
+    def counted_timer(*args: Any, **kwargs: Any) -> threading.Timer:
+        timer = real_timer(*args, **kwargs)
+        timers.append(timer)
+        return timer
+
+    monkeypatch.setattr(render.threading, "Timer", counted_timer)
+    out = io.StringIO()
+    shared = GatheredLines(out)
+    for run in range(200):
+        log = LineRunLog(shared, FakeClock().now, prefix=f"i{run}: ")
+        log.step_started("a", "do", 1)
+        log.step_finished("a", "do", ok=True, replayed=False)
+        log.flush()
+    expected = [
+        line
+        for run in range(200)
+        for line in (f"i{run}: 'a': started (attempt 1)", f"i{run}: 'a': done")
+    ]
+    assert out.getvalue().splitlines() == expected
+    assert 1 <= len(timers) <= 10  # one per tenth of a second at most, not one per run
 
 
 def test_live_view_counts_down_to_retries_and_wake_times() -> None:

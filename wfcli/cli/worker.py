@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from wfcli.client.views import InstanceStatus
     from wfcli.engine.step import RunObserver
     from wfcli.store.contract import Damage
-    from wfcli.ui.render import LineRunLog
+    from wfcli.ui.render import GatheredLines, LineRunLog
 
 
 @command()
@@ -119,6 +119,7 @@ class WorkerLines:
         self.fires: Counter[str] = Counter()
         self.failures = 0
         self._logs: dict[str, LineRunLog] = {}
+        self._lines: GatheredLines | None = None  # every run's lines, gathered together
 
     def begin(self, location: str, concurrency: int, schedules: int) -> None:
         with_schedules = f", {schedules} schedule{'s' * (schedules != 1)}" if schedules else ""
@@ -139,11 +140,11 @@ class WorkerLines:
         self.screen.note("worker: stopped" + (f": {'; '.join(parts)}" if parts else ""))
 
     def started(self, instance_id: str) -> "RunObserver | None":
-        from wfcli.ui.render import LineRunLog
+        from wfcli.ui.render import GatheredLines, LineRunLog
 
-        log = self._logs[instance_id] = LineRunLog(
-            self.screen.stdout, self.now, prefix=f"{instance_id}: "
-        )
+        if self._lines is None:
+            self._lines = GatheredLines(self.screen.stdout)
+        log = self._logs[instance_id] = LineRunLog(self._lines, self.now, prefix=f"{instance_id}: ")
         return log
 
     def _run_ended(self, instance_id: str) -> None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from wfcli.engine.replay import ReplayReport, ReplaySummary
 
 __all__ = [
+    "GatheredLines",
     "LineRunLog",
     "LineSink",
     "LiveRunView",
@@ -546,43 +547,69 @@ class LineSink(Protocol):
 _FLUSH_SECONDS = 0.1
 
 
+class GatheredLines:
+    """A :class:`LineSink` that gathers lines and writes them to ``out`` together.
+
+    Lines go out at :meth:`flush`, and a tenth of a second after the first line
+    gathered since the last timed write at the latest: a timer thread, armed once
+    per tenth of a second at most, writes them while a long step runs. A flush
+    leaves the timer armed, so that a worker's runs, which share one of these and
+    each end with a flush, do not start a thread each.
+    """
+
+    def __init__(self, out: LineSink) -> None:
+        self.out = out
+        self._pending: list[str] = []
+        self._timer: threading.Timer | None = None  # armed while a timed write is due
+        self._mutex = threading.Lock()  # runs and parallel steps write from their threads
+
+    def write(self, text: str, /) -> int:
+        with self._mutex:
+            self._pending.append(text)
+            if self._timer is None:
+                self._timer = threading.Timer(_FLUSH_SECONDS, self._timed_write)
+                self._timer.daemon = True
+                self._timer.start()
+        return len(text)
+
+    def flush(self) -> None:
+        """Write the lines gathered so far, in one ``write``, and flush ``out``."""
+        with self._mutex:  # held while writing, so that lines keep their order
+            self._write_pending()
+
+    def _timed_write(self) -> None:
+        with self._mutex:
+            self._timer = None
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            self.out.write("".join(self._pending))
+            self._pending.clear()
+            self.out.flush()
+
+
 class LineRunLog:
     """A run observer that prints one plain line per event (pipes, logs, workers).
 
-    Lines are plain text gathered and written to ``out`` together, not a rich
-    ``print`` each, which cost more than the durable step it reports
-    (``docs/performance.md``): a tenth of a second after the first of them at the
-    latest (a timer thread writes them while a long step runs), before every wait,
-    and at :meth:`flush` (the end of a run).
+    Lines are plain text gathered (:class:`GatheredLines`) and written to ``out``
+    together, not a rich ``print`` each, which cost more than the durable step it
+    reports (``docs/performance.md``); they are written before every wait and at
+    :meth:`flush` (the end of a run). Runs that share an ``out`` pass one
+    :class:`GatheredLines` to all their logs.
     """
 
     def __init__(self, out: LineSink, now: Now, prefix: str = "") -> None:
-        self.out = out
+        self.out = out if isinstance(out, GatheredLines) else GatheredLines(out)
         self.now = now
         self.prefix = prefix
-        self._pending: list[str] = []
-        self._timer: threading.Timer | None = None  # armed while lines are pending
-        self._mutex = threading.Lock()  # parallel steps report from their threads
 
     def _say(self, text: str) -> None:
-        line = f"{self.prefix}{text}\n"
-        with self._mutex:
-            self._pending.append(line)
-            if self._timer is None:
-                self._timer = threading.Timer(_FLUSH_SECONDS, self.flush)
-                self._timer.daemon = True
-                self._timer.start()
+        self.out.write(f"{self.prefix}{text}\n")
 
     def flush(self) -> None:
-        """Write the lines said so far, in one ``write``, and flush ``out``."""
-        with self._mutex:  # held while writing, so that lines keep their order
-            timer, self._timer = self._timer, None
-            if timer is not None:
-                timer.cancel()  # harmless from the timer's own thread
-            if self._pending:
-                self.out.write("".join(self._pending))
-                self._pending.clear()
-                self.out.flush()
+        """Write the lines said so far (and any other gathered with them)."""
+        self.out.flush()
 
     def step_started(self, name: str, kind: StepKind, attempt: int) -> None:
         if kind == "do":
