@@ -422,3 +422,58 @@ def test_listings_racing_runs_and_each_other_never_keep_a_stale_entry(
     expected = read_everything(runner)
     assert listed(make_client(store_dir)) == expected
     assert {d["status"] for d in expected} == {"waiting", "terminated"}
+
+
+def counting_reads(monkeypatch: pytest.MonkeyPatch, store: JournalStore) -> list[str]:
+    """The IDs of the journals ``store`` reads from now on, in order."""
+    reads: list[str] = []
+    real_read = store.read
+
+    def read(instance_id: str) -> Any:
+        reads.append(instance_id)
+        return real_read(instance_id)
+
+    monkeypatch.setattr(store, "read", read)
+    return reads
+
+
+def test_a_journal_as_this_processs_lease_left_it_is_listed_without_being_read_again(
+    client: WorkflowClient, effects: Effects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    indexed_pipelines(client, effects, 3)
+    client.execute("p0")
+    client.execute(client.create("sleeper", params={"dir": str(effects.folder), "seconds": 60}).id)
+    reads = counting_reads(monkeypatch, client.store)
+
+    shown = listed(client)
+
+    assert reads == []
+    assert shown == read_everything(client)
+    assert {d["id"]: d["status"] for d in shown}["p0"] == "complete"
+
+
+def test_a_journal_changed_since_this_processs_lease_left_it_is_read_again(
+    client: WorkflowClient, store_dir: Path, effects: Effects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client.list_instances()
+    asleep = client.create("sleeper", params={"dir": str(effects.folder), "seconds": 60})
+    asleep.execute()
+    make_client(store_dir).terminate(asleep.id)  # another process changes the journal
+    reads = counting_reads(monkeypatch, client.store)
+
+    shown = listed(client)
+
+    assert reads == [asleep.id]
+    assert shown == read_everything(client)
+    assert [d["status"] for d in shown] == ["terminated"]
+
+
+def test_an_instance_deleted_by_this_processs_lease_is_not_listed_again(
+    client: WorkflowClient, effects: Effects
+) -> None:
+    indexed_pipelines(client, effects, 2)
+    client.execute("p1")
+    client.delete("p1")
+
+    assert [d["id"] for d in listed(client)] == ["p0"]
+    assert listed(client) == read_everything(client)

@@ -182,3 +182,21 @@ def test_a_failed_lock_write_keeps_no_lock_and_leaves_the_lock_file_as_it_was(
     assert lock.read_bytes() == before
     assert store.holder("one") is None
     store.acquire("one", Owner.current()).release()  # not told busy
+
+
+@pytest.mark.parametrize("fault", JOURNAL_FAULTS, ids=fault_id)
+def test_a_lease_given_up_after_a_failed_append_leaves_the_listing_to_the_journal(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch, fault: Fault
+) -> None:
+    assert [s.status for s in store.list_instances(ListQuery()).instances] == ["queued"]
+    lease = store.acquire("one", Owner.current())
+    lease.read()
+    lease.append([started()])
+
+    with faulty_disk(monkeypatch, fault), pytest.raises(StoreFaultError):
+        lease.append([started(), started()])
+    lease.release()
+
+    listed = store.list_instances(ListQuery()).instances
+    assert [(s.id, s.status) for s in listed] == [("one", "running")]
+    assert len(store.read("one")) == 2

@@ -7,7 +7,8 @@ instance it ran, so draining a queue of n instances cost O(n^2) system calls. A
 due (queued, running, waiting: the others are due only with mail) in admission
 order, and looks again only where the store can have changed under it:
 
-* the journals its own last claim leased (this process ran them);
+* the journals its own last claim leased (this process ran them: the index folds
+  the records their leases left, :meth:`FileStore.left_by_lease`, reading nothing);
 * journals created or removed since its last look (one ``listdir`` of names);
 * every instance with an inbox folder (its mail makes it due);
 * an entry made stale by another process that executed its instance is caught when

@@ -4,7 +4,9 @@ Listing a store means knowing every instance's status, and only its journal
 says that. Reading and folding every journal each time costs ~0.15 ms per
 instance; the index keeps a summary of each journal in the store's cache with
 the journal version it was folded from (:meth:`FileStore.journal_versions`),
-so a listing reads again only the journals that changed since the last one.
+so a listing reads again only the journals that changed since the last one, and
+not even those that this process's own leases changed last (their records are
+folded as the lease left them).
 
 An entry whose version no longer matches is never used; an index that is
 missing, fails its checksum or was written by another wfcli is ignored and
@@ -119,6 +121,7 @@ class InstanceIndex:
         if current.keys() != known.keys():
             self._changed = True
         self._entries = current
+        self._store.forget_leases()
         return [summary for _, summary in current.values()]
 
     def indexed(self) -> list[JournalSummary]:
@@ -154,16 +157,20 @@ class InstanceIndex:
         return None if entry is None else entry[0]
 
     def _fresh(self, instance_id: str, version: str, entry: _Entry | None) -> _Entry | None:
-        """``entry`` if it was folded from ``version``, else the journal read again; None if
-        it was deleted meanwhile."""
+        """``entry`` if it was folded from ``version``, else the journal folded again, as a
+        lease of this process left it at ``version`` or as read now; None if it was
+        deleted meanwhile."""
         if entry is not None and entry[0] == version:
             return entry
-        # The version was taken before this read: if the journal grows in between, the
-        # entry is newer than its version and is read again next time.
+        records = self._store.left_by_lease(instance_id, version)
         try:
-            entry = (version, JournalSummary.of(fold(self._store.read(instance_id))))
+            if records is None:
+                # The version was taken before this read: if the journal grows in
+                # between, the entry is newer than its version and is read again next time.
+                records = self._store.read(instance_id)
         except InstanceNotFoundError:
             return None
+        entry = (version, JournalSummary.of(fold(records)))
         self._changed = True
         return entry
 

@@ -257,10 +257,17 @@ class _FileLease(Lease):
         self._message_files: dict[str, str] = {}  # message ID -> its file, from pending()
         self._mutex = threading.Lock()  # parallel steps append from several threads
         self._rules = JournalRules(instance_id, self._journal_path)
+        self._journal: list[Record] | None = None
+        """The journal's records as this lease read and appended them, kept when the
+        store has an index, to tell it at release (:meth:`FileStore.left_by_lease`)."""
+        self._read_count = 0
 
     def read(self) -> list[Record]:
         records, self._length = self._store.read_with_length(self.instance_id, self._rules)
         self._record_count = len(records)
+        self._read_count = len(records)
+        if self._store._index is not None:
+            self._journal = list(records)
         return records
 
     def journal_version(self) -> str:
@@ -303,6 +310,8 @@ class _FileLease(Lease):
             self._record_count += len(records)
             assert self._length is not None
             self._length += len(data)
+            if self._journal is not None:
+                self._journal.extend(records)
 
     def _give_up(self, operation: str, error: OSError) -> StoreFaultError:
         """After a failed write or sync: cut the journal back to its last good length
@@ -356,6 +365,7 @@ class _FileLease(Lease):
 
     def delete_instance(self) -> None:
         self._check_held()
+        self._journal = None  # nothing to tell the index of a journal that goes
         inbox = self._inbox
         try:
             with contextlib.suppress(FileNotFoundError):
@@ -373,6 +383,14 @@ class _FileLease(Lease):
 
     def release(self) -> None:
         with self._mutex:
+            journal, self._journal = self._journal, None
+            held = self._lock_fd is not None and self._fault is None
+            if held and journal is not None and len(journal) > self._read_count:
+                with contextlib.suppress(OSError):  # only the index's shortcut is lost
+                    self._store._left_by_leases[self.instance_id] = (
+                        self.journal_version(),
+                        journal,
+                    )
             self._unlock()
 
     def _unlock(self) -> None:
@@ -415,6 +433,9 @@ class FileStore(JournalStore):
         self._verified = False
         self._complete = False  # whether verify found every folder that _prepare makes
         self._index: InstanceIndex | None = None
+        # Per instance, the journal as this process's last lease on it left it: its
+        # version and records (set by the leases' threads, taken by the index's).
+        self._left_by_leases: dict[str, tuple[str, list[Record]]] = {}
         self._claims: ClaimQueue | None = None
         # For read_after: per followed journal, the records read, their bytes, its rules.
         self._followed: dict[str, tuple[int, int, JournalRules]] = {}
@@ -939,6 +960,18 @@ class FileStore(JournalStore):
             return set()
         except OSError as error:
             raise StoreFaultError.of("list", self._inboxes, error) from None
+
+    def left_by_lease(self, instance_id: str, version: str) -> list[Record] | None:
+        """The journal's records if a lease of this process left it at ``version``
+        and nobody changed it since, so that the index need not read it again; None
+        otherwise. Each lease's records are handed out once."""
+        left = self._left_by_leases.pop(instance_id, None)
+        return left[1] if left is not None and left[0] == version else None
+
+    def forget_leases(self) -> None:
+        """Drop what the leases left that nobody took (:meth:`left_by_lease`): after a
+        full listing, only instances deleted since by another process are among them."""
+        self._left_by_leases.clear()
 
     def journal_version(self, instance_id: str) -> str | None:
         """One journal's version (as :meth:`journal_versions` gives it), None if it is gone."""
