@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable, Iterator
 
 from wfcli.errors import WorkflowInputError
 
 __all__ = [
     "MAX_STEP_NAME",
     "instance_id_of_file",
+    "instance_ids_of_files",
     "new_instance_id",
     "validate_event_type",
     "validate_instance_id",
@@ -47,6 +49,15 @@ def instance_id_of_file(file_name: str, suffix: str) -> str | None:
         return None
     stem = file_name[: len(file_name) - len(suffix)]
     return stem if _INSTANCE_ID.fullmatch(stem) else None
+
+
+def instance_ids_of_files(file_names: Iterable[str], suffix: str) -> Iterator[str]:
+    """The instance IDs that ``file_names`` are named after (:func:`instance_id_of_file`),
+    the stray names left out."""
+    for file_name in file_names:
+        instance_id = instance_id_of_file(file_name, suffix)
+        if instance_id is not None:
+            yield instance_id
 
 
 def validate_step_name(name: object) -> str:

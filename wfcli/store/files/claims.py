@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from wfcli.core.admission import admission_key
-from wfcli.core.ids import instance_id_of_file
+from wfcli.core.ids import instance_ids_of_files
 from wfcli.core.summary import InstanceSummary, JournalSummary
 from wfcli.errors import JournalCorruptError, StoreFaultError
 
@@ -157,7 +157,7 @@ class ClaimQueue:
         self._settled_stamp = stamp if settled else None
         before, self._journal_files = self._journal_files, files
         if before is None:
-            named = filter(None, (instance_id_of_file(name, ".jsonl") for name in files))
+            named = instance_ids_of_files(files, ".jsonl")
             return self._index.ids().symmetric_difference(named)
         changed = before.symmetric_difference(files)
-        return set(filter(None, (instance_id_of_file(name, ".jsonl") for name in changed)))
+        return set(instance_ids_of_files(changed, ".jsonl"))

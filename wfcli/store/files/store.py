@@ -28,7 +28,7 @@ from wfcli.core.codec import (
     RecordError,
     encode_record,
 )
-from wfcli.core.ids import instance_id_of_file, validate_instance_id
+from wfcli.core.ids import instance_id_of_file, instance_ids_of_files, validate_instance_id
 from wfcli.core.state import TERMINAL_STATUSES
 from wfcli.core.summary import InstanceSummary, JournalSummary
 from wfcli.errors import (
@@ -660,7 +660,7 @@ class FileStore(JournalStore):
         except OSError as error:
             raise StoreFaultError.of("list", self._journals, error) from None
         # A file whose name is not an ID is not a journal (wf doctor names it).
-        return sorted(filter(None, (instance_id_of_file(name, ".jsonl") for name in names)))
+        return sorted(instance_ids_of_files(names, ".jsonl"))
 
     def acquire(self, instance_id: str, owner: Owner) -> Lease:
         if not self._exists(instance_id):
