@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,8 @@ import pytest
 from tests.postgres_support import PgServer, require_driver
 from tests.workflows_for_tests import WORKFLOWS
 from wfcli import FakeClock, FileStore, WorkflowClient
-from wfcli.core.codec import AttemptFailed
-from wfcli.errors import InstanceBusyError, LeaseLostError, StoreFaultError
+from wfcli.core.codec import AttemptFailed, RunStarted
+from wfcli.errors import InstanceBusyError, JournalCorruptError, LeaseLostError, StoreFaultError
 from wfcli.store.contract import JournalStore, Lease, ListQuery
 from wfcli.testing.store_contract import (
     OTHER,
@@ -322,6 +322,56 @@ def test_a_listing_equals_the_folding_default_after_real_runs(pg: PgStore, tmp_p
     finally:
         held.release()
     assert pg.check().healthy
+
+
+def test_still_due_from_the_row_equals_the_folding_default_after_real_runs(
+    pg: PgStore, tmp_path: Path
+) -> None:
+    effects = tmp_path / "effects"
+    effects.mkdir()
+    client = WorkflowClient(pg, WORKFLOWS, clock=FakeClock())
+    params = {"dir": str(effects), "n": 1}
+    client.create("pipeline", params=params, instance_id="done")
+    client.execute("done")
+    client.create("approval", params=params, instance_id="waits")
+    client.execute("waits")
+    client.create("approval", params=params, instance_id="ready")
+    client.execute("ready")
+    client.send_event("ready", "approve", {"by": "me"})
+    client.create("sleeper", params={**params, "seconds": 3600}, instance_id="asleep")
+    client.execute("asleep")
+    client.create("pipeline", params=params, instance_id="queued")
+    client.create("pipeline", params=params, instance_id="mailed")
+    client.execute("mailed")
+    pg.post("mailed", message(1, "pause"))
+    pg.create(created("crashed"))
+    with pg.acquire("crashed", OWNER) as lease:  # a run that started and died
+        lease.read()
+        lease.append([RunStarted(at=START, pid=OWNER.pid, host=OWNER.host)])
+    listed = {s.id: s for s in pg.list_instances(ListQuery()).instances}
+    due_at: dict[datetime, set[str]] = {}
+    for moment in (START, START + timedelta(days=400)):
+        for instance_id, summary in listed.items():
+            with pg.acquire(instance_id, OWNER) as lease:
+                due = pg.still_due(lease, summary, moment)
+                assert due is JournalStore.still_due(pg, lease, summary, moment), instance_id
+            if due:
+                due_at.setdefault(moment, set()).add(instance_id)
+    assert due_at[START] == {"ready", "queued", "mailed", "crashed"}
+    assert due_at[START + timedelta(days=400)] == due_at[START] | {"asleep", "waits"}
+
+
+def test_still_due_refuses_a_row_whose_summary_cannot_be_read(pg: PgStore) -> None:
+    pg.create(created("odd"))
+    listed = pg.list_instances(ListQuery()).instances[0]
+    pg.run(
+        lambda conn: conn.execute("UPDATE wf_instance SET summary = '{' WHERE instance_id = 'odd'")
+    )
+    with (
+        pg.acquire("odd", OWNER) as lease,
+        pytest.raises(JournalCorruptError, match="unreadable listing summary"),
+    ):
+        pg.still_due(lease, listed, START)
 
 
 def test_a_database_that_cannot_be_reached_is_a_store_failure_without_the_password() -> None:

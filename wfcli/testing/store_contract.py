@@ -735,16 +735,18 @@ class StoreContract:
             lease.release()
 
     def test_still_due_judges_a_lease_by_the_journal_now(self, store: JournalStore) -> None:
-        for instance_id in ("finished", "crashed", "untouched"):
+        for instance_id in ("finished", "crashed", "untouched", "mailed"):
             store.create(created(instance_id))
         listed = {s.id: s for s in store.list_instances(ListQuery(due_at=START)).instances}
-        assert set(listed) == {"finished", "crashed", "untouched"}
+        assert set(listed) == {"finished", "crashed", "untouched", "mailed"}
         run = RunStarted(at=START, pid=OTHER.pid, host=OTHER.host)
-        with store.acquire("finished", OTHER) as lease:  # run elsewhere since the listing
-            lease.append([run, Finished(at=START, output=None)])
+        for finished in ("finished", "mailed"):
+            with store.acquire(finished, OTHER) as lease:  # run elsewhere since the listing
+                lease.append([run, Finished(at=START, output=None)])
+        store.post("mailed", message(1))  # and then sent a message: due for it
         with store.acquire("crashed", OTHER) as lease:  # started elsewhere, then died
             lease.append([run])
-        expected = {"finished": False, "crashed": True, "untouched": True}
+        expected = {"finished": False, "crashed": True, "untouched": True, "mailed": True}
         for instance_id, due in expected.items():
             with store.acquire(instance_id, OWNER) as lease:
                 assert store.still_due(lease, listed[instance_id], START) is due, instance_id
