@@ -248,6 +248,30 @@ def test_a_line_over_the_length_limit_is_reported(tmp_path: Path) -> None:
         store.read("long")
 
 
+@pytest.mark.parametrize("limit", [1 << 20, 400], ids=["whole", "in-chunks"])
+def test_a_journal_that_grows_while_it_is_read_is_read_to_its_new_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """A lease holder appends between the reader's ``stat`` and its reads."""
+    store = FileStore(tmp_path / "store", max_line_bytes=limit)
+    path = write_journal(store, "grows", 2)
+    with store.acquire("grows", OWNER) as lease:  # the line that arrives mid-read
+        lease.append(step_records(3)[2:])
+    arriving = lines_of(path)[-1] + b"\n"
+    path.write_bytes(path.read_bytes()[: -len(arriving)])
+    real_fstat = os.fstat
+
+    def fstat_then_append(fd: int) -> os.stat_result:
+        info = real_fstat(fd)
+        with path.open("ab") as journal:
+            journal.write(arriving)
+        monkeypatch.setattr(file_store_module.os, "fstat", real_fstat)
+        return info
+
+    monkeypatch.setattr(file_store_module.os, "fstat", fstat_then_append)
+    assert store.read("grows")[1:] == step_records(3)
+
+
 def test_a_damaged_inbox_message_is_reported_with_its_file(file_store: FileStore) -> None:
     file_store.create(created("order-1"))
     file_store.post("order-1", message(1))
