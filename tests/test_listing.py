@@ -437,27 +437,36 @@ def counting_reads(monkeypatch: pytest.MonkeyPatch, store: JournalStore) -> list
     return reads
 
 
-def test_a_journal_as_this_processs_lease_left_it_is_listed_without_being_read_again(
+def run_claimed(client: WorkflowClient, limit: int) -> list[str]:
+    """Claim up to ``limit`` due instances, as a worker does, and run each on its lease."""
+    claimed = []
+    for lease in client.claim_due(limit).leases:
+        client.execute(lease.instance_id, lease=lease)
+        claimed.append(lease.instance_id)
+    return claimed
+
+
+def test_a_journal_as_a_workers_lease_left_it_is_listed_without_being_read_again(
     client: WorkflowClient, effects: Effects, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     indexed_pipelines(client, effects, 3)
-    client.execute("p0")
-    client.execute(client.create("sleeper", params={"dir": str(effects.folder), "seconds": 60}).id)
+    client.create("sleeper", params={"dir": str(effects.folder), "seconds": 60}, instance_id="s")
+    ran = run_claimed(client, 2)
     reads = counting_reads(monkeypatch, client.store)
 
     shown = listed(client)
 
     assert reads == []
     assert shown == read_everything(client)
-    assert {d["id"]: d["status"] for d in shown}["p0"] == "complete"
+    statuses = {d["id"]: d["status"] for d in shown}
+    assert [statuses[instance_id] for instance_id in ran] == ["complete", "complete"]
 
 
-def test_a_journal_changed_since_this_processs_lease_left_it_is_read_again(
+def test_a_journal_changed_since_a_workers_lease_left_it_is_read_again(
     client: WorkflowClient, store_dir: Path, effects: Effects, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client.list_instances()
     asleep = client.create("sleeper", params={"dir": str(effects.folder), "seconds": 60})
-    asleep.execute()
+    assert run_claimed(client, 1) == [asleep.id]
     make_client(store_dir).terminate(asleep.id)  # another process changes the journal
     reads = counting_reads(monkeypatch, client.store)
 
@@ -468,12 +477,24 @@ def test_a_journal_changed_since_this_processs_lease_left_it_is_read_again(
     assert [d["status"] for d in shown] == ["terminated"]
 
 
-def test_an_instance_deleted_by_this_processs_lease_is_not_listed_again(
+def test_a_process_that_only_lists_and_runs_reads_what_its_leases_wrote(
+    client: WorkflowClient, effects: Effects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a worker (no claim queue): its leases keep nothing, so nothing piles up."""
+    indexed_pipelines(client, effects, 1)
+    client.execute("p0")
+    reads = counting_reads(monkeypatch, client.store)
+
+    assert listed(client) == read_everything(client)
+    assert reads[0] == "p0"
+
+
+def test_an_instance_a_worker_ran_and_then_deleted_is_not_listed_again(
     client: WorkflowClient, effects: Effects
 ) -> None:
     indexed_pipelines(client, effects, 2)
-    client.execute("p1")
-    client.delete("p1")
+    ran = run_claimed(client, 1)
+    client.delete(ran[0])
 
-    assert [d["id"] for d in listed(client)] == ["p0"]
+    assert [d["id"] for d in listed(client)] == [i for i in ("p1", "p0") if i not in ran]
     assert listed(client) == read_everything(client)

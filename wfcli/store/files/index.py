@@ -5,7 +5,7 @@ says that. Reading and folding every journal each time costs ~0.15 ms per
 instance; the index keeps a summary of each journal in the store's cache with
 the journal version it was folded from (:meth:`FileStore.journal_versions`),
 so a listing reads again only the journals that changed since the last one, and
-not even those that this process's own leases changed last (their records are
+in a worker not even those that its own leases changed last (their records are
 folded as the lease left them).
 
 An entry whose version no longer matches is never used; an index that is

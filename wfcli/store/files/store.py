@@ -269,15 +269,16 @@ class _FileLease(Lease):
         self._mutex = threading.Lock()  # parallel steps append from several threads
         self._rules = JournalRules(instance_id, self._journal_path)
         self._journal: list[Record] | None = None
-        """The journal's records as this lease read and appended them, kept when the
-        store has an index, to tell it at release (:meth:`FileStore.left_by_lease`)."""
+        """The journal's records as this lease read and appended them, kept in a worker
+        (a store with a claim queue), to tell its index at release
+        (:meth:`FileStore.left_by_lease`)."""
         self._read_count = 0
 
     def read(self) -> list[Record]:
         records, self._length = self._store.read_with_length(self.instance_id, self._rules)
         self._record_count = len(records)
         self._read_count = len(records)
-        if self._store._index is not None:
+        if self._store._claims is not None:  # a worker's, which takes them at its next claim
             self._journal = list(records)
         return records
 
