@@ -283,21 +283,29 @@ def test_appends_never_notify(pg: PgStore) -> None:
     assert pg.wait_for_work(0.2) is False
 
 
-def test_a_listing_equals_the_folding_default_after_real_runs(pg: PgStore, tmp_path: Path) -> None:
+def real_runs(pg: PgStore, tmp_path: Path) -> tuple[WorkflowClient, dict[str, object]]:
+    """A client over ``pg`` and the params its runs take, with one instance complete
+    (``done``), two waiting for an event (``waits``, ``ready``) and one asleep for an
+    hour (``asleep``)."""
     effects = tmp_path / "effects"
     effects.mkdir()
     client = WorkflowClient(pg, WORKFLOWS, clock=FakeClock())
-    params = {"dir": str(effects), "n": 1}
-    client.create("pipeline", params=params, instance_id="done")
-    client.execute("done")
-    client.create("approval", params=params, instance_id="waits")
-    client.execute("waits")
-    client.create("approval", params=params, instance_id="ready")
-    client.execute("ready")
+    params: dict[str, object] = {"dir": str(effects), "n": 1}
+    for workflow, instance_id, extra in (
+        ("pipeline", "done", {}),
+        ("approval", "waits", {}),
+        ("approval", "ready", {}),
+        ("sleeper", "asleep", {"seconds": 3600}),
+    ):
+        client.create(workflow, params={**params, **extra}, instance_id=instance_id)
+        client.execute(instance_id)
+    return client, params
+
+
+def test_a_listing_equals_the_folding_default_after_real_runs(pg: PgStore, tmp_path: Path) -> None:
+    client, params = real_runs(pg, tmp_path)
     pg.post("ready", message(1, "event"))
     client.send_event("ready", "approve", {"by": "me"})
-    client.create("sleeper", params={**params, "seconds": 3600}, instance_id="asleep")
-    client.execute("asleep")
     client.create("pipeline", params={"b": 1, "a": 2, **params}, instance_id="queued")
     client.create("flaky", params=params, instance_id="retrying")
     client.execute("retrying")
@@ -327,19 +335,8 @@ def test_a_listing_equals_the_folding_default_after_real_runs(pg: PgStore, tmp_p
 def test_still_due_from_the_row_equals_the_folding_default_after_real_runs(
     pg: PgStore, tmp_path: Path
 ) -> None:
-    effects = tmp_path / "effects"
-    effects.mkdir()
-    client = WorkflowClient(pg, WORKFLOWS, clock=FakeClock())
-    params = {"dir": str(effects), "n": 1}
-    client.create("pipeline", params=params, instance_id="done")
-    client.execute("done")
-    client.create("approval", params=params, instance_id="waits")
-    client.execute("waits")
-    client.create("approval", params=params, instance_id="ready")
-    client.execute("ready")
+    client, params = real_runs(pg, tmp_path)
     client.send_event("ready", "approve", {"by": "me"})
-    client.create("sleeper", params={**params, "seconds": 3600}, instance_id="asleep")
-    client.execute("asleep")
     client.create("pipeline", params=params, instance_id="queued")
     client.create("pipeline", params=params, instance_id="mailed")
     client.execute("mailed")
