@@ -159,7 +159,7 @@ def summary_columns(state: InstanceState) -> dict[str, object]:
     }
 
 
-def _summary_of_columns(
+def _journal_summary(
     instance_id: str, workflow: str, status: str, event_ready: bool, summary: str
 ) -> JournalSummary:
     document = json.loads(summary)
@@ -857,23 +857,15 @@ class PgStore(JournalStore):
 
     def still_due(self, lease: Lease, listed: InstanceSummary, now: datetime) -> bool:
         """Judged from the instance's row, whose summary every append keeps, and the
-        actions of its mail, in one query: the journal is not read (the run reads it)."""
-        row = self.run(
-            lambda conn: conn.execute(
-                """
-                SELECT i.workflow, i.status, i.event_ready, i.summary, coalesce(
-                    (SELECT array_agg(action ORDER BY seq) FROM wf_inbox
-                     WHERE instance_id = i.instance_id), '{}')
-                FROM wf_instance i WHERE i.instance_id = %s
-                """,
-                (lease.instance_id,),
-            ).fetchone()
-        )
-        if row is None:
+        actions of its mail, by the listing's query of that one row: the journal is not
+        read (the run reads it). ``lease`` holds the row, so its holder is not counted."""
+        found = self._listing("i.instance_id = %(id)s", {"id": lease.instance_id}, "ASC", None)
+        if found.damaged:
+            raise found.damaged[0]
+        if not found.instances:
             return False
-        *columns, actions = row
-        journal = self._journal_summary(lease.instance_id, *columns)
-        return InstanceSummary.of(journal, None, tuple(actions)).is_due(now)
+        row = found.instances[0]
+        return InstanceSummary.of(row.journal, None, row.pending_messages).is_due(now)
 
     @contextlib.contextmanager
     def admission_lock(self) -> Iterator[None]:
@@ -1025,24 +1017,14 @@ class PgStore(JournalStore):
         damaged: list[Damage] = []
         for instance_id, workflow, status, ready, summary, worker, pid, host, actions in rows:
             try:
-                journal = self._journal_summary(instance_id, workflow, status, ready, summary)
-            except JournalCorruptError as error:
-                damaged.append(error)
+                journal = _journal_summary(instance_id, workflow, status, ready, summary)
+            except (ValueError, KeyError, TypeError, RecordError):
+                damaged.append(
+                    JournalCorruptError(self.where(instance_id), 1, "unreadable listing summary")
+                )
                 continue
             instances.append(InstanceSummary.of(journal, _owner(worker, pid, host), tuple(actions)))
         return Listing(instances, damaged)
-
-    def _journal_summary(
-        self, instance_id: str, workflow: str, status: str, event_ready: bool, summary: str
-    ) -> JournalSummary:
-        """An instance row's listing columns as a summary; raises
-        :class:`JournalCorruptError` if they cannot be read."""
-        try:
-            return _summary_of_columns(instance_id, workflow, status, event_ready, summary)
-        except (ValueError, KeyError, TypeError, RecordError):
-            raise JournalCorruptError(
-                self.where(instance_id), 1, "unreadable listing summary"
-            ) from None
 
     def check(self) -> StoreReport:
         from wfcli.store.postgres.doctor import check_database
