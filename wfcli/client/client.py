@@ -238,8 +238,9 @@ class WorkflowClient:
         ``interceptor`` is for :mod:`wfcli.testing`; ``lease`` is a lease already
         taken on the instance (:meth:`claim_due`).
         """
+        validate_instance_id(instance_id)
         if lease is None:
-            lease = self.store.acquire_patiently(validate_instance_id(instance_id), Owner.current())
+            lease = self.store.acquire_patiently(instance_id, Owner.current())
         state = self.executor.execute(
             instance_id,
             observer=observer,
